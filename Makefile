@@ -1,0 +1,31 @@
+# Two commands set everything up on a fresh machine:
+#   make demo   create .venv, install vgbench and its dependencies, provision MNIST, train the default run
+#   make test   the same install, then the test suite
+PYTHON ?= python3
+VENV ?= .venv
+BIN := $(VENV)/bin
+STAMP := $(VENV)/.installed-stamp
+
+.PHONY: install demo test lint clean-venv
+
+# Reinstall whenever pyproject.toml changes; the editable install keeps conf/ and src/ live.
+$(STAMP): pyproject.toml
+	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
+	$(BIN)/python -m pip install --quiet --editable '.[dev]'
+	touch $(STAMP)
+
+install: $(STAMP)
+
+demo: $(STAMP)
+	$(BIN)/vgbench-data data=mnist
+	$(BIN)/vgbench-train
+
+test: $(STAMP)
+	$(BIN)/python -m pytest
+
+lint: $(STAMP)
+	$(BIN)/ruff check src tests scripts
+	$(BIN)/ruff format --check src tests scripts
+
+clean-venv:
+	rm -rf $(VENV)

@@ -1,0 +1,125 @@
+"""Data on the device: each split is one normalised tensor, and a batch is an index slice of a randperm.
+
+No Dataset, no DataLoader, no per-sample __getitem__: MNIST is 47 MB as float32, so it lives on the
+training device whole and a batch costs one `index_select`.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from dataclasses import dataclass
+
+import numpy as np
+import torch
+from omegaconf import DictConfig
+from torch import Tensor
+
+from vgbench.config import ConfigError
+from vgbench.provision import FILES, provision, read_idx
+
+
+@dataclass
+class Split:
+    x: Tensor  # (n, num_features) float32
+    y: Tensor  # (n,) int64
+
+    def __len__(self) -> int:
+        return len(self.y)
+
+    def to(self, device: torch.device) -> Split:
+        return Split(self.x.to(device), self.y.to(device))
+
+
+@dataclass
+class Data:
+    train: Split
+    val: Split | None  # None when data.val_size == 0
+    test: Split
+    num_features: int
+    num_classes: int
+    source: str  # where the files came from, or "synthetic"
+
+    @property
+    def held_out(self) -> tuple[str, Split]:
+        """The split evaluated each epoch: validation if there is one, else test."""
+        return ("val", self.val) if self.val is not None else ("test", self.test)
+
+
+def synthetic_splits(cfg: DictConfig) -> tuple[Split, Split]:
+    """Gaussian clusters, one per class, shaped like flattened MNIST; the same for every run.
+
+    Each feature carries a unit-variance class signal under Gaussian noise of std `noise`: at the
+    default noise=2 a small MLP reaches about 0.65 test accuracy after one epoch and 0.9 after two.
+    """
+    generator = torch.Generator().manual_seed(cfg.generator_seed)
+    means = torch.randn(cfg.num_classes, cfg.num_features, generator=generator)
+
+    def draw(n: int) -> Split:
+        y = torch.randperm(n, generator=generator) % cfg.num_classes
+        x = means[y] + cfg.noise * torch.randn(n, cfg.num_features, generator=generator)
+        return Split(x, y)
+
+    return draw(cfg.num_train), draw(cfg.num_test)
+
+
+def idx_splits(files: dict[str, np.ndarray]) -> tuple[Split, Split]:
+    """Train and test splits from the four IDX arrays (keyed by file name), pixels scaled to [0, 1]."""
+
+    def split(images: np.ndarray, labels: np.ndarray) -> Split:
+        x = torch.tensor(images, dtype=torch.float32).flatten(1) / 255
+        return Split(x, torch.tensor(labels, dtype=torch.int64))
+
+    return (
+        split(files["train-images-idx3-ubyte"], files["train-labels-idx1-ubyte"]),
+        split(files["t10k-images-idx3-ubyte"], files["t10k-labels-idx1-ubyte"]),
+    )
+
+
+def load_data(cfg: DictConfig, seed: int, device: torch.device) -> Data:
+    """Provision (if needed), limit, hold out and normalise the splits, then move them to `device`."""
+    if cfg.name == "synthetic":
+        train, test = synthetic_splits(cfg)
+        source = "synthetic"
+    else:
+        provisioned = provision(cfg.name, cfg.root)
+        arrays = {name: read_idx(provisioned.raw_dir / name) for name in FILES}
+        train, test = idx_splits(arrays)
+        source = provisioned.source
+    if cfg.limit_train is not None:
+        train = Split(train.x[: cfg.limit_train], train.y[: cfg.limit_train])
+    if cfg.limit_test is not None:
+        test = Split(test.x[: cfg.limit_test], test.y[: cfg.limit_test])
+
+    val = None
+    if cfg.val_size > 0:
+        if cfg.val_size >= len(train):
+            raise ConfigError(f"data.val_size={cfg.val_size} leaves no training examples out of {len(train)}")
+        order = torch.randperm(len(train), generator=torch.Generator().manual_seed(seed))
+        val_idx, train_idx = order[: cfg.val_size], order[cfg.val_size :]
+        train, val = Split(train.x[train_idx], train.y[train_idx]), Split(train.x[val_idx], train.y[val_idx])
+
+    if cfg.normalize:  # statistics of the training examples only: nothing leaks from val or test
+        mean, std = train.x.mean(), train.x.std()
+        train, test = (Split((s.x - mean) / std, s.y) for s in (train, test))
+        val = Split((val.x - mean) / std, val.y) if val is not None else None
+
+    num_classes = int(max(train.y.max(), test.y.max())) + 1
+    return Data(
+        train=train.to(device),
+        val=val.to(device) if val is not None else None,
+        test=test.to(device),
+        num_features=train.x.shape[1],
+        num_classes=num_classes,
+        source=source,
+    )
+
+
+def epoch_batches(num_examples: int, batch_size: int, seed: int, epoch: int, device: torch.device) -> Iterator[Tensor]:
+    """Index batches of one epoch: slices of a permutation that depends only on (seed, epoch).
+
+    Stateless on purpose: a run resumed at epoch k draws exactly the batches of an uninterrupted run.
+    The last batch is smaller when batch_size does not divide num_examples.
+    """
+    generator = torch.Generator().manual_seed(seed * 1_000_003 + epoch)
+    order = torch.randperm(num_examples, generator=generator).to(device)
+    yield from order.split(batch_size)

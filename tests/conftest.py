@@ -1,0 +1,44 @@
+"""Shared fixtures: compose the real Hydra config with overrides, the way the app does."""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+from hydra import compose, initialize_config_dir
+from omegaconf import DictConfig
+
+from vgbench.config import CONF_DIR, register_configs
+
+REPO = Path(__file__).resolve().parents[1]
+# A tiny, fast synthetic run; tests add their own overrides on top.
+TINY = ["data=synthetic", "data.num_train=512", "data.num_test=128", "model.width=32", "trainer.device=cpu",
+        "trainer.cpu_threads=1"]  # fmt: skip
+
+register_configs()
+
+
+def make_cfg(*overrides: str) -> DictConfig:
+    with initialize_config_dir(str(CONF_DIR), version_base="1.3"):
+        return compose("config", overrides=list(overrides))
+
+
+def run_app(*args: str, cwd: Path | None = None, env: dict[str, str] | None = None,
+            module: str = "vgbench.train") -> subprocess.CompletedProcess:  # fmt: skip
+    """Run a vgbench command line in a fresh interpreter, as a user would."""
+    return subprocess.run(
+        [sys.executable, "-m", module, *args],
+        cwd=cwd or REPO,
+        env={**os.environ, "PYTHONUNBUFFERED": "1", **(env or {})},
+        capture_output=True,
+        text=True,
+        timeout=600,
+    )
+
+
+@pytest.fixture
+def cfg_factory():
+    return make_cfg
