@@ -88,12 +88,26 @@ class TrainerConfig:
 
 
 @dataclass
+class MonitorConfig:
+    enabled: bool = True  # per-layer gradient and activation statistics (see vgbench.monitor)
+    every_n_steps: int = 100  # measured at step 0, every N steps and at each epoch end
+    histogram_every_n_steps: int = 1000  # weight-gradient and activation histograms; 0 turns them off
+
+
+@dataclass
+class LoggerConfig:
+    tensorboard: bool = True  # event files in the run folder; the monitor still feeds summary.json without
+
+
+@dataclass
 class Config:
     activation: ActivationConfig = MISSING
     model: ModelConfig = MISSING
     optimizer: OptimizerConfig = MISSING
     data: DataConfig = MISSING
     trainer: TrainerConfig = MISSING
+    monitor: MonitorConfig = MISSING
+    logger: LoggerConfig = MISSING
     loss: str = "cross_entropy"
 
 
@@ -125,6 +139,8 @@ def register_configs() -> None:
     store.store(group="optimizer", name="optimizer_schema", node=OptimizerConfig)
     store.store(group="data", name="data_schema", node=DataConfig)
     store.store(group="trainer", name="trainer_schema", node=TrainerConfig)
+    store.store(group="monitor", name="monitor_schema", node=MonitorConfig)
+    store.store(group="logger", name="logger_schema", node=LoggerConfig)
 
 
 def _choice(key: str, value: Any, choices: tuple[str, ...] | list[str]) -> None:
@@ -187,6 +203,8 @@ def validate(cfg: Config | DictConfig) -> None:
     _at_least("trainer.eval_every", cfg.trainer.eval_every, 1)
     _at_least("trainer.log_every_n_steps", cfg.trainer.log_every_n_steps, 1)
     _choice("trainer.amp", cfg.trainer.amp, AMP_MODES)
+    _at_least("monitor.every_n_steps", cfg.monitor.every_n_steps, 1)
+    _at_least("monitor.histogram_every_n_steps", cfg.monitor.histogram_every_n_steps, 0)
     threads = cfg.trainer.cpu_threads
     if threads != "auto" and not (isinstance(threads, int) and threads >= 1):
         raise ConfigError(f"trainer.cpu_threads={threads!r} is not valid; use 'auto' or an int >= 1")

@@ -7,6 +7,7 @@ remedies for vanishing gradients are switches: `norm` (batch or layer norm befor
 
 from __future__ import annotations
 
+import copy
 import math
 
 import torch
@@ -55,9 +56,10 @@ class MLP(nn.Module):
     ) -> None:
         super().__init__()
         sizes = [in_features, *widths]
-        # One Activation instance is shared by all layers: it holds no state, only the parameters of f.
+        # Each layer gets its own copy of f, so a hook on `layer.activation` sees that layer alone.
         self.hidden = nn.ModuleList(
-            HiddenLayer(sizes[i], sizes[i + 1], activation, norm, residual, dropout) for i in range(len(widths))
+            HiddenLayer(sizes[i], sizes[i + 1], copy.deepcopy(activation), norm, residual, dropout)
+            for i in range(len(widths))
         )
         self.output = nn.Linear(sizes[-1], num_classes)
 

@@ -33,6 +33,8 @@ from vgbench.config import CONF_DIR, ConfigError, register_configs, validate
 from vgbench.data import Data, Split, epoch_batches, load_data
 from vgbench.files import save_torch_atomic, write_json_atomic
 from vgbench.model import build_model
+from vgbench.monitor import GradientMonitor
+from vgbench.recorder import Recorder
 from vgbench.runtime import configure_threads, resolve_device, seed_everything
 
 log = logging.getLogger(__name__)
@@ -79,6 +81,10 @@ class MixedPrecision:
             return contextlib.nullcontext()
         return torch.autocast(self.device_type, dtype=self.dtype)
 
+    def loss_scale(self) -> float:
+        """The factor fp16 scaling multiplies the loss (and so every backward signal) by; 1 otherwise."""
+        return self.scaler.get_scale() if self.scaler.is_enabled() else 1.0
+
     def backward_and_step(self, loss: Tensor, optimizer: torch.optim.Optimizer) -> None:
         self.scaler.scale(loss).backward()
         self.scaler.step(optimizer)
@@ -115,11 +121,15 @@ def train_epoch(
     cfg: DictConfig,
     epoch: int,
     state: TrainState,
+    monitor: GradientMonitor | None = None,
+    recorder: Recorder | None = None,
 ) -> tuple[float, float]:
     """One pass over the training split. Returns (mean loss, accuracy); a non-finite loss ends it early.
 
     Divergence is checked at each log event (every `trainer.log_every_n_steps` steps): once the loss is
     NaN or infinite the running sum stays so, and checking per step would cost a host sync per step.
+    On the steps the monitor measures (and the epoch's last step) its hooks are open for the forward
+    and backward pass, and its measurement goes to the recorder.
     """
     model.train()
     device = train.x.device
@@ -127,21 +137,30 @@ def train_epoch(
     correct = torch.zeros((), device=device)
     seen = 0
     num_batches = math.ceil(len(train) / cfg.data.batch_size)
+    log_every = cfg.trainer.log_every_n_steps  # read once: a config lookup costs microseconds a step
     progress = tqdm(total=num_batches, desc=f"epoch {epoch + 1}/{cfg.trainer.epochs}", disable=None, leave=False)
     mean_loss = accuracy = float("nan")
     for batch, idx in enumerate(epoch_batches(len(train), cfg.data.batch_size, cfg.trainer.seed, epoch, device), 1):
         x, y = train.x[idx], train.y[idx]
-        with precision.autocast():
-            logits = model(x)
-            loss = loss_fn(logits.float(), y)
-        optimizer.zero_grad(set_to_none=True)
-        precision.backward_and_step(loss, optimizer)
+        measuring = monitor is not None and (monitor.due(state.step) or batch == num_batches)
+        with monitor.capture(monitor.histograms_due(state.step)) if measuring else contextlib.nullcontext():
+            with precision.autocast():
+                logits = model(x)
+                loss = loss_fn(logits.float(), y)
+            optimizer.zero_grad(set_to_none=True)
+            weights_before = monitor.snapshot_weights() if measuring else []
+            loss_scale = precision.loss_scale() if measuring else 1.0
+            precision.backward_and_step(loss, optimizer)
+        if measuring:
+            measurement = monitor.collect(state.step, weights_before, {"train/batch_loss": loss.detach()}, loss_scale)
+            if recorder is not None:
+                recorder.measurement(measurement, epoch + 1)
         state.step += 1
 
         loss_sum += loss.detach() * len(y)
         correct += (logits.argmax(dim=1) == y).sum()
         seen += len(y)
-        if batch % cfg.trainer.log_every_n_steps == 0 or batch == num_batches:
+        if batch % log_every == 0 or batch == num_batches:
             mean_loss, accuracy = (torch.stack([loss_sum, correct]) / seen).tolist()  # the one host sync
             progress.update(batch - progress.n)
             progress.set_postfix(loss=f"{mean_loss:.4f}", acc=f"{accuracy:.4f}")
@@ -161,7 +180,7 @@ def _trajectory_config(cfg: DictConfig) -> str:
 
 
 def save_checkpoint(path: Path, cfg: DictConfig, model: nn.Module, optimizer: torch.optim.Optimizer,
-                    precision: MixedPrecision, state: TrainState) -> None:  # fmt: skip
+                    precision: MixedPrecision, state: TrainState, recorder: Recorder) -> None:  # fmt: skip
     save_torch_atomic(path, {
         "trajectory_config": _trajectory_config(cfg),
         "model": model.state_dict(),
@@ -170,13 +189,14 @@ def save_checkpoint(path: Path, cfg: DictConfig, model: nn.Module, optimizer: to
         "epoch": state.epoch,
         "step": state.step,
         "history": state.history,
+        "recorder": recorder.state(),
         "cpu_rng": torch.get_rng_state(),
         "cuda_rng": torch.cuda.get_rng_state_all() if torch.cuda.is_available() else [],
     })  # fmt: skip
 
 
 def load_checkpoint(path: Path, cfg: DictConfig, model: nn.Module, optimizer: torch.optim.Optimizer,
-                    precision: MixedPrecision) -> TrainState:  # fmt: skip
+                    precision: MixedPrecision) -> tuple[TrainState, dict[str, Any]]:  # fmt: skip
     checkpoint = torch.load(path, map_location="cpu", weights_only=True)
     if checkpoint["trajectory_config"] != _trajectory_config(cfg):
         raise ConfigError(
@@ -189,7 +209,22 @@ def load_checkpoint(path: Path, cfg: DictConfig, model: nn.Module, optimizer: to
     torch.set_rng_state(checkpoint["cpu_rng"])
     if checkpoint["cuda_rng"]:
         torch.cuda.set_rng_state_all(checkpoint["cuda_rng"])
-    return TrainState(checkpoint["epoch"], checkpoint["step"], checkpoint["history"])
+    return TrainState(checkpoint["epoch"], checkpoint["step"], checkpoint["history"]), checkpoint["recorder"]
+
+
+def _hparams(cfg: DictConfig) -> dict[str, Any]:
+    """The knobs a sweep varies, as TensorBoard's HParams table shows them."""
+    width = cfg.model.width
+    return {
+        "activation": cfg.activation.name,
+        "depth": cfg.model.depth,
+        "width": width if isinstance(width, int) else str(list(width)),
+        "init": cfg.model.init,
+        "optimizer": cfg.optimizer.name,
+        "lr": cfg.optimizer.lr,
+        "loss": cfg.loss,
+        "seed": cfg.trainer.seed,
+    }
 
 
 def run(cfg: DictConfig, run_dir: Path, concurrent_jobs: int = 1) -> dict[str, Any]:
@@ -211,17 +246,25 @@ def run(cfg: DictConfig, run_dir: Path, concurrent_jobs: int = 1) -> dict[str, A
     model = build_model(cfg.model, cfg.activation, data.num_features, data.num_classes).to(device)
     optimizer = build_optimizer(cfg.optimizer, model.parameters())
     loss_fn = LOSS_FUNCTIONS[cfg.loss]
-    state = TrainState()
-    if cfg.trainer.resume and checkpoint_path.exists():
-        state = load_checkpoint(checkpoint_path, cfg, model, optimizer, precision)
+    state, recorded = TrainState(), None
+    resuming = cfg.trainer.resume and checkpoint_path.exists()
+    if resuming:
+        state, recorded = load_checkpoint(checkpoint_path, cfg, model, optimizer, precision)
         log.info("resumed from %s after epoch %d", checkpoint_path, state.epoch)
     log.info("model: %s on %s (%d torch threads)", model, device, threads)
+    monitor = None
+    if cfg.monitor.enabled:
+        monitor = GradientMonitor(model, cfg.monitor.every_n_steps, cfg.monitor.histogram_every_n_steps)
+    recorder = Recorder(run_dir, len(model.linears()), cfg.logger.tensorboard, recorded,
+                        resume_step=state.step if resuming else None)  # fmt: skip
 
     status = "completed"
     steps_before = state.step
     train_started = time.perf_counter()
     for epoch in range(state.epoch, cfg.trainer.epochs):
-        train_loss, train_acc = train_epoch(model, data.train, optimizer, loss_fn, precision, cfg, epoch, state)
+        train_loss, train_acc = train_epoch(
+            model, data.train, optimizer, loss_fn, precision, cfg, epoch, state, monitor, recorder
+        )
         if not math.isfinite(train_loss):
             status = "diverged"
             log.warning("epoch %d: the training loss is %s; stopping (status: diverged)", epoch + 1, train_loss)
@@ -235,8 +278,9 @@ def run(cfg: DictConfig, run_dir: Path, concurrent_jobs: int = 1) -> dict[str, A
         state.epoch = epoch + 1
         log.info("epoch %d/%d: %s", epoch + 1, cfg.trainer.epochs,
                  ", ".join(f"{k} {v:.4f}" for k, v in record.items() if k != "epoch"))  # fmt: skip
+        recorder.epoch_end(state.step, record, optimizer.param_groups[0]["lr"])
         if cfg.trainer.checkpoint:
-            save_checkpoint(checkpoint_path, cfg, model, optimizer, precision, state)
+            save_checkpoint(checkpoint_path, cfg, model, optimizer, precision, state, recorder)
     train_seconds = time.perf_counter() - train_started
 
     test_loss, test_acc = evaluate(model, data.test, cfg.data.eval_batch_size, loss_fn)
@@ -255,8 +299,16 @@ def run(cfg: DictConfig, run_dir: Path, concurrent_jobs: int = 1) -> dict[str, A
         "cpu_threads": threads,
         "torch_version": torch.__version__,
         "data_source": data.source,
+        "first_to_last_grad_ratio": {"step0": recorder.ratio("step0"), "final": recorder.ratio("final")},
+        "profile": recorder.profiles,
         "config": OmegaConf.to_container(cfg, resolve=True),
     }
+    recorder.finish(_hparams(cfg), {
+        "hparams/test_acc": test_acc,
+        "hparams/train_loss": final.get("train_loss", float("nan")),
+        "hparams/first_to_last_grad_ratio_step0": recorder.ratio("step0") or float("nan"),
+        "hparams/first_to_last_grad_ratio_final": recorder.ratio("final") or float("nan"),
+    })  # fmt: skip
     write_json_atomic(run_dir / "summary.json", summary)
     log.info("%s: test accuracy %.4f, test loss %.4f (summary: %s)", status, test_acc, test_loss,
              run_dir / "summary.json")  # fmt: skip

@@ -1,0 +1,150 @@
+"""What a run writes for TensorBoard and for people without it: event files, CSV series, summary profile."""
+
+import csv
+import json
+import socket
+import subprocess
+import sys
+import time
+import urllib.request
+from pathlib import Path
+
+import pytest
+from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
+
+from tests.conftest import TINY, make_cfg
+from vgbench.tb_writer import layer_tag
+from vgbench.train import run
+
+# 512 examples at batch 64: 8 steps an epoch, so 2 epochs are steps 0..15
+MONITORED = [*TINY, "model.depth=3", "trainer.epochs=2", "monitor.every_n_steps=3", "monitor.histogram_every_n_steps=6"]
+MEASURED = [0, 3, 6, 7, 9, 12, 15]  # every 3rd step, plus each epoch's last step (7 and 15)
+
+
+def events(run_dir: Path) -> EventAccumulator:
+    accumulator = EventAccumulator(str(run_dir), size_guidance={"scalars": 0, "histograms": 0, "images": 0,
+                                                                 "tensors": 0})  # fmt: skip
+    accumulator.Reload()
+    return accumulator
+
+
+@pytest.fixture(scope="module")
+def monitored_run(tmp_path_factory):
+    run_dir = tmp_path_factory.mktemp("monitored")
+    return run_dir, run(make_cfg(*MONITORED), run_dir)
+
+
+def test_layer_tags_are_zero_padded_to_sort():
+    assert layer_tag("delta_norm", 1, 4) == "delta_norm/layer_01"
+    assert layer_tag("delta_norm", 7, 101) == "delta_norm/layer_007"
+    tags = [layer_tag("x", i, 12) for i in range(1, 13)]
+    assert tags == sorted(tags)
+
+
+def test_event_file_holds_the_tags_at_the_expected_steps(monitored_run):
+    run_dir, _ = monitored_run
+    accumulator = events(run_dir)
+    scalars = set(accumulator.Tags()["scalars"])
+    for layer in ("01", "02", "03", "04"):  # 3 hidden layers and the output layer
+        for metric in ("grad_norm/weight", "grad_norm/bias", "grad_to_weight", "update_ratio", "delta_norm"):
+            assert f"{metric}/layer_{layer}" in scalars
+    for layer in ("01", "02", "03"):
+        for metric in ("activation/mean", "activation/std", "activation/saturated", "activation/dead",
+                       "preactivation/std"):  # fmt: skip
+            assert f"{metric}/layer_{layer}" in scalars
+    assert "activation/std/layer_04" not in scalars  # the output layer has no activation
+    assert [e.step for e in accumulator.Scalars("grad_ratio/first_to_last")] == MEASURED
+    assert [e.step for e in accumulator.Scalars("grad_norm/weight/layer_01")] == MEASURED
+    assert [e.step for e in accumulator.Scalars("train/loss")] == [8, 16]  # epoch ends, by global step
+    assert {"train/acc", "test/loss", "test/acc", "lr", "train/batch_loss", "grad_norm/total"} <= scalars
+    assert [e.step for e in accumulator.Histograms("grad/weight/layer_01")] == [0, 6, 12]
+    assert "activation/layer_03" in accumulator.Tags()["histograms"]
+    assert [e.step for e in accumulator.Images("gradient_profile")] == [8, 16]
+    assert "custom_scalars__config__" in accumulator.Tags()["tensors"]
+    hparams = accumulator.PluginTagToContent("hparams")
+    assert {"_hparams_/experiment", "_hparams_/session_start_info", "_hparams_/session_end_info"} <= set(hparams)
+    assert list(run_dir.glob("*/events.out.tfevents.*")) == []  # no add_hparams subfolder
+
+
+def test_scalars_equal_the_csv_series_and_the_summary(monitored_run):
+    run_dir, summary = monitored_run
+    accumulator = events(run_dir)
+    rows = list(csv.DictReader((run_dir / "layers.csv").open()))
+    assert len(rows) == len(MEASURED) * 4
+    first_layer = [float(r["grad_norm/weight"]) for r in rows if r["layer"] == "1"]
+    assert [e.value for e in accumulator.Scalars("grad_norm/weight/layer_01")] == pytest.approx(first_layer, rel=1e-6)
+    assert [r["activation/std"] for r in rows if r["kind"] == "output"] == [""] * len(MEASURED)
+    steps = list(csv.DictReader((run_dir / "steps.csv").open()))
+    assert [int(r["step"]) for r in steps] == MEASURED
+    assert [int(r["epoch"]) for r in steps] == [1, 1, 1, 1, 2, 2, 2]
+    step0 = summary["profile"]["step0"]
+    assert step0["step"] == 0 and summary["profile"]["final"]["step"] == 15
+    assert step0["layers"]["grad_norm/weight"][0] == pytest.approx(first_layer[0], rel=1e-6)
+    assert summary["first_to_last_grad_ratio"]["step0"] == pytest.approx(float(steps[0]["first_to_last_grad_ratio"]))
+    assert (
+        json.loads((run_dir / "summary.json").read_text())["profile"]["final"]["layers"].keys()
+        == step0["layers"].keys()
+    )
+
+
+def test_tensorboard_off_still_feeds_the_summary(tmp_path):
+    summary = run(make_cfg(*MONITORED, "logger.tensorboard=false"), tmp_path)
+    assert list(tmp_path.glob("events.out.tfevents.*")) == []
+    assert summary["first_to_last_grad_ratio"]["step0"] > 0
+    assert (tmp_path / "layers.csv").exists()
+
+
+def test_monitor_off_writes_no_profile(tmp_path):
+    summary = run(make_cfg(*MONITORED, "monitor.enabled=false"), tmp_path)
+    assert summary["profile"] == {} and summary["first_to_last_grad_ratio"] == {"step0": None, "final": None}
+
+
+def test_resumed_run_continues_the_series_without_duplicates(tmp_path):
+    straight = run(make_cfg(*MONITORED), tmp_path / "straight")
+    run(make_cfg(*MONITORED[:-3], "trainer.epochs=1", *MONITORED[-2:]), tmp_path / "resumed")
+    resumed = run(make_cfg(*MONITORED, "trainer.resume=true"), tmp_path / "resumed")
+    for name in ("layers.csv", "steps.csv"):
+        assert (tmp_path / "resumed" / name).read_text() == (tmp_path / "straight" / name).read_text()
+    assert resumed["profile"] == straight["profile"]
+    steps = [e.step for e in events(tmp_path / "resumed").Scalars("grad_ratio/first_to_last")]
+    assert steps == MEASURED
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def test_real_tensorboard_serves_scalars_and_hparams(monitored_run, tmp_path):
+    """Start `tensorboard --logdir` on a free loopback port and ask its HTTP API, as the browser would."""
+    run_dir, _ = monitored_run
+    port = free_port()
+    tensorboard = Path(sys.executable).parent / "tensorboard"
+    server = subprocess.Popen([tensorboard, "--logdir", str(run_dir.parent), "--host", "127.0.0.1",
+                               "--port", str(port), "--reload_interval", "1"],
+                              stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)  # fmt: skip
+    base = f"http://127.0.0.1:{port}"
+    try:
+        deadline = time.monotonic() + 90
+        while True:
+            try:
+                tags = json.load(urllib.request.urlopen(f"{base}/data/plugin/scalars/tags", timeout=5))
+                if tags.get(run_dir.name):
+                    break
+            except OSError:
+                pass
+            assert time.monotonic() < deadline, "tensorboard did not come up within 90 s"
+            time.sleep(1)
+        assert "grad_norm/weight/layer_01" in tags[run_dir.name]
+        assert "grad_ratio/first_to_last" in tags[run_dir.name]
+        request = urllib.request.Request(
+            f"{base}/data/plugin/hparams/experiment", data=json.dumps({"experimentName": ""}).encode(),
+            headers={"Content-Type": "application/json", "X-XSRF-Protected": "1"}, method="POST")  # fmt: skip
+        experiment = json.load(urllib.request.urlopen(request, timeout=10))
+        assert {h["name"] for h in experiment["hparamInfos"]} == {
+            "activation", "depth", "width", "init", "optimizer", "lr", "loss", "seed"}  # fmt: skip
+        assert "hparams/first_to_last_grad_ratio_step0" in {m["name"]["tag"] for m in experiment["metricInfos"]}
+    finally:
+        server.terminate()
+        server.wait(30)
