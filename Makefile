@@ -1,5 +1,6 @@
 # Two commands set everything up on a fresh machine:
-#   make demo   create .venv, install vgbench and its dependencies, provision MNIST, train the default run
+#   make demo   create .venv, install vgbench and its dependencies, provision MNIST, run the
+#               vanishing-gradient sweep on the local cores and write its report
 #   make test   the same install, then the test suite
 PYTHON ?= python3
 VENV ?= .venv
@@ -18,7 +19,7 @@ install: $(STAMP)
 
 demo: $(STAMP)
 	$(BIN)/vgbench-data data=mnist
-	$(BIN)/vgbench-train
+	scripts/sweep_vanishing.sh
 
 test: $(STAMP)
 	$(BIN)/python -m pytest

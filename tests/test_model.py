@@ -67,6 +67,14 @@ def test_bias_init(bias_init, check):
     assert check(first_weight(f"model.bias_init={bias_init}").bias)
 
 
+def test_auto_bias_follows_the_weight_init():
+    bound = 1 / math.sqrt(FAN_IN)
+    torch_default = first_weight("model.init=pytorch_default").bias  # bias_init=auto: as nn.Linear does
+    assert 0.9 * bound < torch_default.abs().max().item() <= bound
+    assert first_weight("model.init=uniform_standard").bias.abs().max().item() == 0
+    assert first_weight("model.init=xavier_uniform").bias.abs().max().item() == 0
+
+
 def test_shapes_width_list_norm_and_residual():
     cfg = make_cfg("model.depth=3", "model.width=[64,32,32]", "model.norm=layernorm", "model.residual=true")
     model = build_model(cfg.model, cfg.activation, 784, 10)

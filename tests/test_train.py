@@ -59,10 +59,11 @@ def test_resumed_run_ends_exactly_like_an_uninterrupted_one(tmp_path):
 
 
 def test_checkpoint_is_never_overwritten_by_a_fresh_run(tmp_path):
-    run(make_cfg(*TINY), tmp_path)
+    first = run(make_cfg(*TINY), tmp_path)
     before = (tmp_path / "checkpoint.pt").read_bytes()
+    assert run(make_cfg(*TINY), tmp_path) == first  # completed already: skipped (trainer.skip_completed)
     with pytest.raises(ConfigError, match="checkpoint.pt exists; set trainer.resume=true"):
-        run(make_cfg(*TINY), tmp_path)
+        run(make_cfg(*TINY, "trainer.skip_completed=false"), tmp_path)
     with pytest.raises(ConfigError, match="was written by a different config"):
         run(make_cfg(*TINY, "model.depth=2", "trainer.resume=true"), tmp_path)
     assert (tmp_path / "checkpoint.pt").read_bytes() == before

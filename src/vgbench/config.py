@@ -34,7 +34,7 @@ class ModelConfig:
     width: Any = 256  # int, or a list with one width per hidden layer
     init: str = "auto"
     init_std: float = 0.01  # for init=normal
-    bias_init: str = "zeros"
+    bias_init: str = "auto"  # pytorch_default when init=pytorch_default (as nn.Linear does), else zeros
     bias_std: float = 0.01  # for bias_init=normal
     norm: str = "none"
     residual: bool = False
@@ -85,6 +85,7 @@ class TrainerConfig:
     resume: bool = False  # continue from checkpoint.pt in the run folder, if there is one
     amp: str = "none"  # none, bf16, fp16 (fp16 needs CUDA)
     fail_on_divergence: bool = False
+    skip_completed: bool = True  # a run whose summary.json already says completed is not run again
 
 
 @dataclass
@@ -123,7 +124,7 @@ INITS = (
     "uniform_standard",
     "orthogonal",
 )
-BIAS_INITS = ("zeros", "pytorch_default", "normal")
+BIAS_INITS = ("auto", "zeros", "pytorch_default", "normal")
 NORMS = ("none", "batchnorm", "layernorm")
 OPTIMIZERS = ("sgd", "momentum", "adam", "rmsprop")
 DATASETS = ("mnist", "fashion_mnist", "synthetic")

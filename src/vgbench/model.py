@@ -106,7 +106,11 @@ def init_weight_(weight: Tensor, scheme: str, activation: Activation, std: float
         raise ValueError(f"unknown init scheme {scheme!r}")
 
 
-def init_bias_(bias: Tensor, scheme: str, fan_in: int, std: float) -> None:
+def init_bias_(bias: Tensor, scheme: str, fan_in: int, std: float, weight_scheme: str) -> None:
+    """`auto`: PyTorch's own bias draw along with init=pytorch_default (so that pair is exactly
+    nn.Linear's default), zeros with every other weight init."""
+    if scheme == "auto":
+        scheme = "pytorch_default" if weight_scheme == "pytorch_default" else "zeros"
     if scheme == "zeros":
         nn.init.zeros_(bias)
     elif scheme == "pytorch_default":
@@ -133,5 +137,5 @@ def build_model(model_cfg: DictConfig, activation_cfg: DictConfig, in_features: 
     with torch.no_grad():
         for linear in model.linears():
             init_weight_(linear.weight, model_cfg.init, activation, model_cfg.init_std)
-            init_bias_(linear.bias, model_cfg.bias_init, linear.in_features, model_cfg.bias_std)
+            init_bias_(linear.bias, model_cfg.bias_init, linear.in_features, model_cfg.bias_std, model_cfg.init)
     return model

@@ -25,6 +25,7 @@ import hydra
 import torch
 import torch.nn.functional as F
 from hydra.core.hydra_config import HydraConfig
+from hydra.types import RunMode
 from omegaconf import DictConfig, OmegaConf
 from torch import Tensor, nn
 from tqdm import tqdm
@@ -35,7 +36,7 @@ from vgbench.files import save_torch_atomic, write_json_atomic
 from vgbench.model import build_model
 from vgbench.monitor import GradientMonitor
 from vgbench.recorder import Recorder
-from vgbench.runtime import configure_threads, resolve_device, seed_everything
+from vgbench.runtime import available_cores, configure_threads, resolve_device, seed_everything, threads_per_job
 
 log = logging.getLogger(__name__)
 
@@ -227,12 +228,32 @@ def _hparams(cfg: DictConfig) -> dict[str, Any]:
     }
 
 
-def run(cfg: DictConfig, run_dir: Path, concurrent_jobs: int = 1) -> dict[str, Any]:
-    """Train as `cfg` says, write `summary.json` (and checkpoints) into `run_dir`, return the summary."""
+def completed_summary(cfg: DictConfig, run_dir: Path) -> dict[str, Any] | None:
+    """The run folder's summary if it records this very run (same trajectory, all epochs) as completed."""
+    path = run_dir / "summary.json"
+    if not path.exists():
+        return None
+    summary = json.loads(path.read_text())
+    done = summary.get("status") == "completed" and summary.get("epochs_done") == cfg.trainer.epochs
+    return (
+        summary if done and _trajectory_config(OmegaConf.create(summary["config"])) == _trajectory_config(cfg) else None
+    )
+
+
+def run(
+    cfg: DictConfig, run_dir: Path, launcher_threads: int | None = None, job_num: int | None = None
+) -> dict[str, Any]:
+    """Train as `cfg` says, write `summary.json` (and checkpoints) into `run_dir`, return the summary.
+
+    launcher_threads / job_num: set by a parallel sweep's launcher (threads per job, this job's number).
+    """
     started = time.perf_counter()
     validate(cfg)
-    device = resolve_device(cfg.trainer.device)
-    threads = configure_threads(cfg.trainer.cpu_threads, concurrent_jobs)
+    if cfg.trainer.skip_completed and (done := completed_summary(cfg, run_dir)) is not None:
+        log.info("%s already records this run as completed; skipping it (trainer.skip_completed)", run_dir)
+        return done
+    device = resolve_device(cfg.trainer.device, job_num)
+    threads = configure_threads(cfg.trainer.cpu_threads, launcher_threads)
     precision = MixedPrecision(cfg.trainer.amp, device)
     checkpoint_path = run_dir / "checkpoint.pt"
     if checkpoint_path.exists() and not cfg.trainer.resume:
@@ -320,18 +341,30 @@ register_configs()
 
 @hydra.main(version_base="1.3", config_path=str(CONF_DIR), config_name="config")
 def main(cfg: DictConfig) -> float | None:
-    run_dir = Path(HydraConfig.get().runtime.output_dir)
+    """One run. In a sweep (multirun) a failing run records `status: failed` in its summary.json and
+    returns, so the sweep's other runs go on and the report shows the failure; alone it exits non-zero.
+    """
+    hydra_cfg = HydraConfig.get()
+    run_dir = Path(hydra_cfg.runtime.output_dir)
+    in_sweep = hydra_cfg.mode == RunMode.MULTIRUN
+    launcher = OmegaConf.to_container(hydra_cfg.launcher, resolve=True)
     try:
-        summary = run(cfg, run_dir)
-    except ConfigError as error:
-        print(f"error: {error}", file=sys.stderr)
-        sys.exit(2)
+        summary = run(cfg, run_dir, threads_per_job(launcher, available_cores()) if in_sweep else None,
+                      hydra_cfg.job.num if in_sweep else None)  # fmt: skip
     except Exception as error:
+        message = f"{type(error).__name__}: {error}" if not isinstance(error, ConfigError) else str(error)
         write_json_atomic(run_dir / "summary.json", {
             "status": "failed",
-            "error": f"{type(error).__name__}: {error}",
+            "error": message,
             "config": OmegaConf.to_container(cfg, resolve=True),
         })  # fmt: skip
+        if in_sweep:  # a bad value is one line; anything else keeps its traceback in the job's log
+            log.error("run failed (status: failed); the sweep goes on: %s", message,
+                      exc_info=not isinstance(error, ConfigError))  # fmt: skip
+            return None
+        if isinstance(error, ConfigError):
+            print(f"error: {error}", file=sys.stderr)
+            sys.exit(2)
         raise
     print(
         f"test accuracy: {summary['final']['test_acc']:.4f} ({summary['status']}); summary: {run_dir / 'summary.json'}"
