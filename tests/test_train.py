@@ -75,6 +75,7 @@ def test_huge_lr_diverges_cleanly(tmp_path):
     summary = json.loads((tmp_path / "a" / "summary.json").read_text())
     assert summary["status"] == "diverged"
     assert summary["epochs_done"] == 0 and summary["final"]["test_loss"] is None  # NaN is stored as null
+    assert summary["final"]["test_acc"] is None
     strict = run_app(*TINY, "optimizer.lr=1e12", "trainer.fail_on_divergence=true", f"hydra.run.dir={tmp_path / 'b'}")
     assert strict.returncode == 1
 

@@ -29,9 +29,9 @@ from pathlib import Path
 from typing import Any
 
 import yaml
-from matplotlib.backends.backend_agg import FigureCanvasAgg
 from matplotlib.figure import Figure
 
+from vgbench.figures import save_figure
 from vgbench.files import write_atomic
 
 CHANCE_ACCURACY_MARGIN = 0.1  # "near chance": test accuracy below 1/classes + this
@@ -202,13 +202,6 @@ def mean_spread(values: list[float]) -> tuple[float, float] | None:
 
 
 # --- figures ---
-
-
-def _save(figure: Figure, path: Path) -> None:
-    FigureCanvasAgg(figure)
-    buffer = io.BytesIO()
-    figure.savefig(buffer, format="png", dpi=110, bbox_inches="tight")
-    write_atomic(path, buffer.getvalue())
 
 
 def headline_figure(groups: dict[str, dict[int, list[Run]]]) -> Figure:
@@ -436,7 +429,7 @@ def write_report(folder: Path) -> dict[str, Path]:
     }
     for name, (_, figure) in figures.items():
         outputs[name] = folder / name
-        _save(figure, outputs[name])
+        save_figure(figure, outputs[name])
 
     statuses = defaultdict(int)
     for run in runs:

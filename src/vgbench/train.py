@@ -45,7 +45,7 @@ LossFunction = Callable[..., Tensor]
 
 def quadratic_cost(logits: Tensor, target: Tensor, reduction: str = "mean") -> Tensor:
     """C = 1/2 ||softmax(z) - onehot(y)||^2 per example: the quadratic cost of textbook treatments."""
-    probabilities = torch.softmax(logits.float(), dim=1)
+    probabilities = torch.softmax(logits, dim=1)
     per_example = 0.5 * (probabilities - F.one_hot(target, logits.shape[1])).pow(2).sum(dim=1)
     return per_example.sum() if reduction == "sum" else per_example.mean()
 
@@ -305,6 +305,8 @@ def run(
     train_seconds = time.perf_counter() - train_started
 
     test_loss, test_acc = evaluate(model, data.test, cfg.data.eval_batch_size, loss_fn)
+    if not math.isfinite(test_loss):
+        test_acc = float("nan")  # argmax over NaN outputs is no accuracy: stored as null
     final = {"test_loss": test_loss, "test_acc": test_acc}
     if state.history:
         final |= {k: v for k, v in state.history[-1].items() if k != "epoch"}

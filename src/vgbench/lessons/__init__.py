@@ -1,0 +1,35 @@
+"""The course companion: runnable lessons on the benchmark's own code.
+
+    vgbench-lesson gradient-descent   gradient descent and the learning rate
+    vgbench-lesson backprop           backpropagation by hand, checked against autograd
+    vgbench-lesson activations        the activation functions compared
+
+Each writes its figures and a text summary (summary.md) into outputs/lessons/NAME/ and prints the text.
+"""
+
+from __future__ import annotations
+
+import argparse
+import importlib
+import sys
+from pathlib import Path
+
+LESSONS = {
+    "gradient-descent": "vgbench.lessons.gradient_descent",
+    "backprop": "vgbench.lessons.backprop",
+    "activations": "vgbench.lessons.activations",
+}
+
+
+def main(argv: list[str] | None = None) -> None:
+    parser = argparse.ArgumentParser(prog="vgbench-lesson", description=__doc__,
+                                     formatter_class=argparse.RawDescriptionHelpFormatter)  # fmt: skip
+    parser.add_argument("name", help=f"one of: {', '.join(LESSONS)}")
+    parser.add_argument("--out", type=Path, default=None, help="folder (default: outputs/lessons/NAME)")
+    args = parser.parse_args(argv)
+    if args.name not in LESSONS:
+        sys.exit(f"error: lesson {args.name!r} does not exist; choose one of: {', '.join(LESSONS)}")
+    out_dir = args.out or Path("outputs") / "lessons" / args.name
+    result = importlib.import_module(LESSONS[args.name]).run_lesson(out_dir)
+    print(result if isinstance(result, str) else result.text)
+    print(f"figures and summary.md in {out_dir}")
