@@ -55,7 +55,10 @@ def test_seeds_are_averaged_geometrically_for_ratios():
 def test_report_on_a_single_run(tmp_path, capsys):
     summary = run(make_cfg(*TINY, "trainer.epochs=1", "monitor.every_n_steps=2"), tmp_path)
     main([str(tmp_path)])
-    assert f"report: {tmp_path / 'report.html'}" in capsys.readouterr().out
+    printed = capsys.readouterr().out
+    assert f"report: {tmp_path / 'report.html'}" in printed
+    accuracy = summary["final"]["test_acc"]
+    assert f"- Learned: relu at depth 3 ({accuracy:.3f})." in printed  # the findings, in the terminal too
     rows = list(csv.DictReader((tmp_path / "results.csv").open()))
     assert len(rows) == 1 and rows[0]["run"] == "."
     assert float(rows[0]["ratio_step0"]) == pytest.approx(summary["first_to_last_grad_ratio"]["step0"])
@@ -70,8 +73,7 @@ def test_partial_sweep_names_what_is_missing(tmp_path):
     assert result.returncode == 0, result.stderr[-2000:]
     cut_off = next(tmp_path.glob("activation=relu*model.depth=2*"))
     shutil.rmtree(cut_off)  # as if the sweep was cut off before this run
-    outputs = write_report(tmp_path)
-    report = outputs["report.md"].read_text()
+    report = write_report(tmp_path).files["report.md"].read_text()
     assert "3 run(s)" in report and "1 of the sweep's runs missing" in report
     assert "Missing (1 of the sweep's runs have no summary yet): activation=relu,model.depth=2." in report
     runs = [Run(p.parent.name, {}, yaml.safe_load((p.parent / ".hydra" / "overrides.yaml").read_text()))

@@ -401,8 +401,14 @@ def _cell(value: Any) -> str:
     return "" if value is None else str(value)
 
 
-def write_report(folder: Path) -> dict[str, Path]:
-    """Write results.csv, the figures, report.md and report.html into `folder`; return their paths."""
+@dataclass
+class Report:
+    files: dict[str, Path]  # results.csv, the figures, report.md, report.html
+    findings: list[str]
+
+
+def write_report(folder: Path) -> Report:
+    """Write results.csv, the figures, report.md and report.html into `folder`."""
     runs = load_runs(folder)
     if not runs:
         raise FileNotFoundError(f"no summary.json under {folder}: is it a run or sweep folder of vgbench?")
@@ -441,7 +447,7 @@ def write_report(folder: Path) -> dict[str, Path]:
     write_atomic(outputs["report.md"], _markdown(overview, finding_lines, figures, columns, rows).encode())
     outputs["report.html"] = folder / "report.html"
     write_atomic(outputs["report.html"], _html(overview, finding_lines, figures, columns, rows, folder).encode())
-    return outputs
+    return Report(outputs, finding_lines)
 
 
 def _markdown(overview: str, lines: list[str], figures: dict, columns: list[str], rows: list[list[Any]]) -> str:
@@ -489,11 +495,12 @@ def main(argv: list[str] | None = None) -> None:
     if not args.folder.is_dir():
         sys.exit(f"error: {args.folder} is not a folder")
     try:
-        outputs = write_report(args.folder)
+        report = write_report(args.folder)
     except FileNotFoundError as error:
         sys.exit(f"error: {error}")
-    figures = [name for name in outputs if name.endswith(".png")]
-    print(f"report: {outputs['report.html']} (and report.md, results.csv, {len(figures)} figures)")
+    print("findings:", *[f"- {line.replace('**', '').replace('`', '')}" for line in report.findings], sep="\n")
+    figures = [name for name in report.files if name.endswith(".png")]
+    print(f"report: {report.files['report.html']} (and report.md, results.csv, {len(figures)} figures)")
     print(f"browse every run: tensorboard --logdir {args.folder}")
 
 
