@@ -13,4 +13,3 @@ started=$(date +%s)
 $bin/vgbench-train experiment=vanishing "hydra/launcher=${LAUNCHER:-parallel}" "hydra.sweep.dir=$sweep_dir" "$@"
 $bin/vgbench-report "$sweep_dir"
 echo "sweep and report took $(( $(date +%s) - started )) s"
-echo "open $sweep_dir/report.html, or run: $bin/tensorboard --logdir $sweep_dir"
