@@ -17,7 +17,7 @@ import tempfile
 import time
 from pathlib import Path
 
-SWEEP = ["-m", "data=mnist", "activation=sigmoid,relu", "model.depth=2,5,10,20", "model.width=128",
+SWEEP = ["-m", "data=mnist", "activation=sigmoid,relu", "model.depth=20,10,5,2", "model.width=128",
          "optimizer.lr=0.05", "trainer.device=cpu", "logger.tensorboard=true"]  # fmt: skip
 
 

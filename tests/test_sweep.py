@@ -112,7 +112,7 @@ def test_slurm_preset_composes_without_submitting(tmp_path):
 
 def test_presets_define_their_sweeps():
     inits = "model.init: pytorch_default,xavier_uniform,kaiming_normal,uniform_standard"
-    for preset, swept in (("vanishing", ["activation: sigmoid,tanh,relu,leaky_relu", "model.depth: 2,5,10,20"]),
+    for preset, swept in (("vanishing", ["activation: sigmoid,tanh,relu,leaky_relu", "model.depth: 20,10,5,2"]),
                           ("init_study", [inits]),
                           ("lr_study", ["optimizer.lr: 0.0001,0.001,0.01,0.1,1.0,10.0"])):  # fmt: skip
         result = run_app(f"experiment={preset}", "--cfg", "hydra", "--package", "hydra.sweeper")

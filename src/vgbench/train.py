@@ -1,6 +1,6 @@
 """Train one MLP from the Hydra config and write `summary.json` into the run folder.
 
-    python -m vgbench.train activation=sigmoid model.depth=10
+    python -m vgbench.train activation=sigmoid model.depth=10      (the command line is vgbench.app)
     vgbench-train optimizer=adam optimizer.lr=1e-3 trainer.epochs=5
 
 The loop reads top to bottom: provision data, build the model, then per epoch: batches of a
@@ -21,7 +21,6 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-import hydra
 import torch
 import torch.nn.functional as F
 from hydra.core.hydra_config import HydraConfig
@@ -30,7 +29,7 @@ from omegaconf import DictConfig, OmegaConf
 from torch import Tensor, nn
 from tqdm import tqdm
 
-from vgbench.config import CONF_DIR, ConfigError, register_configs, validate
+from vgbench.config import ConfigError, validate
 from vgbench.data import Data, Split, epoch_batches, load_data
 from vgbench.files import save_torch_atomic, write_json_atomic
 from vgbench.model import build_model
@@ -338,13 +337,10 @@ def run(
     return summary
 
 
-register_configs()
-
-
-@hydra.main(version_base="1.3", config_path=str(CONF_DIR), config_name="config")
-def main(cfg: DictConfig) -> float | None:
-    """One run. In a sweep (multirun) a failing run records `status: failed` in its summary.json and
-    returns, so the sweep's other runs go on and the report shows the failure; alone it exits non-zero.
+def run_job(cfg: DictConfig) -> float | None:
+    """One job of the app (`vgbench.app`). In a sweep (multirun) a failing run records `status: failed` in
+    its summary.json and returns, so the sweep's other runs go on and the report shows the failure;
+    alone it exits non-zero.
     """
     hydra_cfg = HydraConfig.get()
     run_dir = Path(hydra_cfg.runtime.output_dir)
@@ -376,5 +372,7 @@ def main(cfg: DictConfig) -> float | None:
     return summary["final"]["test_acc"]
 
 
-if __name__ == "__main__":
+if __name__ == "__main__":  # python -m vgbench.train: the same app as vgbench-train
+    from vgbench.app import main
+
     main()
