@@ -98,3 +98,13 @@ def test_activations_lesson_on_synthetic_data(tmp_path):
     assert "| 0 to +inf | +0.398 | no | 1 | no | z < 0 |" in rows["relu"]  # E[relu(z)] = 1/sqrt(2 pi) = 0.399
     assert "3.91e-03" in text  # the bound 0.25^4 for sigmoid, next to its measured ratio
     assert {"gallery.png", "comparison.png", "summary.md"} <= {p.name for p in tmp_path.iterdir()}
+
+
+@pytest.mark.parametrize(("name", "expected"), [("leaky_relu", ("-inf", "+inf", "no")),
+                                                ("elu", ("-1", "+inf", "left tail")),
+                                                ("hardtanh", ("-1", "1", "both tails"))])  # fmt: skip
+def test_range_tells_a_slow_growth_from_a_bound(name, expected):
+    from vgbench.lessons.activations import default_activation, properties
+
+    found = properties(default_activation(name), relu_seconds=1.0)
+    assert (found.lower, found.upper, found.saturating) == expected  # leaky ReLU: 0.01 z is unbounded

@@ -64,10 +64,8 @@ class Properties:
     cost_vs_relu: float
 
 
-def _bound(value: float, far: float, side: str) -> str:
-    if (side == "upper" and far > 1e3) or (side == "lower" and far < -1e3):
-        return "+inf" if side == "upper" else "-inf"
-    return f"{value:.3g}"
+def _range_end(bounded: bool, value: float, infinity: str) -> str:
+    return f"{value:.3g}" if bounded else infinity
 
 
 def cost_seconds(f: Activation, size: int = 1_000_000, repeats: int = 5) -> float:
@@ -85,7 +83,7 @@ def cost_seconds(f: Activation, size: int = 1_000_000, repeats: int = 5) -> floa
 def properties(f: Activation, relu_seconds: float) -> Properties:
     grid = torch.linspace(-50, 50, 100_001, dtype=torch.float64)
     values, slopes = curve(f, grid), derivative_curve(f, grid).abs()
-    far = curve(f, torch.tensor([-1e4, 1e4], dtype=torch.float64))
+    far = curve(f, torch.tensor([-1e8, -1e4, 1e4, 1e8], dtype=torch.float64)).tolist()
     mean = float(curve(f, torch.randn(200_000, dtype=torch.float64, generator=torch.Generator().manual_seed(0))).mean())
     left, right = derivative_curve(f, torch.tensor([-30.0, 30.0], dtype=torch.float64)).abs().tolist()
     near = grid.abs() <= 10  # beyond, f' can round to an exact 0 in float64 (tanh: from |z| = 19)
@@ -93,7 +91,9 @@ def properties(f: Activation, relu_seconds: float) -> Properties:
     zero_slope = slopes == 0
     middle = len(grid) // 2
     all_zero = {"left": bool(zero_slope[: middle - 10].all()), "right": bool(zero_slope[middle + 10 :].all())}
-    bounded = {"left": float(far[0]) > -1e3, "right": float(far[1]) < 1e3}
+    # a bounded f levels off: from 1e4 to 1e8 it no longer moves; an unbounded one (even leaky ReLU's
+    # 0.01 z) keeps growing
+    bounded = {"left": abs(far[0] - far[1]) < 1e-6, "right": abs(far[3] - far[2]) < 1e-6}
     # A saturating tail: f levels off (bounded) and f' fades there. A side where f' is zero all the way
     # from 0 is a dead zone instead (ReLU's z < 0).
     flat = [side for side, slope in (("left", left), ("right", right))
@@ -109,8 +109,8 @@ def properties(f: Activation, relu_seconds: float) -> Properties:
         dead = "none"
     return Properties(
         name=f.name,
-        lower=_bound(min(float(values.min()), float(far[0])), float(far[0]), "lower"),
-        upper=_bound(max(float(values.max()), float(far[1])), float(far[1]), "upper"),
+        lower=_range_end(bounded["left"], min(float(values.min()), far[1]), "-inf"),
+        upper=_range_end(bounded["right"], max(float(values.max()), far[2]), "+inf"),
         mean_on_standard_normal=mean,
         zero_centred=abs(mean) < 0.1,
         max_derivative=f.max_derivative,
@@ -192,7 +192,7 @@ def run_lesson(out_dir: Path | None = None, names: list[str] | None = None, dept
     lines += [f"| {p.name} | {p.lower} to {p.upper} | {p.mean_on_standard_normal:+.3f} | "
               f"{'yes' if p.zero_centred else 'no'} | {p.max_derivative:.4g} | {p.saturating} | {p.dead_zone} | "
               f"{p.cost_vs_relu:.2f} |" for p in table]  # fmt: skip
-    lines += ["", "Every entry is computed: the range on [-50, 50] and at +-1e4, the mean of f(z) for z ~ N(0, 1),",
+    lines += ["", "Every entry is computed: the range on [-50, 50] and out to +-1e8, the mean of f(z) for z ~ N(0, 1),",
               "max |f'| on a dense grid, tails where |f'(+-30)| < 1e-3, the zero-slope set, and the median time of",
               "forward + backward on 1M floats relative to ReLU on this machine.", ""]  # fmt: skip
 
