@@ -106,5 +106,5 @@ def test_activations_lesson_on_synthetic_data(tmp_path):
 def test_range_tells_a_slow_growth_from_a_bound(name, expected):
     from vgbench.lessons.activations import default_activation, properties
 
-    found = properties(default_activation(name), relu_seconds=1.0)
+    found = properties(default_activation(name), default_activation("relu"))
     assert (found.lower, found.upper, found.saturating) == expected  # leaky ReLU: 0.01 z is unbounded
