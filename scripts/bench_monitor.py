@@ -4,10 +4,12 @@
   default    the monitor at its default frequency, writing TensorBoard events, CSV series, histograms
   every step monitor.every_n_steps=1, everything else as default
 
-The three alternate `--repeats` times (the machine's noise hits all alike) and the best time of each
-is compared with `off`. The step-time ratio covers the 938 training steps, measurement, hooks,
-TensorBoard writes and histograms included; the once-an-epoch extras (the gradient-profile image, the
-CSV series, the writer's start and close) are printed beside it as milliseconds per epoch.
+The three run back to back, `--repeats` times. This machine's speed drifts by up to half between
+repeats, so each repeat's times are compared with that repeat's `off`, and the median of those paired
+ratios is the result (the best time of each variant is printed too). The step-time ratio covers the
+938 training steps, measurement, hooks, TensorBoard writes and histograms included; the once-an-epoch
+extras (the gradient-profile image, the CSV series, the writer's start and close) are printed beside
+it as milliseconds per epoch.
 
     python scripts/bench_monitor.py [--repeats 3] [--activation sigmoid]
 """
@@ -15,6 +17,7 @@ CSV series, the writer's start and close) are printed beside it as milliseconds 
 from __future__ import annotations
 
 import argparse
+import statistics
 import tempfile
 import time
 from pathlib import Path
@@ -56,7 +59,7 @@ def epoch_seconds(cfg, data: Data, every_n_steps: int | None) -> tuple[float, fl
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--repeats", type=int, default=3)
+    parser.add_argument("--repeats", type=int, default=5)
     parser.add_argument("--activation", default="sigmoid")
     parser.add_argument("--every", type=int, default=None, help="measure every N steps (default: the config's)")
     parser.add_argument("--threads", type=int, default=torch.get_num_threads())
@@ -78,11 +81,12 @@ def main() -> None:
             times[name].append(steps_seconds)
             extras[name].append(extra_seconds)
         print(f"  repeat {repeat + 1}: " + ", ".join(f"{n} {t[-1]:.2f} s" for n, t in times.items()))
-    best = {name: min(t) for name, t in times.items()}
     steps = -(-len(data.train) // cfg.data.batch_size)
     print(f"one epoch ({steps} steps), 5x256 {args.activation} MLP, batch 64, CPU, {torch.get_num_threads()} threads:")
-    for name, seconds in best.items():
-        print(f"  {name:28s} steps {seconds:6.2f} s   step-time ratio vs off: {seconds / best['off']:.3f}   "
+    for name, seconds in times.items():
+        paired = [t / off for t, off in zip(seconds, times["off"], strict=True)]
+        print(f"  {name:28s} best {min(seconds):5.2f} s   step-time ratio vs off: {statistics.median(paired):.3f} "
+              f"(median of {', '.join(f'{r:.2f}' for r in paired)})   "
               f"once-an-epoch extras {1000 * min(extras[name]):4.0f} ms")  # fmt: skip
 
 
