@@ -19,23 +19,13 @@ import torch
 import torch.nn.functional as F
 from torchvision import datasets, transforms
 
-from vgbench.config import register_configs
+from vgbench.config import compose_config
 from vgbench.data import load_data
 from vgbench.model import build_model
 from vgbench.train import MixedPrecision, TrainState, build_optimizer, train_epoch
 
 OVERRIDES = ["activation=sigmoid", "model.depth=5", "model.width=256", "data.batch_size=64", "data.val_size=0",
              "trainer.device=cpu", "trainer.epochs=1", "trainer.log_every_n_steps=100"]  # fmt: skip
-
-
-def compose_config():  # noqa: ANN201
-    from hydra import compose, initialize_config_dir
-
-    from vgbench.config import CONF_DIR
-
-    register_configs()
-    with initialize_config_dir(str(CONF_DIR), version_base="1.3"):
-        return compose("config", overrides=OVERRIDES)
 
 
 def vgbench_epoch(cfg, data) -> float:  # noqa: ANN001
@@ -74,7 +64,7 @@ def main() -> None:
     parser.add_argument("--threads", type=int, default=torch.get_num_threads())
     args = parser.parse_args()
     torch.set_num_threads(args.threads)
-    cfg = compose_config()
+    cfg = compose_config(OVERRIDES)
     data = load_data(cfg.data, cfg.trainer.seed, torch.device("cpu"))  # provisions MNIST if needed
     ours, theirs = [], []
     for _ in range(args.repeats):

@@ -24,9 +24,8 @@ from pathlib import Path
 
 import torch
 import torch.nn.functional as F
-from hydra import compose, initialize_config_dir
 
-from vgbench.config import CONF_DIR, register_configs
+from vgbench.config import compose_config
 from vgbench.data import Data, load_data
 from vgbench.model import build_model
 from vgbench.monitor import GradientMonitor
@@ -65,10 +64,8 @@ def main() -> None:
     parser.add_argument("--threads", type=int, default=torch.get_num_threads())
     args = parser.parse_args()
     torch.set_num_threads(args.threads)
-    register_configs()
-    with initialize_config_dir(str(CONF_DIR), version_base="1.3"):
-        cfg = compose("config", overrides=[f"activation={args.activation}", "model.depth=5", "model.width=256",
-                                           "data.batch_size=64", "data.val_size=0", "trainer.device=cpu"])  # fmt: skip
+    cfg = compose_config([f"activation={args.activation}", "model.depth=5", "model.width=256", "data.batch_size=64",
+                          "data.val_size=0", "trainer.device=cpu"])  # fmt: skip
     data = load_data(cfg.data, cfg.trainer.seed, torch.device("cpu"))
     every = args.every or cfg.monitor.every_n_steps
     label = f"{'default' if args.every is None else 'monitor'} (every {every} steps)"

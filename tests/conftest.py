@@ -8,22 +8,18 @@ import sys
 from pathlib import Path
 
 import pytest
-from hydra import compose, initialize_config_dir
 from omegaconf import DictConfig
 
-from vgbench.config import CONF_DIR, register_configs
+from vgbench.config import compose_config
 
 REPO = Path(__file__).resolve().parents[1]
 # A tiny, fast synthetic run; tests add their own overrides on top.
 TINY = ["data=synthetic", "data.num_train=512", "data.num_test=128", "model.width=32", "trainer.device=cpu",
         "trainer.cpu_threads=1"]  # fmt: skip
 
-register_configs()
-
 
 def make_cfg(*overrides: str) -> DictConfig:
-    with initialize_config_dir(str(CONF_DIR), version_base="1.3"):
-        return compose("config", overrides=list(overrides))
+    return compose_config(overrides)
 
 
 def run_app(*args: str, cwd: Path | None = None, env: dict[str, str] | None = None,

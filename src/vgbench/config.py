@@ -7,10 +7,12 @@ init) are checked by `validate`, which names the bad value and the valid ones in
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from hydra import compose, initialize_config_dir
 from hydra.core.config_store import ConfigStore
 from omegaconf import MISSING, DictConfig
 
@@ -142,6 +144,14 @@ def register_configs() -> None:
     store.store(group="trainer", name="trainer_schema", node=TrainerConfig)
     store.store(group="monitor", name="monitor_schema", node=MonitorConfig)
     store.store(group="logger", name="logger_schema", node=LoggerConfig)
+
+
+def compose_config(overrides: Sequence[str] = ()) -> DictConfig:
+    """The app's config with command-line style overrides, composed outside a Hydra run (the lessons,
+    `vgbench-data`, the benchmarks, the tests)."""
+    register_configs()
+    with initialize_config_dir(str(CONF_DIR), version_base="1.3"):
+        return compose("config", overrides=list(overrides))
 
 
 def _choice(key: str, value: Any, choices: tuple[str, ...] | list[str]) -> None:

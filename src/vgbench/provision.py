@@ -243,15 +243,10 @@ def provision(dataset: str, root: str | Path) -> Provisioned:
 
 def main(argv: list[str] | None = None) -> None:
     """`vgbench-data [data=mnist|fashion_mnist] [data.root=DIR]`: provision alone, with the training config."""
-    from hydra import compose, initialize_config_dir
+    from vgbench.config import compose_config
 
-    from vgbench.config import CONF_DIR, register_configs
-
-    overrides = sys.argv[1:] if argv is None else argv
     logging.basicConfig(level=logging.INFO, format="%(message)s")
-    register_configs()
-    with initialize_config_dir(str(CONF_DIR), version_base="1.3"):
-        data = compose("config", overrides=overrides).data
+    data = compose_config(sys.argv[1:] if argv is None else argv).data
     if data.name not in MD5:
         sys.exit(f"error: data={data.name!r} needs no provisioning; choose one of: {', '.join(MD5)}")
     try:

@@ -21,19 +21,14 @@ import torch
 from matplotlib.figure import Figure
 
 from vgbench.activations import ACTIVATIONS, Activation, build_activation
-from vgbench.config import CONF_DIR, register_configs
+from vgbench.config import compose_config
 from vgbench.figures import save_figure
 from vgbench.files import write_atomic
 
 
 def default_activation(name: str) -> Activation:
     """The activation with the parameters of its conf/activation/NAME.yaml."""
-    from hydra import compose, initialize_config_dir
-
-    register_configs()
-    with initialize_config_dir(str(CONF_DIR), version_base="1.3"):
-        cfg = compose("config", overrides=[f"activation={name}"])
-    return build_activation(name, dict(cfg.activation.params))
+    return build_activation(name, dict(compose_config([f"activation={name}"]).activation.params))
 
 
 def curve(f: Activation, z: torch.Tensor) -> torch.Tensor:
@@ -149,17 +144,12 @@ def gallery_figure(names: list[str]) -> Figure:
 
 def compare_on_data(names: list[str], depth: int, overrides: list[str], out_dir: Path) -> dict[str, dict[str, Any]]:
     """Train one model per activation through the core trainer; return each run's summary."""
-    from hydra import compose, initialize_config_dir
-
     from vgbench.train import run
 
-    register_configs()
     summaries = {}
     for name in names:
-        with initialize_config_dir(str(CONF_DIR), version_base="1.3"):
-            cfg = compose("config", overrides=[f"activation={name}", f"model.depth={depth}", "logger.tensorboard=false",
-                                               "trainer.checkpoint=false", "trainer.skip_completed=false",
-                                               *overrides])  # fmt: skip
+        cfg = compose_config([f"activation={name}", f"model.depth={depth}", "logger.tensorboard=false",
+                              "trainer.checkpoint=false", "trainer.skip_completed=false", *overrides])  # fmt: skip
         summaries[name] = run(cfg, out_dir / "runs" / name)
     return summaries
 

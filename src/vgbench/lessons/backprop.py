@@ -159,14 +159,10 @@ def train_xor(
 
 def mnist_subset(limit: int = 2000) -> tuple[Tensor, Tensor, Tensor, Tensor]:
     """The first `limit` MNIST training images (train) and 1000 test images, float64, standardised."""
-    from hydra import compose, initialize_config_dir
-
-    from vgbench.config import CONF_DIR, register_configs
+    from vgbench.config import compose_config
     from vgbench.data import load_data
 
-    register_configs()
-    with initialize_config_dir(str(CONF_DIR), version_base="1.3"):
-        cfg = compose("config", overrides=[f"data.limit_train={limit}", "data.limit_test=1000", "data.val_size=0"])
+    cfg = compose_config([f"data.limit_train={limit}", "data.limit_test=1000", "data.val_size=0"])
     data = load_data(cfg.data, seed=0, device=torch.device("cpu"))
     return data.train.x.double(), data.train.y, data.test.x.double(), data.test.y
 
