@@ -1,13 +1,13 @@
-"""Shared fixtures: compose the real Hydra config with overrides, the way the app does."""
+"""Shared helpers: compose the real Hydra config with overrides, the way the app does; run the app."""
 
 from __future__ import annotations
 
+import csv
 import os
 import subprocess
 import sys
 from pathlib import Path
 
-import pytest
 from omegaconf import DictConfig
 
 from vgbench.config import compose_config
@@ -23,7 +23,7 @@ def make_cfg(*overrides: str) -> DictConfig:
 
 
 def run_app(*args: str, cwd: Path | None = None, env: dict[str, str] | None = None,
-            module: str = "vgbench.train") -> subprocess.CompletedProcess:  # fmt: skip
+            module: str = "vgbench.app") -> subprocess.CompletedProcess:  # fmt: skip
     """Run a vgbench command line in a fresh interpreter, as a user would."""
     return subprocess.run(
         [sys.executable, "-m", module, *args],
@@ -35,6 +35,6 @@ def run_app(*args: str, cwd: Path | None = None, env: dict[str, str] | None = No
     )
 
 
-@pytest.fixture
-def cfg_factory():
-    return make_cfg
+def read_rows(path: Path) -> list[dict[str, str]]:
+    with path.open() as f:
+        return list(csv.DictReader(f))

@@ -3,9 +3,19 @@
 import subprocess
 import sys
 
+import pytest
 
-def test_app_module_imports_no_torch():
-    probe = "import sys, vgbench.app; print(sorted(m for m in ('torch', 'vgbench.train') if m in sys.modules))"
+import vgbench
+from tests.conftest import run_app
+
+TORCH_FREE = ("vgbench.app", "vgbench.config", "vgbench.callbacks", "vgbench.summary", "vgbench.placement",
+              "vgbench.files", "vgbench.report", "hydra_plugins.vgbench_launchers.parallel",
+              "hydra_plugins.vgbench_launchers.stacked")  # fmt: skip
+
+
+@pytest.mark.parametrize("module", TORCH_FREE)
+def test_the_launcher_side_imports_no_torch(module):
+    probe = f"import sys, {module}; print(sorted(m for m in ('torch', 'vgbench.train') if m in sys.modules))"
     result = subprocess.run([sys.executable, "-c", probe], capture_output=True, text=True, check=True)
     assert result.stdout.strip() == "[]"
 
@@ -15,3 +25,9 @@ def test_cfg_job_prints_the_composed_config_without_running(tmp_path):
                              "model.depth=10"], cwd=tmp_path, capture_output=True, text=True, check=True)  # fmt: skip
     assert "name: sigmoid" in result.stdout and "depth: 10" in result.stdout
     assert not (tmp_path / "outputs").exists()  # nothing ran, nothing written
+
+
+def test_version(tmp_path):
+    result = run_app("--version", cwd=tmp_path)
+    assert result.returncode == 0 and result.stdout.strip() == f"vgbench {vgbench.__version__}"
+    assert vgbench.__version__ != "0+unknown"  # the installed package's version

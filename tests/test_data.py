@@ -1,24 +1,26 @@
+import pytest
 import torch
 
 from tests.conftest import make_cfg
-from vgbench.data import epoch_batches, load_data, synthetic_splits
+from vgbench.config import ConfigError
+from vgbench.data import epoch_batches, epoch_order, load_data, synthetic_splits
 
 CPU = torch.device("cpu")
 
 
-def test_epoch_batches_cover_every_example_once():
-    batches = list(epoch_batches(1000, 64, seed=3, epoch=0, device=CPU))
-    assert [len(b) for b in batches] == [64] * 15 + [40]
-    assert torch.equal(torch.cat(batches).sort().values, torch.arange(1000))
+def test_epoch_batches_cover_every_example_once_per_run():
+    batches = list(epoch_batches(1000, 64, seeds=[3, 4], epoch=0, device=CPU))
+    assert [tuple(b.shape) for b in batches] == [(2, 64)] * 15 + [(2, 40)]
+    for run in range(2):
+        assert torch.equal(torch.cat([b[run] for b in batches]).sort().values, torch.arange(1000))
+    assert not torch.equal(batches[0][0], batches[0][1])  # each run its own order
 
 
-def test_epoch_batches_depend_only_on_seed_and_epoch():
-    first = torch.cat(list(epoch_batches(100, 10, seed=1, epoch=2, device=CPU)))
-    again = torch.cat(list(epoch_batches(100, 10, seed=1, epoch=2, device=CPU)))
-    next_epoch = torch.cat(list(epoch_batches(100, 10, seed=1, epoch=3, device=CPU)))
-    other_seed = torch.cat(list(epoch_batches(100, 10, seed=2, epoch=2, device=CPU)))
-    assert torch.equal(first, again)
-    assert not torch.equal(first, next_epoch) and not torch.equal(first, other_seed)
+def test_a_runs_order_depends_only_on_its_seed_and_the_epoch():
+    alone = torch.cat(list(epoch_batches(100, 10, seeds=[1], epoch=2, device=CPU)), dim=1)[0]
+    in_a_stack = torch.cat(list(epoch_batches(100, 10, seeds=[5, 1, 7], epoch=2, device=CPU)), dim=1)[1]
+    assert torch.equal(alone, in_a_stack) and torch.equal(alone, epoch_order(100, 1, 2))
+    assert not torch.equal(alone, epoch_order(100, 1, 3)) and not torch.equal(alone, epoch_order(100, 2, 2))
 
 
 def test_synthetic_is_deterministic_and_shaped_like_mnist():
@@ -31,7 +33,7 @@ def test_synthetic_is_deterministic_and_shaped_like_mnist():
 
 def test_limit_hold_out_and_normalise():
     cfg = make_cfg("data=synthetic", "data.limit_train=600", "data.limit_test=100", "data.val_size=100").data
-    data = load_data(cfg, seed=0, device=CPU)
+    data = load_data(cfg, CPU)
     assert (len(data.train), len(data.val), len(data.test)) == (500, 100, 100)
     assert data.held_out[0] == "val"
     assert abs(data.train.x.mean().item()) < 1e-6 and abs(data.train.x.std().item() - 1) < 1e-5
@@ -42,13 +44,26 @@ def test_limit_hold_out_and_normalise():
     assert torch.equal(together, raw_train.y[:600].sort().values)
 
 
-def test_same_seed_same_split_other_seed_other_split():
-    cfg = make_cfg("data=synthetic", "data.val_size=100").data
-    a, b, c = (load_data(cfg, seed=s, device=CPU) for s in (0, 0, 1))
-    assert torch.equal(a.val.x, b.val.x)
+def test_the_held_out_split_follows_split_seed_not_the_run_seed():
+    a, b = (load_data(make_cfg("data=synthetic", "data.val_size=100", f"trainer.seed={s}").data, CPU) for s in (0, 1))
+    c = load_data(make_cfg("data=synthetic", "data.val_size=100", "data.split_seed=1").data, CPU)
+    assert torch.equal(a.val.x, b.val.x)  # every seed of a sweep validates on the same examples
     assert not torch.equal(a.val.x, c.val.x)
 
 
+@pytest.mark.parametrize(("limit", "expected"), [(2048, 204), (60000, 5000), (100, 10)])
+def test_auto_validation_size_fits_small_subsets(limit, expected):
+    cfg = make_cfg("data=synthetic", "data.num_train=60000", "data.num_features=4", f"data.limit_train={limit}",
+                   "data.val_size=auto").data  # fmt: skip
+    assert len(load_data(cfg, CPU).val) == expected
+
+
+def test_an_impossible_validation_size_keeps_its_error():
+    cfg = make_cfg("data=synthetic", "data.limit_train=500", "data.val_size=500").data
+    with pytest.raises(ConfigError, match="data.val_size=500 leaves no training examples out of 500"):
+        load_data(cfg, CPU)
+
+
 def test_without_val_the_held_out_split_is_test():
-    data = load_data(make_cfg("data=synthetic").data, seed=0, device=CPU)
+    data = load_data(make_cfg("data=synthetic").data, CPU)
     assert data.val is None and data.held_out == ("test", data.test)

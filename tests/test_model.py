@@ -1,3 +1,5 @@
+"""The stacked MLP: inits (statistics per scheme), shapes, norms, residual, and K runs equal to K models."""
+
 import math
 
 import pytest
@@ -5,15 +7,15 @@ import torch
 
 from tests.conftest import make_cfg
 from vgbench.config import ConfigError
-from vgbench.model import build_model
+from vgbench.model import WEIGHT_INITS, build_model
 
 FAN_IN, FAN_OUT = 600, 500  # 300k weights: sample variances land within about 0.3% of the truth
 
 
-def first_weight(*overrides, activation="relu"):
-    torch.manual_seed(0)
+def first_layer(*overrides, activation="relu"):
     cfg = make_cfg(f"activation={activation}", "model.depth=1", f"model.width={FAN_OUT}", *overrides)
-    return build_model(cfg.model, cfg.activation, FAN_IN, 10).hidden[0].linear
+    model = build_model([cfg], FAN_IN, 10)
+    return model.hidden[0].linear.weight[0].detach(), model.hidden[0].linear.bias[0].detach(), model
 
 
 @pytest.mark.parametrize(
@@ -23,7 +25,6 @@ def first_weight(*overrides, activation="relu"):
         ("xavier_normal", "sigmoid", 2 / (FAN_IN + FAN_OUT)),
         ("kaiming_uniform", "relu", 2 / FAN_IN),
         ("kaiming_normal", "relu", 2 / FAN_IN),
-        ("kaiming_normal", "leaky_relu", 2 / (1 + 0.01**2) / FAN_IN),
         ("pytorch_default", "relu", 1 / (3 * FAN_IN)),
         ("uniform_standard", "relu", 1 / (3 * FAN_IN)),
         ("auto", "relu", 2 / FAN_IN),  # Kaiming for ReLU-like units
@@ -35,27 +36,36 @@ def first_weight(*overrides, activation="relu"):
     ],
 )
 def test_init_variance(init, activation, variance):
-    weight = first_weight(f"model.init={init}", activation=activation).weight
+    weight, _, model = first_layer(f"model.init={init}", activation=activation)
     assert weight.mean().item() == pytest.approx(0, abs=3 * math.sqrt(variance / weight.numel()) + 1e-12)
     assert weight.var().item() == pytest.approx(variance, rel=0.02)
+    # the registry states the variance it draws (the theory reads it)
+    assert WEIGHT_INITS[init].variance(FAN_IN, FAN_OUT, model.activation, 0.01) == pytest.approx(variance)
+
+
+def test_leaky_relu_kaiming_uses_its_slope():
+    """With slope 0.5 Kaiming's gain^2 is 2 / (1 + 0.25) = 1.6, 20% below ReLU's 2: a 2% tolerance tells them apart."""
+    weight, _, _ = first_layer("model.init=kaiming_normal", "activation.params.negative_slope=0.5",
+                               activation="leaky_relu")  # fmt: skip
+    assert weight.var().item() == pytest.approx(1.6 / FAN_IN, rel=0.02)
 
 
 def test_uniform_inits_stay_in_their_bounds():
     bound = 1 / math.sqrt(FAN_IN)
     for init in ("uniform_standard", "pytorch_default"):
-        weight = first_weight(f"model.init={init}").weight
-        assert weight.abs().max().item() <= bound
-        assert weight.abs().max().item() > 0.99 * bound
+        weight, _, _ = first_layer(f"model.init={init}")
+        assert bound * 0.99 < weight.abs().max().item() <= bound
 
 
 def test_normal_init_uses_its_std():
-    weight = first_weight("model.init=normal", "model.init_std=0.05").weight
+    weight, _, _ = first_layer("model.init=normal", "model.init_std=0.05")
     assert weight.std().item() == pytest.approx(0.05, rel=0.01)
 
 
 def test_orthogonal_rows_are_orthonormal():
-    weight = first_weight("model.init=orthogonal").weight.double()
-    torch.testing.assert_close(weight @ weight.T, torch.eye(FAN_OUT, dtype=torch.float64), atol=1e-5, rtol=0)
+    weight, _, _ = first_layer("model.init=orthogonal")
+    torch.testing.assert_close(weight.double() @ weight.double().T, torch.eye(FAN_OUT, dtype=torch.float64),
+                               atol=1e-5, rtol=0)  # fmt: skip
 
 
 @pytest.mark.parametrize(("bias_init", "check"), [
@@ -64,42 +74,74 @@ def test_orthogonal_rows_are_orthonormal():
     ("normal", lambda b: abs(b.std().item() - 0.01) < 0.002),
 ])  # fmt: skip
 def test_bias_init(bias_init, check):
-    assert check(first_weight(f"model.bias_init={bias_init}").bias)
+    assert check(first_layer(f"model.bias_init={bias_init}")[1])
 
 
 def test_auto_bias_follows_the_weight_init():
     bound = 1 / math.sqrt(FAN_IN)
-    torch_default = first_weight("model.init=pytorch_default").bias  # bias_init=auto: as nn.Linear does
-    assert 0.9 * bound < torch_default.abs().max().item() <= bound
-    assert first_weight("model.init=uniform_standard").bias.abs().max().item() == 0
-    assert first_weight("model.init=xavier_uniform").bias.abs().max().item() == 0
+    assert 0.9 * bound < first_layer("model.init=pytorch_default")[1].abs().max().item() <= bound
+    assert first_layer("model.init=uniform_standard")[1].abs().max().item() == 0
+    assert first_layer("model.init=xavier_uniform")[1].abs().max().item() == 0
 
 
 def test_shapes_width_list_norm_and_residual():
     cfg = make_cfg("model.depth=3", "model.width=[64,32,32]", "model.norm=layernorm", "model.residual=true")
-    model = build_model(cfg.model, cfg.activation, 784, 10)
-    assert [lin.out_features for lin in model.linears()] == [64, 32, 32, 10]
+    model = build_model([cfg, cfg], 784, 10)
+    assert [lin.weight.shape for lin in model.linears()] == [(2, 64, 784), (2, 32, 64), (2, 32, 32), (2, 10, 32)]
     assert [layer.residual for layer in model.hidden] == [False, False, True]  # only where widths match
-    assert model(torch.randn(5, 1, 28, 28)).shape == (5, 10)
-    assert isinstance(model.hidden[0].norm, torch.nn.LayerNorm)
+    assert model(torch.randn(2, 5, 1, 28, 28)).shape == (2, 5, 10)
+    assert model.describe() == "64x32x32 relu MLP"
 
 
 def test_residual_adds_the_input():
     cfg = make_cfg("model.depth=2", "model.width=16", "model.residual=true", "activation=relu")
-    model = build_model(cfg.model, cfg.activation, 16, 4)
-    h = torch.randn(3, 16)
+    model = build_model([cfg], 16, 4)
+    h = torch.randn(1, 3, 16)
     layer = model.hidden[1]
-    torch.testing.assert_close(layer(h), h + torch.relu(layer.linear(h)))
+    w, b = layer.linear.weight[0], layer.linear.bias[0]
+    torch.testing.assert_close(layer(h), h + torch.relu(h @ w.T + b))
+
+
+def alone_and_stacked(*overrides, seeds=(0, 1, 2)):
+    cfgs = [make_cfg("model.depth=3", "model.width=16", *overrides, f"trainer.seed={s}") for s in seeds]
+    return [build_model([cfg], 12, 5) for cfg in cfgs], build_model(cfgs, 12, 5)
+
+
+@pytest.mark.parametrize("norm", ["none", "batchnorm", "layernorm"])
+def test_each_run_of_a_stack_is_the_model_it_would_be_alone(norm):
+    alone, stacked = alone_and_stacked(f"model.norm={norm}")
+    x = torch.randn(3, 8, 12)
+    for model in (*alone, stacked):
+        model.train()
+    outputs = stacked(x)
+    for k, model in enumerate(alone):
+        torch.testing.assert_close(outputs[k], model(x[k : k + 1])[0], rtol=1e-5, atol=1e-6)
+    if norm == "batchnorm":  # each run's running statistics are its own batch's
+        for k, model in enumerate(alone):
+            torch.testing.assert_close(stacked.hidden[0].norm.running_mean[k], model.hidden[0].norm.running_mean[0])
+    assert not torch.allclose(outputs[0], outputs[1])  # other seeds, other weights
+
+
+def test_dropout_masks_come_from_each_runs_seed():
+    alone, stacked = alone_and_stacked("model.dropout=0.5")
+    x = torch.randn(1, 8, 12)
+    stacked.seed_dropout([0, 1, 2], epoch=0, device=torch.device("cpu"))
+    outputs = stacked(x.expand(3, -1, -1))
+    for k, model in enumerate(alone):
+        model.seed_dropout([k], epoch=0, device=torch.device("cpu"))
+        torch.testing.assert_close(outputs[k], model(x)[0])
+    stacked.seed_dropout([0, 1, 2], epoch=1, device=torch.device("cpu"))
+    assert not torch.equal(stacked(x.expand(3, -1, -1)), outputs)  # another epoch, other masks
 
 
 def test_width_list_must_match_depth():
     cfg = make_cfg("model.depth=3", "model.width=[64,32]")
     with pytest.raises(ConfigError, match=r"model.width=\[64, 32\] has 2 entries but model.depth=3"):
-        build_model(cfg.model, cfg.activation, 784, 10)
+        build_model([cfg], 784, 10)
 
 
 def test_depth_one_hundred_builds_and_runs():
     cfg = make_cfg("model.depth=100", "model.width=8")
-    model = build_model(cfg.model, cfg.activation, 784, 10)
+    model = build_model([cfg], 784, 10)
     assert len(model.linears()) == 101
-    assert torch.isfinite(model(torch.randn(2, 784))).all()
+    assert torch.isfinite(model(torch.randn(1, 2, 784))).all()

@@ -16,6 +16,7 @@ def test_both_notebooks_exist_and_are_stored_without_outputs():
         assert all(not cell.get("outputs") for cell in notebook.cells if cell.cell_type == "code")
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("path", NOTEBOOKS, ids=lambda p: p.stem)
 def test_notebook_executes(path, tmp_path):
     notebook = nbformat.read(path, as_version=4)

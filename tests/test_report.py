@@ -67,6 +67,7 @@ def test_report_on_a_single_run(tmp_path, capsys):
     assert "1 run(s)" in (tmp_path / "report.md").read_text()
 
 
+@pytest.mark.slow
 def test_partial_sweep_names_what_is_missing(tmp_path):
     sweep = ["-m", *TINY, "trainer.epochs=1", "activation=sigmoid,relu", "model.depth=1,2"]
     result = run_app(*sweep, f"hydra.sweep.dir={tmp_path}")

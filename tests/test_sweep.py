@@ -2,12 +2,17 @@
 
 import csv
 import json
+import re
 
 import pytest
+import torch
+import yaml
 
 from tests.conftest import run_app
+from vgbench.config import CONF_DIR, ConfigError
+from vgbench.placement import gpu_slot, local_parallel_jobs, threads_per_job, visible_gpus
 from vgbench.report import main as report_main
-from vgbench.runtime import gpu_for_job, threads_per_job
+from vgbench.runtime import resolve_device
 
 SWEEP = ["-m", "data=synthetic", "data.num_train=256", "data.num_test=64", "model.width=16", "trainer.epochs=1",
          "trainer.device=cpu", "monitor.every_n_steps=2", "activation=sigmoid,relu", "model.depth=2,3"]  # fmt: skip
@@ -42,14 +47,25 @@ def check_report_matches(sweep_dir, capsys):
     return rows
 
 
+def console_lines(stdout):
+    """The per-run lines ('[k/N] overrides  status ...'); Ray prefixes its workers' output with their pid."""
+    lines = [re.sub(r"^\x1b\[36m\(.*?\)\x1b\[0m ", "", line) for line in stdout.splitlines()]
+    return [line for line in lines if line.startswith("[") and "/" in line.split("]")[0]]
+
+
+@pytest.mark.slow
 @pytest.mark.parametrize(
     ("launcher", "threads"),
-    [("basic", None), ("parallel", None), ("submitit_local_1cpu", 1), ("ray_local", 1)],
-)
+    [("basic", None), ("parallel", 1), ("submitit_local_1cpu", 1), ("ray_local", 1), ("stacked", 1),
+     ("stacked_submitit_local", 1)],
+)  # fmt: skip
 def test_sweep_with_each_launcher(tmp_path, capsys, launcher, threads):
     overrides = [] if launcher == "basic" else [f"hydra/launcher={launcher}"]
     if launcher == "ray_local":
         overrides += ["hydra.launcher.ray.init.num_cpus=2"]
+    if launcher == "stacked_submitit_local":
+        overrides = ["hydra/launcher=stacked_slurm", "hydra.launcher.executor=submitit_local",
+                     "hydra.launcher.submitit.cpus_per_task=1", "hydra.launcher.submitit.timeout_min=10"]  # fmt: skip
     result = run_app(*SWEEP, *overrides, f"hydra.sweep.dir={tmp_path}")
     assert result.returncode == 0, result.stderr[-3000:]
     found = summaries(tmp_path)
@@ -57,24 +73,120 @@ def test_sweep_with_each_launcher(tmp_path, capsys, launcher, threads):
     assert all(s["status"] == "completed" for s in found.values())
     if threads is not None:
         assert {s["cpu_threads"] for s in found.values()} == {threads}
+    if launcher.startswith("stacked"):  # activation x depth: four shapes, four stacks of one
+        assert {s["stack_size"] for s in found.values()} == {1}
+        assert all((tmp_path / name / ".hydra" / "overrides.yaml").exists() for name in RUN_FOLDERS)
+    if launcher not in ("submitit_local_1cpu", "stacked_submitit_local"):  # submitit's tasks print to their logs
+        lines = console_lines(result.stdout)
+        assert len(lines) == 4 and {line.split("]")[0] for line in lines} == {"[1/4", "[2/4", "[3/4", "[4/4"}
     rows = check_report_matches(tmp_path, capsys)
     assert len(rows) == 4
 
 
+@pytest.mark.slow
+def test_a_sweeps_console_is_one_line_per_run_and_the_callback_writes_the_report(tmp_path):
+    result = run_app(*SWEEP, "hydra/launcher=parallel", "hydra.callbacks.vgbench.report=true",
+                     f"hydra.sweep.dir={tmp_path}")  # fmt: skip
+    assert result.returncode == 0, result.stderr[-3000:]
+    lines = result.stdout.splitlines()
+    runs = console_lines(result.stdout)
+    assert len(runs) == 4
+    for line in runs:  # '[k/4] activation=relu,model.depth=2  completed  acc 0.9  first/last 7.8e-01  1.4 s'
+        assert line.split()[2] == "completed" and "acc " in line and "first/last " in line and line.endswith(" s")
+        assert "activation=" in line and "model.depth=" in line and "data.num_train" not in line  # what was swept
+    assert lines[len(runs)] == "findings:"
+    assert lines[-2] == f"report: {tmp_path / 'report.html'} (and report.md, results.csv, 6 figures)"
+    assert len(lines) <= len(runs) + 12  # the runs, then the findings
+    assert "epoch 1/1" not in result.stdout and "MLP" not in result.stdout  # each run's log is in its folder
+    assert all("epoch 1/1" in (tmp_path / name / "train.log").read_text() for name in RUN_FOLDERS)
+    assert (tmp_path / "report.html").exists()
+    verbose = run_app(*SWEEP, "hydra.verbose=true", f"hydra.sweep.dir={tmp_path / 'verbose'}")
+    assert "epoch 1/1" in verbose.stdout and "Launching 4 jobs locally" in verbose.stdout
+
+
+@pytest.mark.slow
+def test_stacked_and_parallel_launchers_give_the_same_runs(tmp_path):
+    """activation x depth x seeds: the stacked launcher makes one stack per shape, of its 2 seeds, and
+    writes the same run folders, the same numbers and the same report as one process per run."""
+    sweep = [*SWEEP, "trainer.seed=0,1"]
+    for launcher in ("parallel", "stacked"):
+        result = run_app(*sweep, f"hydra/launcher={launcher}", f"hydra.sweep.dir={tmp_path / launcher}")
+        assert result.returncode == 0, result.stderr[-3000:]
+    parallel, stacked = summaries(tmp_path / "parallel"), summaries(tmp_path / "stacked")
+    assert set(parallel) == set(stacked) and len(parallel) == 8
+    assert {s["stack_size"] for s in stacked.values()} == {2}
+    for name, summary in parallel.items():
+        other = stacked[name]
+        assert other["history"][0]["train_loss"] == pytest.approx(summary["history"][0]["train_loss"], rel=1e-4)
+        assert other["final"]["test_acc"] == pytest.approx(summary["final"]["test_acc"], abs=0.01)
+        assert other["first_to_last_grad_ratio"]["step0"] == pytest.approx(
+            summary["first_to_last_grad_ratio"]["step0"], rel=1e-5)  # fmt: skip
+    from vgbench.report import write_report
+
+    reports = [write_report(tmp_path / launcher).findings for launcher in ("parallel", "stacked")]
+    assert reports[0] == reports[1]
+
+
 def test_parallel_launcher_gives_each_job_its_share_of_the_cores():
-    assert threads_per_job({"_target_": "hydra_plugins.hydra_joblib_launcher.JoblibLauncher", "n_jobs": -1}, 2) == 1
-    assert threads_per_job({"_target_": "x.JoblibLauncher", "n_jobs": 2}, 16) == 8
-    assert threads_per_job({"_target_": "x.JoblibLauncher", "n_jobs": -2}, 16) == 1  # 15 jobs at once
+    joblib = "hydra_plugins.hydra_joblib_launcher.joblib_launcher.JoblibLauncher"
+    ours = "hydra_plugins.vgbench_launchers.parallel.ParallelLauncher"
+    assert threads_per_job({"_target_": ours, "n_jobs": -1}, 2) == 1
+    assert threads_per_job({"_target_": joblib, "n_jobs": 2}, 16) == 8
+    assert threads_per_job({"_target_": ours, "n_jobs": -2}, 16) == 1  # 15 jobs at once
     assert threads_per_job({"_target_": "x.SlurmLauncher.SubmititLauncher", "cpus_per_task": 4}, 64) == 4
     assert threads_per_job({"_target_": "x.RayLauncher", "ray": {"remote": {"num_cpus": 3}}}, 64) == 3
+    stacked = "hydra_plugins.vgbench_launchers.stacked.StackedLauncher"
+    assert threads_per_job({"_target_": stacked, "n_jobs": 4, "executor": "local"}, 16) == 4
+    assert threads_per_job({"_target_": stacked, "executor": "slurm", "submitit": {"cpus_per_task": 6}}, 64) == 6
     assert threads_per_job({"_target_": "hydra._internal.core_plugins.basic_launcher.BasicLauncher"}, 8) is None
 
 
-def test_local_parallel_jobs_spread_over_the_gpus():
-    assert [gpu_for_job(job, 4) for job in range(6)] == ["cuda:0", "cuda:1", "cuda:2", "cuda:3", "cuda:0", "cuda:1"]
-    assert {gpu_for_job(job, 1) for job in range(3)} == {"cuda:0"}
+def test_on_a_gpu_host_the_local_launchers_cap_jobs_per_gpu():
+    assert local_parallel_jobs(-1, 16) == 16
+    assert local_parallel_jobs(-1, 16, "auto", gpus=1, jobs_per_gpu=4) == 4
+    assert local_parallel_jobs(-1, 16, "cuda", gpus=2, jobs_per_gpu=4) == 8
+    assert local_parallel_jobs(-1, 16, "cpu", gpus=2, jobs_per_gpu=4) == 16  # CPU runs use the cores
+    assert local_parallel_jobs(3, 16, "auto", gpus=0, jobs_per_gpu=4) == 3
 
 
+def test_visible_gpus_without_torch(monkeypatch):
+    monkeypatch.setenv("CUDA_VISIBLE_DEVICES", "0,3")
+    assert visible_gpus() == 2
+    monkeypatch.setenv("CUDA_VISIBLE_DEVICES", "")
+    assert visible_gpus() == 0
+
+
+def fake_gpus(monkeypatch, count):
+    monkeypatch.setattr(torch.cuda, "is_available", lambda: count > 0)
+    monkeypatch.setattr(torch.cuda, "device_count", lambda: count)
+
+
+def test_only_local_launchers_map_jobs_to_gpus(monkeypatch):
+    local = {"_target_": "hydra_plugins.vgbench_launchers.parallel.ParallelLauncher", "n_jobs": 8}
+    slurm = {"_target_": "hydra_plugins.hydra_submitit_launcher.submitit_launcher.SlurmLauncher"}
+    ray = {"_target_": "hydra_plugins.hydra_ray_launcher.ray_launcher.RayLauncher"}
+    fake_gpus(monkeypatch, 4)
+    assert [str(resolve_device("auto", gpu_slot(local, job))) for job in range(6)] == [
+        "cuda:0", "cuda:1", "cuda:2", "cuda:3", "cuda:0", "cuda:1"]  # fmt: skip
+    assert str(resolve_device("cuda", gpu_slot(local, 5))) == "cuda:1"
+    for engine in (slurm, ray):  # the engine's allocation (CUDA_VISIBLE_DEVICES) decides: its first GPU
+        assert gpu_slot(engine, 5) is None
+        assert str(resolve_device("cuda", gpu_slot(engine, 5))) == "cuda"
+    assert str(resolve_device("cuda:2")) == "cuda:2"
+    with pytest.raises(ConfigError, match=r"trainer.device='cuda:4' but only 4 CUDA device\(s\) are visible"):
+        resolve_device("cuda:4")
+
+
+def test_cuda_with_none_allocated_is_an_error_and_auto_says_so(monkeypatch, caplog):
+    fake_gpus(monkeypatch, 0)
+    monkeypatch.setenv("CUDA_VISIBLE_DEVICES", "")
+    with pytest.raises(ConfigError, match="no CUDA device is visible here .*the launcher allocated this job none"):
+        resolve_device("cuda")
+    assert str(resolve_device("auto")) == "cpu"
+    assert "allocated this job no GPU" in caplog.text
+
+
+@pytest.mark.slow
 def test_failing_run_does_not_stop_the_sweep_and_is_reported(tmp_path, capsys):
     result = run_app(*SWEEP[:-1], "model.depth=2,0", "hydra/launcher=parallel", f"hydra.sweep.dir={tmp_path}")
     assert result.returncode == 0, result.stderr[-3000:]
@@ -82,6 +194,7 @@ def test_failing_run_does_not_stop_the_sweep_and_is_reported(tmp_path, capsys):
     statuses = sorted((name.split(",")[0], name.split("model.depth=")[1][0], s["status"]) for name, s in found.items())
     assert statuses == [("activation=relu", "0", "failed"), ("activation=relu", "2", "completed"),
                         ("activation=sigmoid", "0", "failed"), ("activation=sigmoid", "2", "completed")]  # fmt: skip
+    assert sum("failed  model.depth=0 is not valid" in line for line in console_lines(result.stdout)) == 2
     rows = check_report_matches(tmp_path, capsys)
     assert sorted(row["error"] for row in rows if row["status"] == "failed") == [
         "model.depth=0 is not valid; it must be >= 1"] * 2  # fmt: skip
@@ -89,17 +202,38 @@ def test_failing_run_does_not_stop_the_sweep_and_is_reported(tmp_path, capsys):
     assert "Failed: " in report and "model.depth=0 is not valid" in report
 
 
+@pytest.mark.slow
 def test_rerun_skips_completed_runs(tmp_path):
     first = run_app(*SWEEP, f"hydra.sweep.dir={tmp_path}")
     assert first.returncode == 0, first.stderr[-3000:]
     before = {name: (tmp_path / name / "summary.json").read_text() for name in RUN_FOLDERS}
     again = run_app(*SWEEP, f"hydra.sweep.dir={tmp_path}")
     assert again.returncode == 0, again.stderr[-3000:]
-    assert again.stdout.count("already records this run as completed; skipping it") == 4
+    assert [line.split()[2] for line in console_lines(again.stdout)] == ["skipped"] * 4
     assert {name: (tmp_path / name / "summary.json").read_text() for name in RUN_FOLDERS} == before
 
 
-def test_slurm_preset_composes_without_submitting(tmp_path):
+@pytest.mark.slow
+def test_a_sweep_folder_holding_another_sweeps_runs_is_refused_run_by_run(tmp_path):
+    first = run_app(*SWEEP, f"hydra.sweep.dir={tmp_path}")
+    assert first.returncode == 0
+    before = {name: (tmp_path / name / "summary.json").read_text() for name in RUN_FOLDERS}
+    # another sweep whose folders have the same names: a setting that is not in the folder name differs (as
+    # when a preset changes); here model.init, kept out of the names
+    exclude = yaml.safe_load((CONF_DIR / "config.yaml").read_text())["hydra"]["job"]["config"]["override_dirname"][
+        "exclude_keys"]  # fmt: skip
+    keys = ",".join([*exclude, "model.init"])
+    other = run_app(*SWEEP, "model.init=xavier_normal", "trainer.resume=true", f"hydra.sweep.dir={tmp_path}",
+                    f"hydra.job.config.override_dirname.exclude_keys=[{keys}]")  # fmt: skip
+    assert other.returncode == 0
+    lines = console_lines(other.stdout)
+    assert len(lines) == 4 and all("failed" in line and "differs in: model.init" in line for line in lines)
+    assert {name: (tmp_path / name / "summary.json").read_text() for name in RUN_FOLDERS} == before
+    assert all((tmp_path / name / "failed_attempt.json").exists() for name in RUN_FOLDERS)
+
+
+@pytest.mark.slow
+def test_slurm_presets_compose_without_submitting(tmp_path):
     result = run_app("experiment=vanishing", "hydra/launcher=slurm", "hydra.launcher.partition=gpu",
                      "hydra.launcher.gpus_per_node=1", "--cfg", "hydra", "--package", "hydra.launcher")  # fmt: skip
     assert result.returncode == 0, result.stderr[-3000:]
@@ -108,8 +242,13 @@ def test_slurm_preset_composes_without_submitting(tmp_path):
         assert line in result.stdout
     job = run_app("experiment=vanishing", "hydra/launcher=slurm", "--cfg", "job")
     assert job.returncode == 0 and "resume: true" in job.stdout
+    stacked = run_app("experiment=vanishing", "hydra/launcher=stacked_slurm", "--cfg", "hydra", "--package",
+                      "hydra.launcher")  # fmt: skip
+    assert stacked.returncode == 0, stacked.stderr[-3000:]
+    assert "StackedLauncher" in stacked.stdout and "executor: slurm" in stacked.stdout
 
 
+@pytest.mark.slow
 def test_presets_define_their_sweeps():
     inits = "model.init: pytorch_default,xavier_uniform,kaiming_normal,uniform_standard"
     for preset, swept in (("vanishing", ["activation: sigmoid,tanh,relu,leaky_relu", "model.depth: 20,10,5,2"]),

@@ -2,6 +2,7 @@
 
 import csv
 import json
+import shutil
 import socket
 import subprocess
 import sys
@@ -55,11 +56,13 @@ def test_event_file_holds_the_tags_at_the_expected_steps(monitored_run):
     assert "activation/std/layer_04" not in scalars  # the output layer has no activation
     assert [e.step for e in accumulator.Scalars("grad_ratio/first_to_last")] == MEASURED
     assert [e.step for e in accumulator.Scalars("grad_norm/weight/layer_01")] == MEASURED
-    assert [e.step for e in accumulator.Scalars("train/loss")] == [8, 16]  # epoch ends, by global step
-    assert {"train/acc", "test/loss", "test/acc", "lr", "train/batch_loss", "grad_norm/total"} <= scalars
+    assert [e.step for e in accumulator.Scalars("train/loss")] == [7, 15]  # each epoch's last step
+    assert {"train/acc", "test/loss", "test/acc", "lr", "train/batch_loss", "grad_norm/total",
+            "delta_ratio/first_to_last"} <= scalars  # fmt: skip
     assert [e.step for e in accumulator.Histograms("grad/weight/layer_01")] == [0, 6, 12]
     assert "activation/layer_03" in accumulator.Tags()["histograms"]
-    assert [e.step for e in accumulator.Images("gradient_profile")] == [8, 16]
+    assert [e.step for e in accumulator.Images("gradient_profile")] == [7, 15]
+    assert [e.step for e in accumulator.Scalars("hparams/test_acc")] == [16]  # after every step
     assert "custom_scalars__config__" in accumulator.Tags()["tensors"]
     hparams = accumulator.PluginTagToContent("hparams")
     assert {"_hparams_/experiment", "_hparams_/session_start_info", "_hparams_/session_end_info"} <= set(hparams)
@@ -106,8 +109,14 @@ def test_resumed_run_continues_the_series_without_duplicates(tmp_path):
     for name in ("layers.csv", "steps.csv"):
         assert (tmp_path / "resumed" / name).read_text() == (tmp_path / "straight" / name).read_text()
     assert resumed["profile"] == straight["profile"]
-    steps = [e.step for e in events(tmp_path / "resumed").Scalars("grad_ratio/first_to_last")]
-    assert steps == MEASURED
+    accumulator, reference = events(tmp_path / "resumed"), events(tmp_path / "straight")
+    assert [e.step for e in accumulator.Scalars("grad_ratio/first_to_last")] == MEASURED
+    # the first attempt's epoch-end scalars and image survive the resume; its HParams entry does not
+    for tag in ("train/loss", "train/acc", "test/loss", "test/acc", "lr"):
+        assert [(e.step, e.value) for e in accumulator.Scalars(tag)] == [
+            (e.step, e.value) for e in reference.Scalars(tag)], tag  # fmt: skip
+    assert [e.step for e in accumulator.Images("gradient_profile")] == [7, 15]
+    assert [e.step for e in accumulator.Scalars("hparams/test_acc")] == [16]  # one HParams row, not two
 
 
 def free_port() -> int:
@@ -116,12 +125,23 @@ def free_port() -> int:
         return s.getsockname()[1]
 
 
+def post(url: str, body: dict) -> dict:
+    request = urllib.request.Request(url, data=json.dumps(body).encode(), method="POST",
+                                     headers={"Content-Type": "application/json", "X-XSRF-Protected": "1"})  # fmt: skip
+    return json.load(urllib.request.urlopen(request, timeout=10))
+
+
+@pytest.mark.slow
 def test_real_tensorboard_serves_scalars_and_hparams(monitored_run, tmp_path):
-    """Start `tensorboard --logdir` on a free loopback port and ask its HTTP API, as the browser would."""
-    run_dir, _ = monitored_run
+    """Start `tensorboard --logdir` on a free loopback port and ask its HTTP API, as the browser would: a
+    run and a resumed run, one HParams row each, and the resumed run's first epoch still there."""
+    shutil.copytree(monitored_run[0], tmp_path / "monitored")
+    run(make_cfg(*MONITORED[:-3], "trainer.epochs=1", *MONITORED[-2:]), tmp_path / "resumed")
+    run(make_cfg(*MONITORED, "trainer.resume=true"), tmp_path / "resumed")
+    run_dir = tmp_path / "monitored"
     port = free_port()
     tensorboard = Path(sys.executable).parent / "tensorboard"
-    server = subprocess.Popen([tensorboard, "--logdir", str(run_dir.parent), "--host", "127.0.0.1",
+    server = subprocess.Popen([tensorboard, "--logdir", str(tmp_path), "--host", "127.0.0.1",
                                "--port", str(port), "--reload_interval", "1"],
                               stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)  # fmt: skip
     base = f"http://127.0.0.1:{port}"
@@ -130,7 +150,7 @@ def test_real_tensorboard_serves_scalars_and_hparams(monitored_run, tmp_path):
         while True:
             try:
                 tags = json.load(urllib.request.urlopen(f"{base}/data/plugin/scalars/tags", timeout=5))
-                if tags.get(run_dir.name):
+                if tags.get("monitored") and tags.get("resumed"):
                     break
             except OSError:
                 pass
@@ -138,13 +158,19 @@ def test_real_tensorboard_serves_scalars_and_hparams(monitored_run, tmp_path):
             time.sleep(1)
         assert "grad_norm/weight/layer_01" in tags[run_dir.name]
         assert "grad_ratio/first_to_last" in tags[run_dir.name]
-        request = urllib.request.Request(
-            f"{base}/data/plugin/hparams/experiment", data=json.dumps({"experimentName": ""}).encode(),
-            headers={"Content-Type": "application/json", "X-XSRF-Protected": "1"}, method="POST")  # fmt: skip
-        experiment = json.load(urllib.request.urlopen(request, timeout=10))
+        experiment = post(f"{base}/data/plugin/hparams/experiment", {"experimentName": ""})
         assert {h["name"] for h in experiment["hparamInfos"]} == {
             "activation", "depth", "width", "init", "optimizer", "lr", "loss", "seed"}  # fmt: skip
-        assert "hparams/first_to_last_grad_ratio_step0" in {m["name"]["tag"] for m in experiment["metricInfos"]}
+        metrics = {m["name"]["tag"] for m in experiment["metricInfos"]}
+        assert {"hparams/first_to_last_grad_ratio_step0", "hparams/first_to_last_delta_ratio_step0"} <= metrics
+        groups = post(f"{base}/data/plugin/hparams/session_groups", {
+            "experimentName": "", "allowedStatuses": ["STATUS_UNKNOWN", "STATUS_SUCCESS", "STATUS_FAILURE",
+                                                      "STATUS_RUNNING"],
+            "colParams": [], "startIndex": 0, "sliceSize": 100})["sessionGroups"]  # fmt: skip
+        assert sorted(g["name"] for g in groups) == ["monitored", "resumed"]
+        assert [len(g["sessions"]) for g in groups] == [1, 1]
+        losses = json.load(urllib.request.urlopen(f"{base}/data/plugin/scalars/scalars?tag=train/loss&run=resumed"))
+        assert [step for _, step, _ in losses] == [7, 15]
     finally:
         server.terminate()
         server.wait(30)

@@ -1,19 +1,22 @@
 import json
 import math
+import os
 import subprocess
 import sys
 from pathlib import Path
 
 import pytest
 import torch
-import torch.nn.functional as F
 
-from tests.conftest import TINY, make_cfg, run_app
-from vgbench.config import ConfigError
+from tests.conftest import TINY, make_cfg, read_rows, run_app
+from vgbench.app import train_jobs
+from vgbench.checkpoint import CheckpointError
+from vgbench.config import ConfigError, UserError
 from vgbench.provision import ProvisionError
-from vgbench.train import LOSS_FUNCTIONS, build_optimizer, quadratic_cost, run
+from vgbench.train import run
 
 
+@pytest.mark.slow
 def test_end_to_end_app_writes_summary(tmp_path):
     result = run_app(*TINY, "trainer.epochs=2", "data.val_size=128", f"hydra.run.dir={tmp_path}")
     assert result.returncode == 0, result.stderr
@@ -21,17 +24,21 @@ def test_end_to_end_app_writes_summary(tmp_path):
     summary = json.loads((tmp_path / "summary.json").read_text())
     assert summary["status"] == "completed"
     assert summary["epochs_done"] == 2 and summary["steps"] == 2 * math.ceil(384 / 64)
-    assert summary["final"]["test_acc"] > 0.5  # chance is 0.1
+    assert summary["final"]["test_acc"] > 0.95  # chance is 0.1; two epochs reach 1.0 on this problem
+    assert summary["final"]["train_loss"] < 0.2 < summary["history"][0]["train_loss"]
     assert {"train_loss", "train_acc", "val_loss", "val_acc", "test_loss", "test_acc"} <= set(summary["final"])
     assert [h["epoch"] for h in summary["history"]] == [1, 2]
-    assert summary["device"] == "cpu" and summary["data_source"] == "synthetic"
+    assert summary["device"] == "cpu" and summary["data_source"] == "synthetic" and summary["stack_size"] == 1
     assert summary["torch_version"] == torch.__version__ and summary["steps_per_s"] > 0
     assert summary["config"]["model"]["width"] == 32  # the resolved config
     assert (tmp_path / "checkpoint.pt").exists() and (tmp_path / ".hydra" / "config.yaml").exists()
+    assert "epoch 2/2" in (tmp_path / "train.log").read_text()
 
 
+@pytest.mark.slow
 def test_app_and_console_script_run_from_another_folder(tmp_path):
-    result = run_app(*TINY, "trainer.epochs=1", f"hydra.run.dir={tmp_path / 'module'}", cwd=tmp_path)
+    result = run_app(*TINY, "trainer.epochs=1", f"hydra.run.dir={tmp_path / 'module'}", cwd=tmp_path,
+                     module="vgbench.train")  # fmt: skip
     assert result.returncode == 0, result.stderr
     script = Path(sys.executable).parent / "vgbench-train"
     result = subprocess.run([script, *TINY, "trainer.epochs=1", f"hydra.run.dir={tmp_path / 'script'}"],
@@ -49,7 +56,7 @@ def test_same_seed_same_numbers(tmp_path):
 
 
 def test_resumed_run_ends_exactly_like_an_uninterrupted_one(tmp_path):
-    common = [*TINY, "model.dropout=0.2", "optimizer=adam", "data.val_size=64"]  # RNG and optimizer state
+    common = [*TINY, "model.dropout=0.2", "optimizer=adam", "data.val_size=64"]  # dropout masks, Adam state
     uninterrupted = run(make_cfg(*common, "trainer.epochs=3"), tmp_path / "straight")
     run(make_cfg(*common, "trainer.epochs=1"), tmp_path / "resumed")  # "interrupted" after epoch 1
     resumed = run(make_cfg(*common, "trainer.epochs=3", "trainer.resume=true"), tmp_path / "resumed")
@@ -58,17 +65,59 @@ def test_resumed_run_ends_exactly_like_an_uninterrupted_one(tmp_path):
     assert resumed["steps"] == uninterrupted["steps"]
 
 
+def test_checkpoints_hold_no_device_random_state(tmp_path):
+    """The batch order and dropout masks come from (seed, epoch), so a checkpoint needs no generator
+    state: it resumes the same on any device, with any number of visible GPUs."""
+    run(make_cfg(*TINY, "model.dropout=0.2"), tmp_path)
+    checkpoint = torch.load(tmp_path / "checkpoint.pt", weights_only=True)
+    assert not {"cpu_rng", "cuda_rng"} & set(checkpoint)
+    assert checkpoint["model"]["hidden.0.linear.weight"].shape == (1, 32, 784)  # one run, as a stack of one
+
+
 def test_checkpoint_is_never_overwritten_by_a_fresh_run(tmp_path):
     first = run(make_cfg(*TINY), tmp_path)
     before = (tmp_path / "checkpoint.pt").read_bytes()
     assert run(make_cfg(*TINY), tmp_path) == first  # completed already: skipped (trainer.skip_completed)
     with pytest.raises(ConfigError, match="checkpoint.pt exists; set trainer.resume=true"):
         run(make_cfg(*TINY, "trainer.skip_completed=false"), tmp_path)
-    with pytest.raises(ConfigError, match="was written by a different config"):
+    with pytest.raises(UserError, match=r"holds a completed run that was written by a different config \(differs "
+                                        r"in: model.depth\)"):  # fmt: skip
         run(make_cfg(*TINY, "model.depth=2", "trainer.resume=true"), tmp_path)
     assert (tmp_path / "checkpoint.pt").read_bytes() == before
 
 
+@pytest.mark.parametrize("changed", ["trainer.amp=bf16", "monitor.every_n_steps=3", "trainer.deterministic=true",
+                                     "trainer.eval_every=2"])  # fmt: skip
+def test_a_changed_setting_is_another_run(tmp_path, changed):
+    """skip_completed and resume compare the run's identity: amp, monitor, determinism and evaluation
+    settings change what a run computes, so a completed run with other ones is not this run."""
+    run(make_cfg(*TINY), tmp_path)
+    before = (tmp_path / "summary.json").read_text()
+    with pytest.raises(UserError, match=f"differs in: {changed.split('=')[0]}"):
+        run(make_cfg(*TINY, changed, "trainer.resume=true"), tmp_path)
+    assert (tmp_path / "summary.json").read_text() == before
+
+
+def test_placement_is_not_identity(tmp_path):
+    first = run(make_cfg(*TINY), tmp_path)
+    again = run(make_cfg(*TINY, "trainer.cpu_threads=2", "logger.tensorboard=false", "trainer.resume=true"), tmp_path)
+    assert again == first  # the same run, skipped
+
+
+def test_eval_every_evaluates_every_nth_epoch_and_the_last(tmp_path):
+    summary = run(make_cfg(*TINY, "trainer.epochs=5", "trainer.eval_every=2"), tmp_path)
+    assert ["test_acc" in record for record in summary["history"]] == [False, True, False, True, True]
+
+
+def test_deterministic_mode_does_not_leak_into_the_next_job(tmp_path):
+    run(make_cfg(*TINY, "trainer.deterministic=true"), tmp_path / "a")
+    assert torch.are_deterministic_algorithms_enabled()
+    run(make_cfg(*TINY), tmp_path / "b")
+    assert not torch.are_deterministic_algorithms_enabled()
+    assert os.environ["CUBLAS_WORKSPACE_CONFIG"] == ":4096:8"  # set before any job could start CUDA
+
+
+@pytest.mark.slow
 def test_huge_lr_diverges_cleanly(tmp_path):
     result = run_app(*TINY, "optimizer.lr=1e12", "trainer.log_every_n_steps=1", f"hydra.run.dir={tmp_path / 'a'}")
     assert result.returncode == 0, result.stderr  # a sweep goes on
@@ -80,53 +129,204 @@ def test_huge_lr_diverges_cleanly(tmp_path):
     assert strict.returncode == 1
 
 
-def test_corrupted_data_file_is_refused(tmp_path):
-    raw = tmp_path / "MNIST" / "raw"
+# --- a stack of runs is K runs alone (issue: stacked sweeps) ---
+
+STACKED = ["data=synthetic", "data.num_train=3200", "data.num_test=256", "model.depth=3", "model.width=32",
+           "trainer.device=cpu", "trainer.cpu_threads=1", "model.init=normal", "monitor.every_n_steps=1",
+           "monitor.histogram_every_n_steps=0", "logger.tensorboard=false"]  # fmt: skip
+PER_RUN = [["trainer.seed=0", "optimizer.lr=0.05", "model.init_std=0.05"],
+           ["trainer.seed=1", "optimizer.lr=0.1", "model.init_std=0.08"],
+           ["trainer.seed=2", "optimizer.lr=0.02", "model.init_std=0.1"],
+           ["trainer.seed=3", "optimizer.lr=0.2", "model.init_std=0.03"]]  # fmt: skip
+
+
+def assert_same_run(a: Path, b: Path, loss_rtol: float = 1e-4, metric_rtol: float = 1e-5) -> None:
+    steps_a, steps_b = read_rows(a / "steps.csv"), read_rows(b / "steps.csv")
+    assert [r["step"] for r in steps_a] == [r["step"] for r in steps_b]
+    losses_a = [float(r["train/batch_loss"]) for r in steps_a[:50]]
+    assert len(losses_a) == 50
+    assert losses_a == pytest.approx([float(r["train/batch_loss"]) for r in steps_b[:50]], rel=loss_rtol)
+    step0 = [(r["layer"], k, float(v)) for r in read_rows(a / "layers.csv") if r["step"] == "0"
+             for k, v in r.items() if v and k not in ("step", "epoch", "layer", "kind")]  # fmt: skip
+    other = [(r["layer"], k, float(v)) for r in read_rows(b / "layers.csv") if r["step"] == "0"
+             for k, v in r.items() if v and k not in ("step", "epoch", "layer", "kind")]  # fmt: skip
+    assert [v for *_, v in step0] == pytest.approx([v for *_, v in other], rel=metric_rtol, abs=1e-12)
+    summary_a, summary_b = (json.loads((d / "summary.json").read_text()) for d in (a, b))
+    assert summary_a["final"]["test_acc"] == pytest.approx(summary_b["final"]["test_acc"], abs=0.01)
+
+
+def test_each_run_of_a_stack_matches_the_run_alone(tmp_path):
+    cfgs = [make_cfg(*STACKED, *per_run, "trainer.epochs=1") for per_run in PER_RUN]
+    dirs = [tmp_path / "stack" / f"run{k}" for k in range(4)]
+    results = train_jobs(cfgs, dirs)
+    assert [r.status for r in results] == ["completed"] * 4 and {r.stack_size for r in results} == {4}
+    for k, cfg in enumerate(cfgs):
+        assert run(cfg, tmp_path / "alone" / f"run{k}")["stack_size"] == 1
+        assert_same_run(dirs[k], tmp_path / "alone" / f"run{k}")
+    losses = {read_rows(d / "steps.csv")[10]["train/batch_loss"] for d in dirs}
+    assert len(losses) == 4  # the runs really differ
+
+
+def test_a_resumed_stack_matches_an_uninterrupted_one(tmp_path):
+    straight = [tmp_path / "straight" / f"run{k}" for k in range(4)]
+    resumed = [tmp_path / "resumed" / f"run{k}" for k in range(4)]
+    train_jobs([make_cfg(*STACKED, *p, "trainer.epochs=2") for p in PER_RUN], straight)
+    train_jobs([make_cfg(*STACKED, *p, "trainer.epochs=1") for p in PER_RUN], resumed)  # cut off after epoch 1
+    results = train_jobs([make_cfg(*STACKED, *p, "trainer.epochs=2", "trainer.resume=true") for p in PER_RUN], resumed)
+    assert {r.stack_size for r in results} == {4}
+    for a, b in zip(straight, resumed, strict=True):
+        assert_same_run(a, b, loss_rtol=0, metric_rtol=0)  # bit for bit
+        assert json.loads((a / "summary.json").read_text())["history"] == json.loads(
+            (b / "summary.json").read_text())["history"]  # fmt: skip
+
+
+def test_a_diverging_run_stops_and_its_stack_mates_go_on(tmp_path):
+    cfgs = [make_cfg(*TINY, "trainer.log_every_n_steps=1", f"optimizer.lr={lr}", "trainer.epochs=2")
+            for lr in (0.1, 1e12, 0.05)]  # fmt: skip
+    results = train_jobs(cfgs, [tmp_path / f"run{k}" for k in range(3)])
+    assert [r.status for r in results] == ["completed", "diverged", "completed"]
+    alone = run(cfgs[2], tmp_path / "alone")
+    in_stack = json.loads((tmp_path / "run2" / "summary.json").read_text())["history"]
+    assert [r["train_loss"] for r in in_stack] == pytest.approx([r["train_loss"] for r in alone["history"]], rel=1e-5)
+    diverged = json.loads((tmp_path / "run1" / "summary.json").read_text())
+    assert diverged["epochs_done"] == 0 and diverged["final"]["test_acc"] is None
+
+
+def test_runs_of_other_shapes_or_epochs_make_other_stacks(tmp_path):
+    cfgs = [make_cfg(*TINY, "model.depth=2"), make_cfg(*TINY, "model.depth=3"), make_cfg(*TINY, "model.depth=2",
+            "trainer.seed=1"), make_cfg(*TINY, "model.depth=0")]  # fmt: skip
+    results = train_jobs(cfgs, [tmp_path / f"run{k}" for k in range(4)])
+    assert [(r.status, r.stack_size) for r in results] == [("completed", 2), ("completed", 1), ("completed", 2),
+                                                           ("failed", 1)]  # fmt: skip
+    assert results[3].error == "model.depth=0 is not valid; it must be >= 1"  # a bad run fails alone
+
+
+# --- bad input and faults: one line, nothing lost ---
+
+
+def test_a_corrupt_checkpoint_is_one_line_and_the_completed_summary_survives(tmp_path):
+    run(make_cfg(*TINY), tmp_path)
+    summary_before = (tmp_path / "summary.json").read_text()
+    (tmp_path / "checkpoint.pt").write_bytes(os.urandom(4096))
+    result = run_app(*TINY, "trainer.epochs=2", "trainer.resume=true", f"hydra.run.dir={tmp_path}")
+    assert result.returncode == 2
+    assert result.stderr.startswith(f"error: {tmp_path / 'checkpoint.pt'} cannot be read (")
+    assert "truncated or corrupt" in result.stderr and result.stderr.count("\n") == 1
+    assert (tmp_path / "summary.json").read_text() == summary_before  # never overwritten by a failed attempt
+    attempt = json.loads((tmp_path / "failed_attempt.json").read_text())
+    assert attempt["status"] == "failed" and "cannot be read" in attempt["error"]
+
+
+def test_a_truncated_checkpoint_is_a_checkpoint_error(tmp_path):
+    run(make_cfg(*TINY), tmp_path)
+    data = (tmp_path / "checkpoint.pt").read_bytes()
+    (tmp_path / "checkpoint.pt").write_bytes(data[: len(data) // 2])
+    with pytest.raises(CheckpointError, match="truncated or corrupt"):
+        run(make_cfg(*TINY, "trainer.epochs=2", "trainer.resume=true"), tmp_path)
+
+
+def corrupt_mnist(root: Path) -> Path:
+    raw = root / "MNIST" / "raw"
     raw.mkdir(parents=True)
     for name in ("train-images-idx3-ubyte", "train-labels-idx1-ubyte", "t10k-images-idx3-ubyte",
                  "t10k-labels-idx1-ubyte"):  # fmt: skip
         (raw / name).write_bytes(b"\x00\x00\x08\x01" + (3).to_bytes(4, "big") + b"abc")
+    return raw
+
+
+def test_corrupted_data_file_is_refused(tmp_path):
+    raw = corrupt_mnist(tmp_path)
     with pytest.raises(ProvisionError, match="has MD5 .* expected 6bbc9ace"):
         run(make_cfg("data=mnist", f"data.root={tmp_path}", "trainer.device=cpu"), tmp_path / "run")
     assert (raw / "train-images-idx3-ubyte").read_bytes()[:4] == b"\x00\x00\x08\x01"  # left as it was
 
 
-def test_quadratic_cost_by_hand():
-    logits = torch.tensor([[0.0, math.log(3.0)]])  # softmax = [1/4, 3/4]
-    target = torch.tensor([1])
-    expected = 0.5 * ((0.25 - 0) ** 2 + (0.75 - 1) ** 2)
-    assert quadratic_cost(logits, target).item() == pytest.approx(expected)
-    assert quadratic_cost(logits.repeat(3, 1), target.repeat(3), reduction="sum").item() == pytest.approx(3 * expected)
-    assert LOSS_FUNCTIONS["cross_entropy"] is F.cross_entropy
+@pytest.mark.slow
+def test_a_data_problem_is_one_line_and_exit_2(tmp_path):
+    corrupt_mnist(tmp_path / "data")
+    result = run_app("data=mnist", "trainer.device=cpu", f"hydra.run.dir={tmp_path / 'run'}",
+                     env={"VGBENCH_DATA": str(tmp_path / "data")})  # fmt: skip
+    assert result.returncode == 2
+    assert result.stderr.startswith("error: ") and "has MD5" in result.stderr and result.stderr.count("\n") == 1
+    assert "HYDRA_FULL_ERROR" not in result.stderr
+
+
+def test_a_data_root_that_is_a_file(tmp_path):
+    (tmp_path / "data").write_text("not a folder")
+    with pytest.raises(ProvisionError, match=r"data.root=.*data is a file, not a folder"):
+        run(make_cfg("data=mnist", f"data.root={tmp_path / 'data'}", "trainer.device=cpu"), tmp_path / "run")
+
+
+def test_a_run_folder_that_is_a_file(tmp_path):
+    (tmp_path / "run").write_text("")
+    with pytest.raises(UserError, match="the run folder .*run is a file"):
+        run(make_cfg(*TINY), tmp_path / "run")
+
+
+@pytest.mark.skipif(os.geteuid() == 0, reason="root writes anywhere")
+def test_a_run_folder_that_is_not_writable(tmp_path):
+    (tmp_path / "run").mkdir()
+    (tmp_path / "run").chmod(0o500)
+    with pytest.raises(UserError, match="cannot write into the run folder"):
+        run(make_cfg(*TINY), tmp_path / "run")
+
+
+def test_a_run_folder_that_is_not_writable_as_root_too(tmp_path, monkeypatch):
+    """The check itself, with the write refused (root ignores file modes)."""
+    import vgbench.checkpoint as checkpoint
+
+    def refuse(path, *args, **kwargs):
+        raise PermissionError(13, "Permission denied", str(path))
+
+    monkeypatch.setattr(checkpoint, "_probe_writable", refuse)
+    with pytest.raises(UserError, match=r"cannot write into the run folder .*run \(Permission denied\)"):
+        run(make_cfg(*TINY), tmp_path / "run")
 
 
 @pytest.mark.parametrize(("optimizer", "loss"), [("sgd", "cross_entropy"), ("momentum", "cross_entropy"),
                                                ("adam", "cross_entropy"), ("rmsprop", "mse")])  # fmt: skip
 def test_every_optimizer_and_loss_learns(tmp_path, optimizer, loss):
-    summary = run(make_cfg(*TINY, f"optimizer={optimizer}", f"loss={loss}", "trainer.epochs=3"), tmp_path)
+    """A harder synthetic problem (noise 4), 24 steps at each preset's rate: every optimizer at least halves
+    its training loss (measured: to 0.04 to 0.4 of it) and passes 0.45 test accuracy (measured 0.49 for
+    Adam's cautious 1e-3, 0.88 to 1.0 for the others; chance is 0.1). Their exact updates: test_optim.py."""
+    summary = run(make_cfg(*TINY, f"optimizer={optimizer}", f"loss={loss}", "trainer.epochs=3",
+                           "data.noise=4"), tmp_path)  # fmt: skip
+    history = summary["history"]
     assert summary["status"] == "completed"
-    assert summary["final"]["test_acc"] > 0.5  # chance is 0.1
-
-
-def test_optimizer_presets_build_what_they_say():
-    param = [torch.nn.Parameter(torch.zeros(1))]
-    momentum = build_optimizer(make_cfg("optimizer=momentum", "optimizer.nesterov=true").optimizer, param)
-    assert isinstance(momentum, torch.optim.SGD)
-    assert momentum.defaults["momentum"] == 0.9 and momentum.defaults["nesterov"] is True
-    assert isinstance(build_optimizer(make_cfg("optimizer=adam").optimizer, param), torch.optim.Adam)
-    assert isinstance(build_optimizer(make_cfg("optimizer=rmsprop").optimizer, param), torch.optim.RMSprop)
+    assert summary["final"]["test_acc"] > 0.45
+    assert history[-1]["train_loss"] < 0.5 * history[0]["train_loss"]
 
 
 @pytest.mark.cuda
 @pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA GPU")
 @pytest.mark.parametrize("amp", ["none", "bf16", "fp16"])
-def test_cuda_run_with_amp(tmp_path, amp):
-    summary = run(make_cfg(*TINY, "trainer.device=cuda", f"trainer.amp={amp}", "trainer.epochs=2"), tmp_path)
-    assert summary["device"].startswith("cuda") and summary["status"] == "completed"
-    assert summary["final"]["test_acc"] > 0.5
+def test_cuda_run_with_amp_matches_the_cpu(tmp_path, amp):
+    """On the GPU, each precision's step-0 statistics are finite and equal the CPU fp32 run's (same seed)."""
+    common = [*TINY, "activation=tanh", "model.depth=4", "trainer.epochs=2"]
+    cpu = run(make_cfg(*common), tmp_path / "cpu")
+    cuda = run(make_cfg(*common, "trainer.device=cuda", f"trainer.amp={amp}"), tmp_path / amp)
+    assert cuda["device"].startswith("cuda") and cuda["status"] == "completed"
+    tolerance = 1e-3 if amp == "none" else 0.05
+    for metric in ("grad_norm/weight", "delta_norm", "activation/std"):
+        values = cuda["profile"]["step0"]["layers"][metric]
+        assert all(math.isfinite(v) for v in values), metric
+        assert values == pytest.approx(cpu["profile"]["step0"]["layers"][metric], rel=tolerance), metric
+    assert cuda["final"]["test_acc"] == pytest.approx(cpu["final"]["test_acc"], abs=0.05)
+
+
+@pytest.mark.cuda
+@pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA GPU")
+def test_cuda_resume_matches_an_uninterrupted_run(tmp_path):
+    common = [*TINY, "model.dropout=0.2", "optimizer=adam", "trainer.device=cuda"]
+    straight = run(make_cfg(*common, "trainer.epochs=2"), tmp_path / "straight")
+    run(make_cfg(*common, "trainer.epochs=1"), tmp_path / "resumed")
+    resumed = run(make_cfg(*common, "trainer.epochs=2", "trainer.resume=true"), tmp_path / "resumed")
+    assert [r["train_loss"] for r in resumed["history"]] == pytest.approx(
+        [r["train_loss"] for r in straight["history"]], rel=1e-5)  # fmt: skip
 
 
 @pytest.mark.mnist
+@pytest.mark.slow
 def test_real_mnist_one_epoch_relu(tmp_path):
     """The real data set through the provisioning routes: a small ReLU MLP learns it in one epoch."""
     cfg = make_cfg("activation=relu", "model.depth=2", "model.width=128", "trainer.epochs=1", "trainer.device=cpu")

@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import inspect
 import math
+from typing import Any
 
 import torch
 import torch.nn.functional as F
@@ -287,6 +288,13 @@ def check_params(name: str, params: dict[str, float]) -> None:
             f"activation.params={params} do not fit activation {name!r}; "
             f"it takes: {', '.join(expected) or 'no parameters'}"
         )
+
+
+def check_activation(cfg: Any) -> None:  # noqa: ANN401 - an activation config (DictConfig or dataclass)
+    """The activation config names a registered function with exactly its parameters."""
+    if cfg.name not in ACTIVATIONS:
+        raise ConfigError(f"activation={cfg.name!r} is not valid; choose one of: {', '.join(sorted(ACTIVATIONS))}")
+    check_params(cfg.name, dict(cfg.params))
 
 
 def build_activation(name: str, params: dict[str, float] | None = None) -> Activation:

@@ -1,30 +1,174 @@
-"""The command line: Hydra composes the config, the trainer (`vgbench.train`) runs it.
+"""The command line and the job wrapper: Hydra composes the config, the trainer (`vgbench.train`) runs it.
 
     vgbench-train activation=sigmoid model.depth=10
     python -m vgbench.train activation=sigmoid model.depth=10          # the same app
-    vgbench-train -m experiment=vanishing hydra/launcher=parallel      # a sweep
+    vgbench-train -m experiment=vanishing hydra/launcher=stacked       # a sweep
 
 This module imports no torch on purpose. In a sweep the launcher process only composes configs and
 hands jobs to joblib, submitit or Ray; the trainer, and torch with it (about 2.5 s here), load inside
-each job. So the launcher's own start-up, `--cfg job` and `--help` take a fraction of a second, and
-a parallel sweep does not pay that import once more before its jobs start.
+each job. So the launcher's own start-up, `--cfg job` and `--help` take a fraction of a second.
+
+A job's faults are the job's: a bad value, an unreadable checkpoint, a folder that holds another run or
+missing data is one line (exit 2 alone, `status: failed` in its folder in a sweep, where the other runs
+go on); a completed run's summary is never overwritten by a failed attempt.
 """
 
 from __future__ import annotations
 
+import logging
+import os
+import sys
+import traceback
+from collections.abc import Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
 import hydra
-from omegaconf import DictConfig
+from hydra.core.hydra_config import HydraConfig
+from hydra.types import RunMode
+from omegaconf import DictConfig, OmegaConf
 
-from vgbench.config import CONF_DIR, register_configs
+import vgbench
+from vgbench.config import CONF_DIR, UserError, register_configs, stack_key
 
+log = logging.getLogger(__name__)
 register_configs()
+# Ray's driver folds similar lines of its workers into one ("repeated 3x"): a sweep's per-run lines differ
+# in their numbers, so each must show
+os.environ.setdefault("RAY_DEDUP_LOGS", "0")
+
+
+def console_level(mode: Any, verbose: Any) -> str:  # noqa: ANN401 - resolver arguments
+    """The console's log level: a sweep's jobs keep their full log in their folders and show one line
+    each (vgbench.callbacks); `hydra.verbose` brings everything back."""
+    quiet = str(mode).endswith("MULTIRUN") and verbose in (False, None, "false", "False", "")
+    return "WARNING" if quiet else "INFO"
+
+
+OmegaConf.register_new_resolver("vgbench_console_level", console_level, replace=True)
+
+
+@dataclass
+class JobResult:
+    """What a job hands back to Hydra (and to the callbacks that print its line)."""
+
+    run_dir: str
+    status: str  # completed, diverged, failed, or skipped (already finished in its folder)
+    test_acc: float | None = None
+    grad_ratio_step0: float | None = None
+    wall_time_s: float | None = None
+    stack_size: int = 1
+    error: str | None = None
+
+
+def _result(run_dir: Path, summary: dict[str, Any], skipped: bool = False) -> JobResult:
+    return JobResult(str(run_dir), "skipped" if skipped else summary["status"],
+                     (summary.get("final") or {}).get("test_acc"),
+                     (summary.get("first_to_last_grad_ratio") or {}).get("step0"),
+                     summary.get("wall_time_s"), summary.get("stack_size", 1))  # fmt: skip
+
+
+def _fail(cfg: DictConfig, run_dir: Path, error: Exception) -> JobResult:
+    from vgbench.summary import record_failure
+
+    message = str(error) if isinstance(error, UserError) else f"{type(error).__name__}: {error}"
+    if not isinstance(error, UserError):  # a bug or a crash keeps its traceback in the job's log
+        log.error("%s failed:\n%s", run_dir, "".join(traceback.format_exception(error)))
+    record_failure(run_dir, message.splitlines()[0] if message else type(error).__name__,
+                   OmegaConf.to_container(cfg, resolve=True))  # fmt: skip
+    return JobResult(str(run_dir), "failed", error=message)
+
+
+def train_jobs(cfgs: Sequence[DictConfig], run_dirs: Sequence[Path], placement: Any = None,  # noqa: ANN401
+               max_stack: int | None = None, reraise: bool = False) -> list[JobResult]:  # fmt: skip
+    """Train the runs one process was given. Each is validated and its folder inspected on its own, so a
+    bad one fails alone; the rest train in as few stacks as their shapes and checkpoints allow (at most
+    `max_stack` runs each; fp16 runs alone, since its loss scale is shared by a stack).
+
+    placement: a vgbench.train.Placement. reraise: a lone run's unexpected error propagates (after its
+    failure is recorded) so its traceback reaches the terminal.
+    """
+    from vgbench.checkpoint import inspect_run_folder
+    from vgbench.config import validate
+    from vgbench.train import train_stack
+
+    results: dict[int, JobResult] = {}
+    groups: dict[tuple[str, int], list[tuple[int, Any]]] = {}
+    for index, (cfg, run_dir) in enumerate(zip(cfgs, run_dirs, strict=True)):
+        try:
+            validate(cfg)
+            folder = inspect_run_folder(cfg, run_dir)
+        except Exception as error:
+            results[index] = _fail(cfg, run_dir, error)
+            if reraise and not isinstance(error, UserError):
+                raise
+            continue
+        if folder.completed is not None:
+            log.info("%s already records this run as finished; skipping it (trainer.skip_completed)", run_dir)
+            results[index] = _result(run_dir, folder.completed, skipped=True)
+            continue
+        key = (stack_key(cfg), folder.start_epoch) if cfg.trainer.amp != "fp16" else (str(index), 0)
+        groups.setdefault(key, []).append((index, folder))
+    limit = max_stack or max((len(members) for members in groups.values()), default=1)
+    for members in groups.values():
+        for start in range(0, len(members), limit):
+            chunk = members[start : start + limit]
+            try:
+                summaries = train_stack([f for _, f in chunk], [cfgs[i] for i, _ in chunk], placement)
+            except Exception as error:
+                for index, _ in chunk:
+                    results[index] = _fail(cfgs[index], run_dirs[index], error)
+                if reraise and not isinstance(error, UserError):
+                    raise
+                continue
+            for (index, _), summary in zip(chunk, summaries, strict=True):
+                results[index] = _result(run_dirs[index], summary)
+    return [results[index] for index in range(len(cfgs))]
+
+
+def run_job(cfg: DictConfig) -> JobResult:
+    """One Hydra job. Alone: a bad value or file is one line and exit 2, a diverged run exits 1 with
+    trainer.fail_on_divergence. In a sweep: the result goes back to Hydra, whatever it is."""
+    from vgbench.placement import available_cores, gpu_slot, threads_per_job
+    from vgbench.train import Placement
+
+    hydra_cfg = HydraConfig.get()
+    run_dir = Path(hydra_cfg.runtime.output_dir)
+    in_sweep = hydra_cfg.mode == RunMode.MULTIRUN
+    launcher = OmegaConf.to_container(hydra_cfg.launcher, resolve=True)
+    placement = Placement(progress=not in_sweep or console_level(hydra_cfg.mode, hydra_cfg.verbose) == "INFO")
+    if in_sweep:
+        placement.threads = threads_per_job(launcher, available_cores())
+        placement.gpu_slot = gpu_slot(launcher, hydra_cfg.job.num)
+    [result] = train_jobs([cfg], [run_dir], placement, reraise=not in_sweep)
+    if in_sweep:
+        return result
+    if result.status == "failed":
+        print(f"error: {result.error}", file=sys.stderr)
+        sys.exit(2)
+    accuracy = "n/a" if result.test_acc is None else f"{result.test_acc:.4f}"
+    print(f"test accuracy: {accuracy} ({result.status}); summary: {run_dir / 'summary.json'}")
+    if result.status == "diverged" and cfg.trainer.fail_on_divergence:
+        sys.exit(1)
+    return result
+
+
+def _version_flag() -> None:
+    if "--version" in sys.argv[1:]:
+        print(f"vgbench {vgbench.__version__}")
+        sys.exit(0)
 
 
 @hydra.main(version_base="1.3", config_path=str(CONF_DIR), config_name="config")
-def main(cfg: DictConfig) -> float | None:
-    from vgbench.train import run_job  # in the job's process: see the module docstring
-
+def _hydra_main(cfg: DictConfig) -> JobResult:
     return run_job(cfg)
+
+
+def main() -> None:
+    """`vgbench-train`: Hydra's command line, plus --version."""
+    _version_flag()
+    _hydra_main()
 
 
 if __name__ == "__main__":

@@ -1,26 +1,37 @@
-"""Structured configs: the schema behind `conf/`, registered in Hydra's ConfigStore.
+"""Structured configs: every knob of vgbench, its type and its default, in one place.
 
-The YAML files under `conf/` hold the values; these dataclasses hold the types, so Hydra rejects a
-wrong type or an unknown key at start-up. Choices that a type cannot express (which activation, which
-init) are checked by `validate`, which names the bad value and the valid ones in one line.
+The dataclasses below are the single home of every default. The YAML files under `conf/` name the
+option a group offers (`optimizer/adam.yaml` sets `name: adam` and Adam's own learning rate) and never
+repeat a default (tests/test_config.py keeps it so). Hydra rejects a wrong type or an unknown key at
+start-up; `validate` checks what a type cannot express (which activation, which init), naming the bad
+value and the valid choices in one line. The choices come from the registries next to the code that
+implements them (`vgbench.optim.OPTIMIZERS`, `vgbench.model.WEIGHT_INITS`, ...), so adding an option
+touches one function and one YAML file.
+
+This module imports no torch: the launcher process of a sweep reads it to compose and group jobs.
 """
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+import json
+from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 from hydra import compose, initialize_config_dir
 from hydra.core.config_store import ConfigStore
-from omegaconf import MISSING, DictConfig
+from omegaconf import MISSING, DictConfig, OmegaConf
 
 CONF_DIR = Path(__file__).resolve().parents[2] / "conf"  # the repo's conf/ (the package installs editable)
 
 
-class ConfigError(ValueError):
-    """A config value that is well-typed but not allowed; the message is one line."""
+class UserError(Exception):
+    """A problem with what the user gave (a value, a file, a folder): reported as one line, exit code 2."""
+
+
+class ConfigError(UserError, ValueError):
+    """A config value that is well-typed but not allowed."""
 
 
 @dataclass
@@ -32,14 +43,15 @@ class ActivationConfig:
 
 @dataclass
 class ModelConfig:
-    depth: int = 3  # number of hidden layers
-    width: Any = 256  # int, or a list with one width per hidden layer
+    depth: int = 3  # hidden layers
+    width: Any = 256  # one int for every hidden layer, or a list with one width per hidden layer
+    # auto: Kaiming for ReLU-like units, Xavier for the rest (LeCun for SELU); see vgbench.model.WEIGHT_INITS
     init: str = "auto"
     init_std: float = 0.01  # for init=normal
-    bias_init: str = "auto"  # pytorch_default when init=pytorch_default (as nn.Linear does), else zeros
+    bias_init: str = "auto"  # auto: PyTorch's draw with init=pytorch_default (as nn.Linear does), else zeros
     bias_std: float = 0.01  # for bias_init=normal
-    norm: str = "none"
-    residual: bool = False
+    norm: str = "none"  # none, batchnorm, layernorm: applied to W h + b, before the activation
+    residual: bool = False  # h_l = h_{l-1} + f(...) wherever the widths match
     dropout: float = 0.0
 
 
@@ -48,7 +60,7 @@ class OptimizerConfig:
     name: str = MISSING
     lr: float = MISSING
     weight_decay: float = 0.0
-    momentum: float = 0.0  # sgd and momentum
+    momentum: float = 0.0  # sgd, momentum and rmsprop
     nesterov: bool = False  # momentum
     betas: list[float] = field(default_factory=lambda: [0.9, 0.999])  # adam
     alpha: float = 0.99  # rmsprop smoothing constant
@@ -58,10 +70,14 @@ class OptimizerConfig:
 @dataclass
 class DataConfig:
     name: str = MISSING
-    root: str = MISSING  # data folder; see conf/data/*.yaml for the default and its env variable
+    # Folder of the IDX files (torchvision's MNIST/raw layout), provisioned on first use
+    root: str = "${oc.env:VGBENCH_DATA,'~/.cache/vgbench/data'}"
     batch_size: int = 64
     eval_batch_size: int = 1000
-    val_size: int = 0  # examples held out of the training split for per-epoch validation
+    # Examples held out of the training split for per-epoch validation: an int (0 evaluates on the test
+    # split), or auto: a tenth of the training examples, at most 5000 (MNIST's 60k: 5000; 2048: 204)
+    val_size: Any = "auto"
+    split_seed: int = 0  # which examples are held out; the same for every trainer.seed, so seeds compare
     limit_train: int | None = None  # first N training examples only, for quick runs
     limit_test: int | None = None
     normalize: bool = True  # standardise with the training split's mean and std
@@ -70,30 +86,32 @@ class DataConfig:
     num_test: int = 256
     num_features: int = 784
     num_classes: int = 10
-    noise: float = 2.0
+    noise: float = 2.0  # std of the per-feature noise; class means have unit variance
     generator_seed: int = 0  # the synthetic problem is the same whatever trainer.seed is
 
 
 @dataclass
 class TrainerConfig:
-    device: str = "auto"
-    epochs: int = 1
-    seed: int = 0
-    deterministic: bool = False
-    cpu_threads: Any = "auto"  # "auto" or an int (a Union here trips omegaconf#1087 under Hydra)
-    eval_every: int = 1  # evaluate on the held-out split every N epochs (and always at the end)
-    log_every_n_steps: int = 100  # progress-bar refresh and divergence check: one host sync each
-    checkpoint: bool = True  # write checkpoint.pt atomically at each epoch end
-    resume: bool = False  # continue from checkpoint.pt in the run folder, if there is one
+    device: str = "auto"  # auto (CUDA, then MPS, then CPU), cpu, cuda, cuda:N, mps
+    epochs: int = 3
+    seed: int = 0  # the init draw, the batch order and the dropout masks
+    deterministic: bool = False  # torch.use_deterministic_algorithms; CPU runs are reproducible either way
+    cpu_threads: Any = "auto"  # auto: all cores for a lone run, shared out among parallel jobs; or an int
+    eval_every: int = 1  # epochs between evaluations on the held-out split (the last epoch always evaluates)
+    log_every_n_steps: int = 100  # progress bar and divergence check: one host sync each
+    checkpoint: bool = True  # checkpoint.pt in the run folder at each epoch end, written atomically
+    resume: bool = False  # continue from the run folder's checkpoint.pt (set hydra.run.dir to that folder)
     amp: str = "none"  # none, bf16, fp16 (fp16 needs CUDA)
-    fail_on_divergence: bool = False
-    skip_completed: bool = True  # a run whose summary.json already says completed is not run again
+    fail_on_divergence: bool = False  # a non-finite loss ends the run with status diverged; true also exits 1
+    skip_completed: bool = True  # a run whose summary.json already records this very run is not run again
 
 
 @dataclass
 class MonitorConfig:
     enabled: bool = True  # per-layer gradient and activation statistics (see vgbench.monitor)
-    every_n_steps: int = 100  # measured at step 0, every N steps and at each epoch end
+    # Measured at step 0 (the initialised model, before its first update), every N steps and at each
+    # epoch's last step. At 100 a 5x256 MLP trains at the speed it has unmonitored (bench_monitor.py).
+    every_n_steps: int = 100
     histogram_every_n_steps: int = 1000  # weight-gradient and activation histograms; 0 turns them off
 
 
@@ -105,45 +123,48 @@ class LoggerConfig:
 @dataclass
 class Config:
     activation: ActivationConfig = MISSING
-    model: ModelConfig = MISSING
+    model: ModelConfig = field(default_factory=ModelConfig)
     optimizer: OptimizerConfig = MISSING
     data: DataConfig = MISSING
-    trainer: TrainerConfig = MISSING
-    monitor: MonitorConfig = MISSING
-    logger: LoggerConfig = MISSING
-    loss: str = "cross_entropy"
+    trainer: TrainerConfig = field(default_factory=TrainerConfig)
+    monitor: MonitorConfig = field(default_factory=MonitorConfig)
+    logger: LoggerConfig = field(default_factory=LoggerConfig)
+    loss: str = "cross_entropy"  # see vgbench.losses.LOSSES
 
 
-LOSSES = ("cross_entropy", "mse")
-INITS = (
-    "auto",
-    "pytorch_default",
-    "xavier_uniform",
-    "xavier_normal",
-    "kaiming_uniform",
-    "kaiming_normal",
-    "normal",
-    "uniform_standard",
-    "orthogonal",
+SCHEMAS = {"activation": ActivationConfig, "model": ModelConfig, "optimizer": OptimizerConfig, "data": DataConfig,
+           "trainer": TrainerConfig, "monitor": MonitorConfig, "logger": LoggerConfig}  # fmt: skip
+
+# What the runs of one stack may differ in (see vgbench.train): each run draws its own init and batch
+# order and keeps its own optimizer hyperparameters. Everything else fixes the sequence of operations.
+PER_RUN_KEYS = (
+    "trainer.seed",
+    "optimizer.lr",
+    "optimizer.weight_decay",
+    "optimizer.momentum",
+    "optimizer.betas",
+    "optimizer.alpha",
+    "optimizer.eps",
+    "model.init",
+    "model.init_std",
+    "model.bias_init",
+    "model.bias_std",
 )
-BIAS_INITS = ("auto", "zeros", "pytorch_default", "normal")
-NORMS = ("none", "batchnorm", "layernorm")
-OPTIMIZERS = ("sgd", "momentum", "adam", "rmsprop")
-DATASETS = ("mnist", "fashion_mnist", "synthetic")
-AMP_MODES = ("none", "bf16", "fp16")
+# Where and how a run computes, not what it computes: two configs that differ only here are one run.
+PLACEMENT_KEYS = ("trainer.device", "trainer.cpu_threads", "trainer.resume", "trainer.skip_completed",
+                  "trainer.checkpoint", "trainer.fail_on_divergence", "data.root", "data.eval_batch_size",
+                  "logger.tensorboard")  # fmt: skip
 
 
 def register_configs() -> None:
-    """Attach the schemas to the YAML files of each config group (their `defaults: [_self_]` base)."""
+    """Put the schemas into Hydra's ConfigStore, under `schema/` so that no group lists them as an option.
+
+    Every YAML file of a group starts from its schema (`defaults: [/schema/<group>@_here_, _self_]`).
+    """
     store = ConfigStore.instance()
-    store.store(name="config_schema", node=Config)
-    store.store(group="activation", name="activation_schema", node=ActivationConfig)
-    store.store(group="model", name="model_schema", node=ModelConfig)
-    store.store(group="optimizer", name="optimizer_schema", node=OptimizerConfig)
-    store.store(group="data", name="data_schema", node=DataConfig)
-    store.store(group="trainer", name="trainer_schema", node=TrainerConfig)
-    store.store(group="monitor", name="monitor_schema", node=MonitorConfig)
-    store.store(group="logger", name="logger_schema", node=LoggerConfig)
+    store.store(group="schema", name="config", node=Config)
+    for group, node in SCHEMAS.items():
+        store.store(group="schema", name=group, node=node)
 
 
 def compose_config(overrides: Sequence[str] = ()) -> DictConfig:
@@ -154,12 +175,45 @@ def compose_config(overrides: Sequence[str] = ()) -> DictConfig:
         return compose("config", overrides=list(overrides))
 
 
-def _choice(key: str, value: Any, choices: tuple[str, ...] | list[str]) -> None:
+def flat_items(config: Any, prefix: str = "") -> dict[str, Any]:
+    """A nested config or dict as {'model.depth': 10, ...}; lists stay values."""
+    container = OmegaConf.to_container(config, resolve=True) if isinstance(config, DictConfig) else config
+    flat: dict[str, Any] = {}
+    for key, value in container.items():
+        if isinstance(value, dict) and value:
+            flat |= flat_items(value, f"{prefix}{key}.")
+        else:
+            flat[f"{prefix}{key}"] = value
+    return flat
+
+
+def config_key(config: Any, leave_out: Iterable[str]) -> str:
+    """The config, less `leave_out` keys, as canonical JSON: equal keys mean equal configs."""
+    skip = set(leave_out)
+    return json.dumps({k: v for k, v in flat_items(config).items() if k not in skip}, sort_keys=True)
+
+
+def run_identity(config: Any) -> str:
+    """What makes two runs the same run: everything but placement and the epoch budget (a resume may
+    extend it). A checkpoint is resumed, and a completed run skipped, only under the same identity."""
+    return config_key(config, (*PLACEMENT_KEYS, "trainer.epochs"))
+
+
+def stack_key(config: Any) -> str:
+    """Runs with equal stack keys perform the same sequence of operations and can train as one stack."""
+    return config_key(config, (*PLACEMENT_KEYS, *PER_RUN_KEYS))
+
+
+# --- validation: one line naming the value and the choices ---
+
+
+def choice(key: str, value: Any, choices: Iterable[str]) -> None:
+    choices = list(choices)
     if value not in choices:
         raise ConfigError(f"{key}={value!r} is not valid; choose one of: {', '.join(choices)}")
 
 
-def _at_least(key: str, value: Any, minimum: float, strict: bool = False) -> None:
+def at_least(key: str, value: Any, minimum: float, strict: bool = False) -> None:
     ok = value > minimum if strict else value >= minimum
     if not ok:
         bound = f"> {minimum}" if strict else f">= {minimum}"
@@ -186,36 +240,57 @@ def hidden_widths(model: ModelConfig | DictConfig) -> list[int]:
     return widths
 
 
+def validation_size(val_size: Any, num_train: int) -> int:
+    """Examples to hold out of `num_train`: `auto` is a tenth, at most 5000; an int is taken as given."""
+    if val_size == "auto":
+        return min(5000, num_train // 10)
+    if not isinstance(val_size, int) or isinstance(val_size, bool) or val_size < 0:
+        raise ConfigError(f"data.val_size={val_size!r} is not valid; use 'auto' or an int >= 0")
+    if val_size >= num_train:
+        raise ConfigError(
+            f"data.val_size={val_size} leaves no training examples out of {num_train}; "
+            "use a smaller value, 0 (evaluate on the test split) or auto"
+        )
+    return val_size
+
+
 def validate(cfg: Config | DictConfig) -> None:
     """Check every choice and range before any data is loaded; raise ConfigError on the first bad one."""
-    from vgbench.activations import ACTIVATIONS, check_params  # late import: keeps config torch-free
+    # late imports: the registries live with their code, which imports torch
+    from vgbench.activations import check_activation
+    from vgbench.data import DATASETS
+    from vgbench.losses import LOSSES
+    from vgbench.model import BIAS_INITS, NORMS, WEIGHT_INITS
+    from vgbench.optim import OPTIMIZERS
+    from vgbench.precision import AMP_MODES
+    from vgbench.runtime import check_device_name
 
-    _choice("activation", cfg.activation.name, sorted(ACTIVATIONS))
-    check_params(cfg.activation.name, dict(cfg.activation.params))
-    _at_least("model.depth", cfg.model.depth, 1)
+    check_activation(cfg.activation)
+    at_least("model.depth", cfg.model.depth, 1)
     hidden_widths(cfg.model)
-    _choice("model.init", cfg.model.init, INITS)
-    _choice("model.bias_init", cfg.model.bias_init, BIAS_INITS)
-    _choice("model.norm", cfg.model.norm, NORMS)
+    choice("model.init", cfg.model.init, WEIGHT_INITS)
+    choice("model.bias_init", cfg.model.bias_init, ("auto", *BIAS_INITS))  # auto: see bias_scheme
+    choice("model.norm", cfg.model.norm, NORMS)
     if not 0.0 <= cfg.model.dropout < 1.0:
         raise ConfigError(f"model.dropout={cfg.model.dropout!r} is not valid; it must be in [0, 1)")
-    _choice("loss", cfg.loss, LOSSES)
-    _choice("optimizer.name", cfg.optimizer.name, OPTIMIZERS)
-    _at_least("optimizer.lr", cfg.optimizer.lr, 0.0, strict=True)
-    _at_least("optimizer.weight_decay", cfg.optimizer.weight_decay, 0.0)
-    _choice("data.name", cfg.data.name, DATASETS)
-    _at_least("data.batch_size", cfg.data.batch_size, 1)
-    _at_least("data.eval_batch_size", cfg.data.eval_batch_size, 1)
-    _at_least("data.val_size", cfg.data.val_size, 0)
+    choice("loss", cfg.loss, LOSSES)
+    choice("optimizer.name", cfg.optimizer.name, OPTIMIZERS)
+    OPTIMIZERS[cfg.optimizer.name].check(cfg.optimizer)
+    choice("data.name", cfg.data.name, DATASETS)
+    at_least("data.batch_size", cfg.data.batch_size, 1)
+    at_least("data.eval_batch_size", cfg.data.eval_batch_size, 1)
+    if cfg.data.val_size != "auto":
+        validation_size(cfg.data.val_size, cfg.data.val_size + 1)  # the type and sign; the size at load
     for key in ("limit_train", "limit_test"):
         if cfg.data[key] is not None:
-            _at_least(f"data.{key}", cfg.data[key], 1)
-    _at_least("trainer.epochs", cfg.trainer.epochs, 1)
-    _at_least("trainer.eval_every", cfg.trainer.eval_every, 1)
-    _at_least("trainer.log_every_n_steps", cfg.trainer.log_every_n_steps, 1)
-    _choice("trainer.amp", cfg.trainer.amp, AMP_MODES)
-    _at_least("monitor.every_n_steps", cfg.monitor.every_n_steps, 1)
-    _at_least("monitor.histogram_every_n_steps", cfg.monitor.histogram_every_n_steps, 0)
+            at_least(f"data.{key}", cfg.data[key], 1)
+    at_least("trainer.epochs", cfg.trainer.epochs, 1)
+    at_least("trainer.eval_every", cfg.trainer.eval_every, 1)
+    at_least("trainer.log_every_n_steps", cfg.trainer.log_every_n_steps, 1)
+    choice("trainer.amp", cfg.trainer.amp, AMP_MODES)
+    check_device_name(cfg.trainer.device)
+    at_least("monitor.every_n_steps", cfg.monitor.every_n_steps, 1)
+    at_least("monitor.histogram_every_n_steps", cfg.monitor.histogram_every_n_steps, 0)
     threads = cfg.trainer.cpu_threads
     if threads != "auto" and not (isinstance(threads, int) and threads >= 1):
         raise ConfigError(f"trainer.cpu_threads={threads!r} is not valid; use 'auto' or an int >= 1")

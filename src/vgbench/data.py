@@ -1,12 +1,13 @@
 """Data on the device: each split is one normalised tensor, and a batch is an index slice of a randperm.
 
 No Dataset, no DataLoader, no per-sample __getitem__: MNIST is 47 MB as float32, so it lives on the
-training device whole and a batch costs one `index_select`.
+training device whole and a batch costs one `index_select`. The runs of a stack share the splits (the
+held-out examples depend on `data.split_seed`, not on the run's seed) and each draws its own order.
 """
 
 from __future__ import annotations
 
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass
 
 import numpy as np
@@ -14,7 +15,7 @@ import torch
 from omegaconf import DictConfig
 from torch import Tensor
 
-from vgbench.config import ConfigError
+from vgbench.config import validation_size
 from vgbench.provision import FILES, provision, read_idx
 
 
@@ -75,27 +76,36 @@ def idx_splits(files: dict[str, np.ndarray]) -> tuple[Split, Split]:
     )
 
 
-def load_data(cfg: DictConfig, seed: int, device: torch.device) -> Data:
+def idx_dataset(name: str) -> Callable[[DictConfig], tuple[Split, Split, str]]:
+    def load(cfg: DictConfig) -> tuple[Split, Split, str]:
+        provisioned = provision(name, cfg.root)
+        train, test = idx_splits({file: read_idx(provisioned.raw_dir / file) for file in FILES})
+        return train, test, provisioned.source
+
+    return load
+
+
+# name -> (train, test, where they came from)
+DATASETS: dict[str, Callable[[DictConfig], tuple[Split, Split, str]]] = {
+    "mnist": idx_dataset("mnist"),
+    "fashion_mnist": idx_dataset("fashion_mnist"),
+    "synthetic": lambda cfg: (*synthetic_splits(cfg), "synthetic"),
+}
+
+
+def load_data(cfg: DictConfig, device: torch.device) -> Data:
     """Provision (if needed), limit, hold out and normalise the splits, then move them to `device`."""
-    if cfg.name == "synthetic":
-        train, test = synthetic_splits(cfg)
-        source = "synthetic"
-    else:
-        provisioned = provision(cfg.name, cfg.root)
-        arrays = {name: read_idx(provisioned.raw_dir / name) for name in FILES}
-        train, test = idx_splits(arrays)
-        source = provisioned.source
+    train, test, source = DATASETS[cfg.name](cfg)
     if cfg.limit_train is not None:
         train = Split(train.x[: cfg.limit_train], train.y[: cfg.limit_train])
     if cfg.limit_test is not None:
         test = Split(test.x[: cfg.limit_test], test.y[: cfg.limit_test])
 
     val = None
-    if cfg.val_size > 0:
-        if cfg.val_size >= len(train):
-            raise ConfigError(f"data.val_size={cfg.val_size} leaves no training examples out of {len(train)}")
-        order = torch.randperm(len(train), generator=torch.Generator().manual_seed(seed))
-        val_idx, train_idx = order[: cfg.val_size], order[cfg.val_size :]
+    val_size = validation_size(cfg.val_size, len(train))
+    if val_size > 0:
+        order = torch.randperm(len(train), generator=torch.Generator().manual_seed(cfg.split_seed))
+        val_idx, train_idx = order[:val_size], order[val_size:]
         train, val = Split(train.x[train_idx], train.y[train_idx]), Split(train.x[val_idx], train.y[val_idx])
 
     if cfg.normalize:  # statistics of the training examples only: nothing leaks from val or test
@@ -114,12 +124,16 @@ def load_data(cfg: DictConfig, seed: int, device: torch.device) -> Data:
     )
 
 
-def epoch_batches(num_examples: int, batch_size: int, seed: int, epoch: int, device: torch.device) -> Iterator[Tensor]:
-    """Index batches of one epoch: slices of a permutation that depends only on (seed, epoch).
+def epoch_order(num_examples: int, seed: int, epoch: int) -> Tensor:
+    """One run's order of the training examples in one epoch: a permutation that depends only on
+    (seed, epoch). Stateless on purpose: a run resumed at epoch k draws exactly the batches of an
+    uninterrupted run, alone or in any stack."""
+    return torch.randperm(num_examples, generator=torch.Generator().manual_seed(seed * 1_000_003 + epoch))
 
-    Stateless on purpose: a run resumed at epoch k draws exactly the batches of an uninterrupted run.
-    The last batch is smaller when batch_size does not divide num_examples.
-    """
-    generator = torch.Generator().manual_seed(seed * 1_000_003 + epoch)
-    order = torch.randperm(num_examples, generator=generator).to(device)
-    yield from order.split(batch_size)
+
+def epoch_batches(num_examples: int, batch_size: int, seeds: Sequence[int], epoch: int,
+                  device: torch.device) -> Iterator[Tensor]:  # fmt: skip
+    """Index batches of one epoch for a stack of runs: [K, batch] tensors, run k's row from its own
+    order. The last batch is smaller when batch_size does not divide num_examples."""
+    orders = torch.stack([epoch_order(num_examples, seed, epoch) for seed in seeds]).to(device)
+    yield from orders.split(batch_size, dim=1)

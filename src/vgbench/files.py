@@ -10,8 +10,6 @@ import tempfile
 from pathlib import Path
 from typing import Any
 
-import torch
-
 
 def _umask() -> int:
     mask = os.umask(0)
@@ -51,6 +49,8 @@ def write_json_atomic(path: Path, obj: Any) -> None:
 
 
 def save_torch_atomic(path: Path, obj: Any) -> None:
+    import torch  # here, not at the top: the report and the launcher use this module without torch
+
     buffer = io.BytesIO()
     torch.save(obj, buffer)
     write_atomic(path, buffer.getvalue())

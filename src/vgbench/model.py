@@ -1,16 +1,26 @@
-"""The MLP: `depth` hidden layers h_l = f(norm(W_l h_{l-1} + b_l)) and a linear output layer.
+"""The MLP, for K runs at once: `depth` hidden layers h_l = f(norm(W_l h_{l-1} + b_l)), then a linear output.
+
+A stack is K networks of one shape whose weights live in tensors with a leading run dimension: W_l is
+[K, out, in] and a batch is [K, B, features], so one `baddbmm` computes every run's layer. A run
+alone is a stack of one (K = 1): there is one model, not a second one for sweeps. Each run draws its own
+init from its own seed, keeps its own dropout masks, and its own norm statistics.
 
 Layers are indexed from the input: hidden layers 1..depth, then the output layer depth+1. The classic
 remedies for vanishing gradients are switches: `norm` (batch or layer norm before f) and `residual`
 (h_l = h_{l-1} + f(...), wherever the widths match).
+
+The registries below (weight inits, bias inits, norms) are where an option lives: name -> the code
+that implements it. `vgbench.config.validate` offers their names as the choices.
 """
 
 from __future__ import annotations
 
-import copy
 import math
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
 
 import torch
+import torch.nn.functional as F
 from omegaconf import DictConfig
 from torch import Tensor, nn
 
@@ -18,124 +28,267 @@ from vgbench.activations import Activation, build_activation
 from vgbench.config import hidden_widths
 
 
-class HiddenLayer(nn.Module):
-    """Linear -> (norm) -> activation -> (dropout), with an optional skip connection."""
+class StackedLinear(nn.Module):
+    """K independent linear layers of one shape: y_k = x_k W_k^T + b_k for x of shape [K, B, in]."""
 
-    def __init__(
-        self,
-        in_features: int,
-        out_features: int,
-        activation: Activation,
-        norm: str,
-        residual: bool,
-        dropout: float,
-    ) -> None:
+    def __init__(self, stack: int, in_features: int, out_features: int) -> None:
         super().__init__()
-        self.linear = nn.Linear(in_features, out_features)
-        norms = {"none": nn.Identity, "batchnorm": nn.BatchNorm1d, "layernorm": nn.LayerNorm}
-        self.norm = norms[norm](out_features)
+        self.in_features, self.out_features = in_features, out_features
+        self.weight = nn.Parameter(torch.empty(stack, out_features, in_features))
+        self.bias = nn.Parameter(torch.empty(stack, out_features))
+
+    def forward(self, x: Tensor) -> Tensor:
+        return torch.baddbmm(self.bias.unsqueeze(1), x, self.weight.transpose(1, 2))
+
+
+class StackedBatchNorm(nn.Module):
+    """Batch norm per run: each run's units are normalised over its own batch, with its own running
+    statistics. F.batch_norm over [B, K * D] treats every (run, unit) pair as one channel."""
+
+    def __init__(self, stack: int, width: int, momentum: float = 0.1, eps: float = 1e-5) -> None:
+        super().__init__()
+        self.momentum, self.eps = momentum, eps
+        self.weight = nn.Parameter(torch.ones(stack, width))
+        self.bias = nn.Parameter(torch.zeros(stack, width))
+        self.register_buffer("running_mean", torch.zeros(stack, width))
+        self.register_buffer("running_var", torch.ones(stack, width))
+
+    def forward(self, z: Tensor) -> Tensor:
+        stack, batch, width = z.shape
+        flat = z.transpose(0, 1).reshape(batch, stack * width)
+        out = F.batch_norm(flat, self.running_mean.view(-1), self.running_var.view(-1), self.weight.view(-1),
+                           self.bias.view(-1), self.training, self.momentum, self.eps)  # fmt: skip
+        return out.view(batch, stack, width).transpose(0, 1)
+
+
+class StackedLayerNorm(nn.Module):
+    """Layer norm over each example's units, with a gain and shift per run."""
+
+    def __init__(self, stack: int, width: int, eps: float = 1e-5) -> None:
+        super().__init__()
+        self.eps = eps
+        self.weight = nn.Parameter(torch.ones(stack, width))
+        self.bias = nn.Parameter(torch.zeros(stack, width))
+
+    def forward(self, z: Tensor) -> Tensor:
+        normalised = F.layer_norm(z, z.shape[-1:], eps=self.eps)
+        return torch.addcmul(self.bias.unsqueeze(1), normalised, self.weight.unsqueeze(1))
+
+
+NORMS: dict[str, Callable[[int, int], nn.Module]] = {
+    "none": lambda stack, width: nn.Identity(),
+    "batchnorm": StackedBatchNorm,
+    "layernorm": StackedLayerNorm,
+}
+
+
+class StackedDropout(nn.Module):
+    """Dropout whose masks come from each run's own generator, so a run draws the same masks whether it
+    trains alone or in a stack. The trainer re-seeds the generators from (seed, epoch) at each epoch."""
+
+    def __init__(self, p: float) -> None:
+        super().__init__()
+        self.p = p
+        self.generators: list[torch.Generator] = []
+
+    def forward(self, a: Tensor) -> Tensor:
+        if not self.training or self.p == 0:
+            return a
+        keep = 1.0 - self.p
+        shape = a.shape[1:]
+        masks = [torch.rand(shape, generator=g, device=a.device) < keep for g in self.generators]
+        return a * torch.stack(masks).to(a.dtype) / keep
+
+
+@dataclass
+class Trace:
+    """What the monitor reads from one forward pass, per layer from the input: each Linear's output z
+    (its gradient is kept: the back-propagated error), and each hidden activation's input u and output a."""
+
+    z: list[Tensor] = field(default_factory=list)
+    u: list[Tensor] = field(default_factory=list)
+    a: list[Tensor] = field(default_factory=list)
+
+    def linear_output(self, z: Tensor) -> None:
+        if z.requires_grad:
+            z.retain_grad()
+        self.z.append(z)
+
+
+class HiddenLayer(nn.Module):
+    """Linear -> norm -> activation -> dropout, with an optional skip connection."""
+
+    def __init__(self, stack: int, in_features: int, out_features: int, activation: Activation, norm: str,
+                 residual: bool, dropout: float) -> None:  # fmt: skip
+        super().__init__()
+        self.linear = StackedLinear(stack, in_features, out_features)
+        self.norm = NORMS[norm](stack, out_features)
         self.activation = activation
-        self.dropout = nn.Dropout(dropout) if dropout > 0 else nn.Identity()
+        self.dropout = StackedDropout(dropout)
         self.residual = residual and in_features == out_features
 
-    def forward(self, h: Tensor) -> Tensor:
-        a = self.dropout(self.activation(self.norm(self.linear(h))))
-        return h + a if self.residual else a
+    def forward(self, h: Tensor, trace: Trace | None = None) -> Tensor:
+        z = self.linear(h)
+        u = self.norm(z)
+        a = self.activation(u)
+        if trace is not None:
+            trace.linear_output(z)
+            trace.u.append(u)
+            trace.a.append(a)
+        out = self.dropout(a)
+        return h + out if self.residual else out
 
 
 class MLP(nn.Module):
-    def __init__(
-        self,
-        in_features: int,
-        widths: list[int],
-        num_classes: int,
-        activation: Activation,
-        norm: str = "none",
-        residual: bool = False,
-        dropout: float = 0.0,
-    ) -> None:
+    def __init__(self, stack: int, in_features: int, widths: list[int], num_classes: int, activation: Activation,
+                 norm: str = "none", residual: bool = False, dropout: float = 0.0) -> None:  # fmt: skip
         super().__init__()
+        self.stack = stack
         sizes = [in_features, *widths]
-        # Each layer gets its own copy of f, so a hook on `layer.activation` sees that layer alone.
         self.hidden = nn.ModuleList(
-            HiddenLayer(sizes[i], sizes[i + 1], copy.deepcopy(activation), norm, residual, dropout)
-            for i in range(len(widths))
+            HiddenLayer(stack, sizes[i], sizes[i + 1], activation, norm, residual, dropout) for i in range(len(widths))
         )
-        self.output = nn.Linear(sizes[-1], num_classes)
+        self.output = StackedLinear(stack, sizes[-1], num_classes)
+        self.activation = activation
 
-    @property
-    def activation(self) -> Activation:
-        return self.hidden[0].activation
+    def describe(self) -> str:
+        """'10x128 relu MLP' (depth x width)."""
+        widths = [layer.linear.out_features for layer in self.hidden]
+        shape = f"{len(widths)}x{widths[0]}" if len(set(widths)) == 1 else "x".join(map(str, widths))
+        return f"{shape} {self.activation.name} MLP"
 
-    def linears(self) -> list[nn.Linear]:
-        """The Linear layers in order from the input: layer 1 first, the output layer last."""
+    def linears(self) -> list[StackedLinear]:
+        """The linear layers in order from the input: layer 1 first, the output layer last."""
         return [layer.linear for layer in self.hidden] + [self.output]
 
-    def forward(self, x: Tensor) -> Tensor:
-        h = x.flatten(1)
+    def seed_dropout(self, seeds: Sequence[int], epoch: int, device: torch.device) -> None:
+        """Each run's dropout generator for this epoch, from (seed, epoch) alone: a resumed run draws the
+        masks of an uninterrupted one, on any device, and no generator state needs saving."""
+        for index, layer in enumerate(self.hidden):
+            layer.dropout.generators = [
+                torch.Generator(device=device).manual_seed((seed * 1_000_003 + epoch) * 1009 + index) for seed in seeds
+            ]
+
+    def forward(self, x: Tensor, trace: Trace | None = None) -> Tensor:
+        """x: [K, B, features] (or [K, B, 1, 28, 28]) -> logits [K, B, classes]."""
+        h = x.flatten(2)
         for layer in self.hidden:
-            h = layer(h)
-        return self.output(h)
+            h = layer(h, trace)
+        logits = self.output(h)
+        if trace is not None:
+            trace.linear_output(logits)
+        return logits
 
 
-def init_weight_(weight: Tensor, scheme: str, activation: Activation, std: float) -> None:
-    """Initialise one weight matrix in place. fan_in is weight.shape[1]."""
-    fan_in = weight.shape[1]
-    if scheme == "auto":  # the usual practice: Kaiming for ReLU-like units, Xavier for the rest
-        scheme = "kaiming_normal" if activation.kaiming_nonlinearity else "xavier_uniform"
-    nonlinearity = activation.kaiming_nonlinearity or "relu"
-    if scheme == "pytorch_default":
-        # nn.Linear's own: kaiming_uniform_(a=sqrt(5)), which is U[-1/sqrt(fan_in), 1/sqrt(fan_in)]
-        nn.init.kaiming_uniform_(weight, a=math.sqrt(5))
-    elif scheme == "uniform_standard":  # the "standard" init of Glorot & Bengio (2010), eq. 1
-        bound = 1 / math.sqrt(fan_in)
-        nn.init.uniform_(weight, -bound, bound)
-    elif scheme == "xavier_uniform":
-        nn.init.xavier_uniform_(weight)
-    elif scheme == "xavier_normal":
-        nn.init.xavier_normal_(weight)
-    elif scheme == "kaiming_uniform":
-        nn.init.kaiming_uniform_(weight, a=activation.kaiming_param, nonlinearity=nonlinearity)
-    elif scheme == "kaiming_normal":
-        nn.init.kaiming_normal_(weight, a=activation.kaiming_param, nonlinearity=nonlinearity)
-    elif scheme == "normal":
-        nn.init.normal_(weight, 0.0, std)
-    elif scheme == "orthogonal":
-        nn.init.orthogonal_(weight)
-    else:
-        raise ValueError(f"unknown init scheme {scheme!r}")
+# --- inits: registries of name -> how it draws, and the variance of what it draws (the theory reads it) ---
 
 
-def init_bias_(bias: Tensor, scheme: str, fan_in: int, std: float, weight_scheme: str) -> None:
+@dataclass(frozen=True)
+class WeightInit:
+    """`draw(weight, activation, std)` fills one run's [out, in] matrix in place; `variance(fan_in,
+    fan_out, activation, std)` is the variance of each entry it draws (sigma_w^2 = variance * fan_in)."""
+
+    draw: Callable[[Tensor, Activation, float], None]
+    variance: Callable[[int, int, Activation, float], float]
+
+
+def _kaiming_gain(activation: Activation) -> float:
+    return nn.init.calculate_gain(activation.kaiming_nonlinearity or "relu", activation.kaiming_param)
+
+
+def _kaiming_uniform(weight: Tensor, activation: Activation, std: float) -> None:
+    nn.init.kaiming_uniform_(weight, a=activation.kaiming_param, nonlinearity=activation.kaiming_nonlinearity or "relu")
+
+
+def _kaiming_normal(weight: Tensor, activation: Activation, std: float) -> None:
+    nn.init.kaiming_normal_(weight, a=activation.kaiming_param, nonlinearity=activation.kaiming_nonlinearity or "relu")
+
+
+def _uniform_standard(weight: Tensor, activation: Activation, std: float) -> None:
+    """The "standard" init of Glorot & Bengio (2010), eq. 1: U[-1/sqrt(fan_in), 1/sqrt(fan_in)]."""
+    bound = 1 / math.sqrt(weight.shape[1])
+    nn.init.uniform_(weight, -bound, bound)
+
+
+def _orthogonal_variance(fan_in: int, fan_out: int, activation: Activation, std: float) -> float:
+    # orthonormal rows (out <= in: each row has squared norm 1) or orthonormal columns (out > in)
+    return 1 / fan_in if fan_out <= fan_in else 1 / fan_out
+
+
+def auto_weight_init(activation: Activation) -> str:
+    """The usual practice: Kaiming for ReLU-like units (LeCun, gain 1, for SELU), Xavier for the rest."""
+    return "kaiming_normal" if activation.kaiming_nonlinearity else "xavier_uniform"
+
+
+WEIGHT_INITS: dict[str, WeightInit] = {
+    "auto": WeightInit(
+        lambda w, f, s: WEIGHT_INITS[auto_weight_init(f)].draw(w, f, s),
+        lambda i, o, f, s: WEIGHT_INITS[auto_weight_init(f)].variance(i, o, f, s),
+    ),
+    # nn.Linear's own, kaiming_uniform_(a=sqrt(5)): the same distribution as uniform_standard
+    "pytorch_default": WeightInit(lambda w, f, s: nn.init.kaiming_uniform_(w, a=math.sqrt(5)),
+                                  lambda i, o, f, s: 1 / (3 * i)),
+    "xavier_uniform": WeightInit(lambda w, f, s: nn.init.xavier_uniform_(w), lambda i, o, f, s: 2 / (i + o)),
+    "xavier_normal": WeightInit(lambda w, f, s: nn.init.xavier_normal_(w), lambda i, o, f, s: 2 / (i + o)),
+    "kaiming_uniform": WeightInit(_kaiming_uniform, lambda i, o, f, s: _kaiming_gain(f) ** 2 / i),
+    "kaiming_normal": WeightInit(_kaiming_normal, lambda i, o, f, s: _kaiming_gain(f) ** 2 / i),
+    "normal": WeightInit(lambda w, f, s: nn.init.normal_(w, 0.0, s), lambda i, o, f, s: s**2),  # model.init_std
+    "uniform_standard": WeightInit(_uniform_standard, lambda i, o, f, s: 1 / (3 * i)),
+    "orthogonal": WeightInit(lambda w, f, s: nn.init.orthogonal_(w), _orthogonal_variance),
+}  # fmt: skip
+
+
+@dataclass(frozen=True)
+class BiasInit:
+    """`draw(bias, fan_in, std)` fills one run's bias in place; `variance(fan_in, std)` is sigma_b^2."""
+
+    draw: Callable[[Tensor, int, float], None]
+    variance: Callable[[int, float], float]
+
+
+def _pytorch_bias(bias: Tensor, fan_in: int, std: float) -> None:
+    nn.init.uniform_(bias, -1 / math.sqrt(fan_in), 1 / math.sqrt(fan_in))
+
+
+BIAS_INITS: dict[str, BiasInit] = {
+    "zeros": BiasInit(lambda b, fan_in, s: nn.init.zeros_(b), lambda fan_in, s: 0.0),
+    "pytorch_default": BiasInit(_pytorch_bias, lambda fan_in, s: 1 / (3 * fan_in)),
+    "normal": BiasInit(lambda b, fan_in, s: nn.init.normal_(b, 0.0, s), lambda fan_in, s: s**2),  # model.bias_std
+}
+
+
+def bias_scheme(bias_init: str, weight_init: str) -> str:
     """`auto`: PyTorch's own bias draw along with init=pytorch_default (so that pair is exactly
     nn.Linear's default), zeros with every other weight init."""
-    if scheme == "auto":
-        scheme = "pytorch_default" if weight_scheme == "pytorch_default" else "zeros"
-    if scheme == "zeros":
-        nn.init.zeros_(bias)
-    elif scheme == "pytorch_default":
-        bound = 1 / math.sqrt(fan_in)
-        nn.init.uniform_(bias, -bound, bound)
-    elif scheme == "normal":
-        nn.init.normal_(bias, 0.0, std)
-    else:
-        raise ValueError(f"unknown bias init {scheme!r}")
+    if bias_init != "auto":
+        return bias_init
+    return "pytorch_default" if weight_init == "pytorch_default" else "zeros"
 
 
-def build_model(model_cfg: DictConfig, activation_cfg: DictConfig, in_features: int, num_classes: int) -> MLP:
-    """The MLP described by `model` and `activation` configs, initialised on the CPU with torch's RNG."""
-    activation = build_activation(activation_cfg.name, dict(activation_cfg.params))
-    model = MLP(
-        in_features,
-        hidden_widths(model_cfg),
-        num_classes,
-        activation,
-        norm=model_cfg.norm,
-        residual=model_cfg.residual,
-        dropout=model_cfg.dropout,
-    )
-    with torch.no_grad():
+@torch.no_grad()
+def init_run_(model: MLP, run: int, model_cfg: DictConfig, seed: int) -> None:
+    """Draw run `run`'s weights and biases from its own seed (CPU generator; the global RNG is left as
+    it was). Layer by layer from the input: the weight, then the bias."""
+    weight_init = WEIGHT_INITS[model_cfg.init]
+    bias_init = BIAS_INITS[bias_scheme(model_cfg.bias_init, model_cfg.init)]
+    with torch.random.fork_rng(devices=[]):
+        torch.manual_seed(seed)
         for linear in model.linears():
-            init_weight_(linear.weight, model_cfg.init, activation, model_cfg.init_std)
-            init_bias_(linear.bias, model_cfg.bias_init, linear.in_features, model_cfg.bias_std, model_cfg.init)
+            weight = torch.empty(linear.out_features, linear.in_features)
+            weight_init.draw(weight, model.activation, model_cfg.init_std)
+            bias = torch.empty(linear.out_features)
+            bias_init.draw(bias, linear.in_features, model_cfg.bias_std)
+            linear.weight[run].copy_(weight)
+            linear.bias[run].copy_(bias)
+
+
+def build_model(cfgs: Sequence[DictConfig], in_features: int, num_classes: int) -> MLP:
+    """The MLP for a stack of runs (one config each; they share the shape), each run initialised from
+    its own seed and init settings, on the CPU."""
+    shape = cfgs[0]
+    activation = build_activation(shape.activation.name, dict(shape.activation.params))
+    model = MLP(len(cfgs), in_features, hidden_widths(shape.model), num_classes, activation, norm=shape.model.norm,
+                residual=shape.model.residual, dropout=shape.model.dropout)  # fmt: skip
+    for run, cfg in enumerate(cfgs):
+        init_run_(model, run, cfg.model, cfg.trainer.seed)
     return model

@@ -1,191 +1,167 @@
-"""Per-layer gradient and activation statistics of an MLP: tensors in, numbers out.
+"""Per-layer gradient and activation statistics of a stack of MLPs: tensors in, numbers out.
 
-Layers are the model's Linear layers, numbered from the input (1) to the output (depth + 1). On a
-measured step, while `capture()` is open, hooks record each hidden layer's activation statistics in
-the forward pass and each layer's back-propagated error in the backward pass; after the optimizer's
-step, `collect()` adds the gradient and update norms and brings everything to the host in one transfer.
+Layers are the model's linear layers, numbered from the input (1) to the output (depth + 1). On a
+measured step the loop passes a `Trace` to the forward pass (each layer's output z, with its gradient
+kept, and each hidden activation's input u and output a) and, after the optimizer's step, calls
+`measure` once: it computes every statistic of every run on the device, in float32 whatever the
+autocast dtype, and brings them to the host in one transfer, as one `Measurement` per run.
 
-For layer l with weights W_l, pre-activation z_l = W_l h_{l-1} + b_l and a mean-over-batch loss L:
+For layer l of one run, with weights W_l, pre-activation z_l = W_l h_{l-1} + b_l and its mean-over-batch
+loss L:
   grad_norm/weight   ||dL/dW_l||                  grad_norm/bias  ||dL/db_l||
   grad_to_weight     ||dL/dW_l|| / ||W_l||         update_ratio    ||W_l(after step) - W_l|| / ||W_l||
   delta_norm         mean_i ||d loss_i / d z_l,i||: the per-example error signal ("delta") at the layer's
-                     output, averaged over the batch (B times the gradient of the batch mean)
+                     output, averaged over the batch (B times the gradient of the batch mean; divided
+                     by the fp16 loss scale when there is one)
 and for each hidden layer, with a = f(u) and u the activation's input (z, or norm(z) with a norm):
   activation/mean, activation/std       of a over the batch and units
   activation/saturated                  fraction of (example, unit) with |f'(u)| < 1% of max |f'|
   activation/dead                       fraction of units whose a is 0 for every example of the batch
   preactivation/std                     std of u
-Whole model: total_grad_norm over all parameters, and first_to_last_grad_ratio = ||dL/dW_1|| / ||dL/dW_out||,
-the one number that says "vanishing" when it is much smaller than 1.
+Whole run: total_grad_norm over all its parameters; first_to_last_grad_ratio = ||dL/dW_1|| / ||dL/dW_out||,
+the number that says "vanishing" when much smaller than 1; first_to_last_delta_ratio = delta_1 / delta_out,
+the back-propagated error's own ratio (it does not share the weight gradient's factor ||h_{l-1}||).
 """
 
 from __future__ import annotations
 
-import contextlib
-from collections.abc import Iterator
 from dataclasses import dataclass, field
 
 import torch
-from torch import Tensor, nn
+from torch import Tensor
 
-from vgbench.model import MLP
+from vgbench.model import MLP, Trace
+from vgbench.precision import Stepped
 
 SATURATION_FRACTION = 0.01  # |f'| below this share of its maximum counts as saturated
 
 LAYER_METRICS = ("grad_norm/weight", "grad_norm/bias", "grad_to_weight", "update_ratio", "delta_norm")
-HIDDEN_METRICS = (
-    "activation/mean",
-    "activation/std",
-    "activation/saturated",
-    "activation/dead",
-    "preactivation/std",
-)
+HIDDEN_METRICS = ("activation/mean", "activation/std", "activation/saturated", "activation/dead", "preactivation/std")
+RUN_METRICS = ("total_grad_norm", "first_to_last_grad_ratio", "first_to_last_delta_ratio")
 
 
 @dataclass
 class Measurement:
+    """One run's statistics at one step."""
+
     step: int
     layers: dict[str, list[float]]  # metric -> one value per layer, layer 1 first (hidden metrics: depth values)
     total_grad_norm: float
     first_to_last_grad_ratio: float
+    first_to_last_delta_ratio: float
     extra: dict[str, float] = field(default_factory=dict)  # what the loop sent along (batch loss, ...)
     # 'grad/weight' (every layer) and 'activation' (hidden layers) -> one CPU tensor per layer; empty
     # unless histograms were asked for
     histograms: dict[str, list[Tensor]] = field(default_factory=dict)
 
 
+def wide(t: Tensor) -> Tensor:
+    """t in float32, or float64 if it is already: statistics never in bf16 or fp16, whose steps (0.004
+    near 1 for bf16) are coarser than what they measure, and whose range (fp16: 65504) is too short."""
+    return t if t.dtype == torch.float64 else t.float()
+
+
+def run_norms(tensors: list[Tensor]) -> Tensor:
+    """||t_k|| for each run k of each tensor [K, ...]: shape [len(tensors), K]."""
+    return torch.stack([torch.linalg.vector_norm(wide(t).flatten(1), dim=1) for t in tensors])
+
+
 def hidden_stats(u: Tensor, a: Tensor, derivative: Tensor, saturation_threshold: float) -> Tensor:
-    """[mean a, std a, saturated fraction, dead fraction, std u] for one hidden layer, on a's device."""
-    dtype = a.dtype if a.dtype.is_floating_point else torch.float32
-    saturated = (derivative.abs() < saturation_threshold).to(dtype).mean()
-    dead = (a == 0).all(dim=0).to(dtype).mean()
-    return torch.stack([a.mean(), a.std(), saturated, dead, u.std()]).to(dtype)
+    """[mean a, std a, saturated fraction, dead fraction, std u] of one hidden layer, per run: [5, K].
+    u, a: [K, B, units]; derivative: f'(u), computed from u in float32 (see `wide`)."""
+    u, a = wide(u).flatten(2), wide(a).flatten(2)
+    saturated = (derivative.abs() < saturation_threshold).to(a.dtype).mean(dim=(1, 2))
+    dead = (a == 0).all(dim=1).to(a.dtype).mean(dim=1)
+    return torch.stack([a.mean(dim=(1, 2)), a.flatten(1).std(dim=1), saturated, dead, u.flatten(1).std(dim=1)])
 
 
 class GradientMonitor:
-    """Measures an MLP on chosen steps: step 0, every `every_n_steps`, and whenever the loop asks."""
+    """Measures a stack of MLPs on chosen steps: step 0, every `every_n_steps`, and each epoch's last step."""
 
     def __init__(self, model: MLP, every_n_steps: int, histogram_every_n_steps: int = 0) -> None:
         self.model = model
         self.every_n_steps = every_n_steps
         self.histogram_every_n_steps = histogram_every_n_steps
         self.linears = model.linears()
+        # where each weight sits in model.parameters(), the order the optimizer's updates come in
+        positions = {id(p): index for index, p in enumerate(model.parameters())}
+        self.weight_indices = [positions[id(linear.weight)] for linear in self.linears]
         largest = model.activation.max_derivative
         # a function with f' = 0 everywhere (the binary step) is saturated everywhere
         self.saturation_threshold = SATURATION_FRACTION * largest if largest > 0 else float("inf")
-        self._handles: list[torch.utils.hooks.RemovableHandle] = []
-        self._deltas: list[Tensor | None] = []
-        self._hidden: list[Tensor | None] = []
-        self._activations: list[Tensor | None] = []
-        self._histograms = False
 
-    def due(self, step: int) -> bool:
-        return step % self.every_n_steps == 0
+    def due(self, step: int, last_of_epoch: bool = False) -> bool:
+        return step % self.every_n_steps == 0 or last_of_epoch
 
     def histograms_due(self, step: int) -> bool:
         return self.histogram_every_n_steps > 0 and step % self.histogram_every_n_steps == 0
 
-    @contextlib.contextmanager
-    def capture(self, histograms: bool = False) -> Iterator[None]:
-        """Hooks for one forward and backward pass; all removed on exit, whatever happens."""
-        if self._handles:
-            raise RuntimeError("GradientMonitor.capture is already open")
-        self._deltas = [None] * len(self.linears)
-        self._hidden = [None] * len(self.model.hidden)
-        self._activations = [None] * len(self.model.hidden)
-        self._histograms = histograms
-        try:
-            for index, linear in enumerate(self.linears):
-                self._handles.append(linear.register_forward_hook(self._delta_hook(index)))
-            for index, layer in enumerate(self.model.hidden):
-                self._handles.append(layer.activation.register_forward_hook(self._activation_hook(index)))
-            yield
-        finally:
-            for handle in self._handles:
-                handle.remove()
-            self._handles = []
-
-    def _delta_hook(self, index: int):  # noqa: ANN202 - a hook factory
-        def on_forward(module: nn.Module, inputs: tuple[Tensor, ...], z: Tensor) -> None:
-            if z.requires_grad:
-
-                def on_backward(grad: Tensor) -> None:
-                    per_example = grad.detach() * grad.shape[0]  # undo the batch mean
-                    self._deltas[index] = torch.linalg.vector_norm(per_example, dim=1).mean()
-
-                z.register_hook(on_backward)
-
-        return on_forward
-
-    def _activation_hook(self, index: int):  # noqa: ANN202
-        def on_forward(module: nn.Module, inputs: tuple[Tensor, ...], a: Tensor) -> None:
-            u, a = inputs[0].detach(), a.detach()
-            self._hidden[index] = hidden_stats(u, a, module.derivative(u), self.saturation_threshold)
-            if self._histograms:
-                self._activations[index] = a
-
-        return on_forward
-
-    def snapshot_weights(self) -> list[Tensor]:
-        """Copies of the weights before the optimizer's step, for the update ratio."""
-        return [linear.weight.detach().clone() for linear in self.linears]
-
     @torch.no_grad()
-    def collect(self, step: int, weights_before: list[Tensor], extra: dict[str, Tensor] | None = None,
-                loss_scale: float = 1.0) -> Measurement:  # fmt: skip
-        """Everything measured on this step, brought to the host in one transfer.
+    def measure(self, step: int, trace: Trace, stepped: Stepped, extra: dict[str, Tensor] | None = None,
+                histograms: bool = False) -> list[Measurement]:  # fmt: skip
+        """Every statistic of every run at this step, after the optimizer's step (one host transfer).
 
-        `loss_scale`: the factor fp16 loss scaling put into the backward pass; the deltas are divided
-        by it (the weight gradients were already unscaled by the optimizer step).
+        trace: the forward pass's record, backward done. stepped: the step's updates and loss scale.
+        extra: more per-run values to bring along (each a [K] tensor), such as the batch loss.
         """
         extra = extra or {}
-        captured = self._deltas + self._hidden
-        if len(captured) != len(self.linears) + len(self.model.hidden) or any(c is None for c in captured):
-            raise RuntimeError("collect() needs one forward and backward pass inside capture()")
-        weights_now = [linear.weight.detach() for linear in self.linears]
-        grads_w = [linear.weight.grad for linear in self.linears]
-        grads_b = [linear.bias.grad for linear in self.linears]
-        all_grads = [p.grad for p in self.model.parameters() if p.grad is not None]
-
-        weight_norm = torch.stack(torch._foreach_norm(weights_before))
-        grad_w = torch.stack(torch._foreach_norm(grads_w))
-        grad_b = torch.stack(torch._foreach_norm(grads_b))
-        update = torch.stack(torch._foreach_norm(torch._foreach_sub(weights_now, weights_before)))
-        total = torch.linalg.vector_norm(torch.stack(torch._foreach_norm(all_grads)))
-        per_layer = torch.stack(
-            [grad_w, grad_b, grad_w / weight_norm, update / weight_norm, torch.stack(self._deltas) / loss_scale]
-        )
-        hidden = torch.stack(self._hidden)  # (depth, len(HIDDEN_METRICS))
-        dtype = grad_w.dtype
-        scalars = [
-            per_layer.flatten().to(dtype),
-            hidden.t().flatten().to(dtype),
-            torch.stack([total, grad_w[0] / grad_w[-1]]).to(dtype),
-            torch.stack([v.detach().to(dtype) for v in extra.values()]) if extra else grad_w[:0],
-        ]
+        if len(trace.z) != len(self.linears) or any(z.grad is None for z in trace.z):
+            raise RuntimeError("measure() needs a traced forward pass whose backward has run")
+        stack, batch = trace.z[0].shape[:2]
+        weight_updates = [stepped.updates[index] for index in self.weight_indices]
+        weights_before = [wide(linear.weight) - wide(update)
+                          for linear, update in zip(self.linears, weight_updates, strict=True)]  # fmt: skip
+        grad_w = run_norms([self._grad(linear.weight) for linear in self.linears])
+        grad_b = run_norms([self._grad(linear.bias) for linear in self.linears])
+        weight_norm = run_norms(weights_before)
+        update = run_norms(weight_updates)
+        # B * dL/dz is each example's own error: the loss is a mean over the batch
+        # (in float32 before the product: B times an fp16 gradient under a 2^16 loss scale overflows)
+        per_example = batch if stepped.loss_scale is None else batch / stepped.loss_scale.float()
+        deltas = torch.stack([torch.linalg.vector_norm(wide(z.grad) * per_example, dim=-1).mean(dim=1)
+                              for z in trace.z])  # fmt: skip
+        hidden = torch.cat([
+            hidden_stats(u, a, self.model.activation.derivative(wide(u)), self.saturation_threshold)
+            for u, a in zip(trace.u, trace.a, strict=True)
+        ])  # fmt: skip
+        total = torch.linalg.vector_norm(run_norms([self._grad(p) for p in self.model.parameters()]), dim=0)
+        rows = [grad_w, grad_b, grad_w / weight_norm, update / weight_norm, deltas, hidden,
+                torch.stack([total, grad_w[0] / grad_w[-1], deltas[0] / deltas[-1]])]  # fmt: skip
+        if extra:
+            rows.append(torch.stack([wide(value.detach()).reshape(stack) for value in extra.values()]))
+        table = torch.cat([row.to(grad_w.dtype) for row in rows])  # [metrics, K]
         histogram_parts: list[Tensor] = []
-        if self._histograms:
-            histogram_parts = [g.flatten().to(dtype) for g in grads_w] + [
-                a.flatten().to(dtype) for a in self._activations
-            ]
-        host = torch.cat(scalars + histogram_parts).cpu()  # the one device-to-host transfer
-        self._deltas, self._hidden, self._activations = [], [], []  # a later collect needs a new capture
+        if histograms:
+            for run in range(stack):
+                histogram_parts += [self._grad(linear.weight)[run].flatten() for linear in self.linears]
+                histogram_parts += [a[run].flatten() for a in trace.a]
+        histogram_parts = [part.to(table.dtype) for part in histogram_parts]
+        host = torch.cat([table.flatten(), *histogram_parts]).cpu()  # the one device-to-host transfer
+        return self._per_run(step, host, table.shape, list(extra), histogram_parts)
 
+    @staticmethod
+    def _grad(param: Tensor) -> Tensor:
+        return param.grad if param.grad is not None else torch.zeros_like(param)
+
+    def _per_run(self, step: int, host: Tensor, shape: torch.Size, extra_names: list[str],
+                 histogram_parts: list[Tensor]) -> list[Measurement]:  # fmt: skip
         n_layers, depth = len(self.linears), len(self.model.hidden)
-        sizes = [len(LAYER_METRICS) * n_layers, len(HIDDEN_METRICS) * depth, 2, len(extra)]
-        sizes += [part.numel() for part in histogram_parts]
-        pieces = host.split(sizes)
-        layer_values, hidden_values, model_values, extra_values = (p.tolist() for p in pieces[:4])
-        layers = {name: layer_values[i * n_layers : (i + 1) * n_layers] for i, name in enumerate(LAYER_METRICS)}
-        layers |= {name: hidden_values[i * depth : (i + 1) * depth] for i, name in enumerate(HIDDEN_METRICS)}
-        histograms = {}
-        if histogram_parts:
-            histograms = {"grad/weight": list(pieces[4 : 4 + n_layers]), "activation": list(pieces[4 + n_layers :])}
-        return Measurement(
-            step=step,
-            layers=layers,
-            total_grad_norm=model_values[0],
-            first_to_last_grad_ratio=model_values[1],
-            extra=dict(zip(extra, extra_values, strict=True)),
-            histograms=histograms,
-        )
+        pieces = host.split([shape.numel(), *(part.numel() for part in histogram_parts)])
+        table = pieces[0].view(shape).t().tolist()  # one row of values per run
+        histograms = list(pieces[1:])
+        per_run_histograms = 2 * n_layers - 1 if histogram_parts else 0  # n_layers grads, depth activations
+        measurements = []
+        for run, values in enumerate(table):
+            layer_values, values = values[: len(LAYER_METRICS) * n_layers], values[len(LAYER_METRICS) * n_layers :]
+            hidden_values, values = values[: len(HIDDEN_METRICS) * depth], values[len(HIDDEN_METRICS) * depth :]
+            layers = {name: layer_values[i * n_layers : (i + 1) * n_layers] for i, name in enumerate(LAYER_METRICS)}
+            # hidden rows were stacked layer by layer: [metric of layer 1, ..., metric of layer 2, ...]
+            layers |= {name: hidden_values[i :: len(HIDDEN_METRICS)] for i, name in enumerate(HIDDEN_METRICS)}
+            total, grad_ratio, delta_ratio = values[:3]
+            mine = histograms[run * per_run_histograms : (run + 1) * per_run_histograms]
+            measurements.append(Measurement(
+                step=step, layers=layers, total_grad_norm=total, first_to_last_grad_ratio=grad_ratio,
+                first_to_last_delta_ratio=delta_ratio, extra=dict(zip(extra_names, values[3:], strict=True)),
+                histograms={"grad/weight": mine[:n_layers], "activation": mine[n_layers:]} if mine else {},
+            ))  # fmt: skip
+        return measurements

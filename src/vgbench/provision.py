@@ -26,6 +26,7 @@ from pathlib import Path
 import numpy as np
 from filelock import FileLock
 
+from vgbench.config import UserError
 from vgbench.files import write_atomic
 
 log = logging.getLogger(__name__)
@@ -56,8 +57,8 @@ DEBIAN_FASHION_DIR = Path("/usr/share/datasets/fashion-mnist")
 IDX_DTYPE_CODE = 0x08  # unsigned byte, the only element type MNIST uses
 
 
-class ProvisionError(RuntimeError):
-    """No route produced verified files, or a file on disk failed its check."""
+class ProvisionError(UserError):
+    """No route produced verified files, or a file on disk failed its check: the user's to fix (one line)."""
 
 
 @dataclass(frozen=True)
@@ -216,7 +217,13 @@ def provision(dataset: str, root: str | Path) -> Provisioned:
     """Make sure `root` holds the verified IDX files of `dataset` ('mnist' or 'fashion_mnist')."""
     root = Path(root).expanduser()
     raw_dir = root / FOLDER[dataset] / "raw"
-    raw_dir.mkdir(parents=True, exist_ok=True)
+    if root.exists() and not root.is_dir():
+        raise ProvisionError(f"data.root={root} is a file, not a folder; point data.root (or VGBENCH_DATA) at a folder")
+    try:
+        raw_dir.mkdir(parents=True, exist_ok=True)
+    except OSError as error:
+        raise ProvisionError(f"cannot create the data folder {raw_dir} ({error.strerror}); point data.root (or "
+                             "VGBENCH_DATA) at a folder you can write") from error  # fmt: skip
     with FileLock(str(root / f".{dataset}.lock")):
         if _from_data_folder(raw_dir):
             _verify(dataset, raw_dir)  # files already there that fail are an error, never a reason to overwrite

@@ -1,7 +1,7 @@
 """Where a run's measurements go: the series tables, TensorBoard (when on) and the summary's profiles.
 
 The loop hands every measurement and every epoch's metrics to a Recorder; the Recorder never computes
-a statistic itself (that is the monitor's job) and the monitor never writes anything (this is).
+a statistic itself (that is the monitor's job) and the monitor never writes anything (this does).
 """
 
 from __future__ import annotations
@@ -11,6 +11,7 @@ from typing import Any
 
 from vgbench.monitor import Measurement
 from vgbench.series import Series, profile
+from vgbench.summary import Profile, Summary
 from vgbench.tb_writer import TensorBoardWriter
 
 
@@ -20,7 +21,7 @@ class Recorder:
         resumed_state = resumed_state or {}
         self.run_dir = run_dir
         self.series = Series(**resumed_state.get("series", {}))
-        self.profiles: dict[str, Any] = resumed_state.get("profiles", {})  # "step0" and "final"
+        self.profiles: dict[str, Profile] = resumed_state.get("profiles", {})  # "step0" and "final"
         self.last: Measurement | None = None
         self.tensorboard = TensorBoardWriter(run_dir, n_layers, purge_step=resume_step) if tensorboard else None
 
@@ -42,11 +43,12 @@ class Recorder:
         """What a checkpoint keeps, so a resumed run continues the same tables and profiles."""
         return {"series": self.series.state(), "profiles": self.profiles}
 
-    def finish(self, hparams: dict[str, Any], metrics: dict[str, float]) -> None:
+    def finish(self, summary: Summary) -> None:
         self.series.write(self.run_dir)
         if self.tensorboard:
-            self.tensorboard.hparams(hparams, metrics)
+            self.tensorboard.hparams(summary, summary["steps"])
             self.tensorboard.close()
 
-    def ratio(self, which: str) -> float | None:
-        return self.profiles[which]["first_to_last_grad_ratio"] if which in self.profiles else None
+    def ratio(self, metric: str, which: str) -> float | None:
+        """A run-level number of the step-0 or the last profile (None without the monitor)."""
+        return self.profiles[which][metric] if which in self.profiles else None

@@ -498,10 +498,15 @@ def main(argv: list[str] | None = None) -> None:
         report = write_report(args.folder)
     except FileNotFoundError as error:
         sys.exit(f"error: {error}")
+    print_report(report, args.folder)
+
+
+def print_report(report: Report, folder: Path) -> None:
+    """The findings in the terminal, then where the report is."""
     print("findings:", *[f"- {line.replace('**', '').replace('`', '')}" for line in report.findings], sep="\n")
     figures = [name for name in report.files if name.endswith(".png")]
     print(f"report: {report.files['report.html']} (and report.md, results.csv, {len(figures)} figures)")
-    print(f"browse every run: tensorboard --logdir {args.folder}")
+    print(f"browse every run: tensorboard --logdir {folder}")
 
 
 if __name__ == "__main__":

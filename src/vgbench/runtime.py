@@ -1,43 +1,54 @@
-"""Where and how a run computes: device choice, CPU threads, seeding and determinism."""
+"""Where and how a run computes: device choice, CPU threads, per-job settings.
+
+The launcher decides a job's threads and GPU slot (vgbench.placement); this module applies them. `cuda`
+is the first GPU the process sees (the one the engine allocated), and `cuda` with none visible is an
+error, never a GPU nobody allocated.
+"""
 
 from __future__ import annotations
 
+import logging
 import os
-import random
 
-import numpy as np
-import torch
+# cuBLAS reads this when CUDA starts in the process; set before any job can touch the GPU, so that a
+# later job of the same process may turn deterministic algorithms on (trainer.deterministic)
+os.environ.setdefault("CUBLAS_WORKSPACE_CONFIG", ":4096:8")
 
-from vgbench.config import ConfigError
+import torch  # noqa: E402 - after the environment above
+
+from vgbench.config import ConfigError  # noqa: E402
+from vgbench.placement import available_cores  # noqa: E402
+
+log = logging.getLogger(__name__)
 
 DEVICE_CHOICES = "auto, cpu, cuda, cuda:N, mps"
 
 
-def available_cores() -> int:
-    """Cores this process may use: a SLURM job's allocation, not the whole node."""
-    if hasattr(os, "sched_getaffinity"):
-        return len(os.sched_getaffinity(0))
-    return os.cpu_count() or 1
+def check_device_name(name: str) -> None:
+    if name in ("auto", "cpu", "cuda", "mps") or (name.startswith("cuda:") and name[5:].isdigit()):
+        return
+    raise ConfigError(f"trainer.device={name!r} is not valid; choose one of: {DEVICE_CHOICES}")
 
 
-def gpu_for_job(job_num: int, gpu_count: int) -> str:
-    """Local parallel sweeps spread jobs over the GPUs round-robin (joblib assigns none by itself)."""
-    return f"cuda:{job_num % gpu_count}"
-
-
-def resolve_device(name: str, job_num: int | None = None) -> torch.device:
+def resolve_device(name: str, gpu_slot: int | None = None) -> torch.device:
     """`auto` picks CUDA, then MPS, then the CPU; asking for a device that is not there is an error.
 
-    `job_num`: this job's number in a local parallel sweep; with several GPUs, `auto` and `cuda`
-    then mean the job's own GPU (`gpu_for_job`).
+    `gpu_slot`: given by a local parallel launcher only (this job's number there); with several visible
+    GPUs, `auto` and `cuda` then mean GPU `gpu_slot mod count`.
     """
-    if name in ("auto", "cuda") and job_num is not None and torch.cuda.device_count() > 1:
-        return torch.device(gpu_for_job(job_num, torch.cuda.device_count()))
+    check_device_name(name)
+    count = torch.cuda.device_count() if torch.cuda.is_available() else 0
+    if name in ("auto", "cuda") and gpu_slot is not None and count > 1:
+        return torch.device(f"cuda:{gpu_slot % count}")
     if name == "auto":
-        if torch.cuda.is_available():
+        if count:
             return torch.device("cuda")
         if torch.backends.mps.is_available():
             return torch.device("mps")
+        if os.environ.get("CUDA_VISIBLE_DEVICES") == "":
+            log.warning("trainer.device=auto: the launcher allocated this job no GPU (CUDA_VISIBLE_DEVICES is "
+                        "empty), so it runs on the CPU; ask for GPUs with hydra.launcher.gpus_per_node (SLURM) "
+                        "or hydra.launcher.ray.remote.num_gpus (Ray)")  # fmt: skip
         return torch.device("cpu")
     if name == "cpu":
         return torch.device("cpu")
@@ -45,17 +56,16 @@ def resolve_device(name: str, job_num: int | None = None) -> torch.device:
         if not torch.backends.mps.is_available():
             raise ConfigError("trainer.device='mps' but MPS is not available here; use auto or cpu")
         return torch.device("mps")
-    if name == "cuda" or (name.startswith("cuda:") and name[5:].isdigit()):
-        if not torch.cuda.is_available():
-            raise ConfigError(f"trainer.device={name!r} but CUDA is not available here; use auto or cpu")
-        index = int(name[5:]) if ":" in name else 0
-        if index >= torch.cuda.device_count():
-            raise ConfigError(
-                f"trainer.device={name!r} but only {torch.cuda.device_count()} CUDA device(s) exist: "
-                f"use cuda:0 to cuda:{torch.cuda.device_count() - 1}"
-            )
-        return torch.device(name)
-    raise ConfigError(f"trainer.device={name!r} is not valid; choose one of: {DEVICE_CHOICES}")
+    if not count:
+        hidden = " (CUDA_VISIBLE_DEVICES is empty: the launcher allocated this job none)" if os.environ.get(
+            "CUDA_VISIBLE_DEVICES") == "" else ""  # fmt: skip
+        raise ConfigError(f"trainer.device={name!r} but no CUDA device is visible here{hidden}; use auto or cpu")
+    index = int(name[5:]) if ":" in name else 0
+    if index >= count:
+        raise ConfigError(
+            f"trainer.device={name!r} but only {count} CUDA device(s) are visible: use cuda:0 to cuda:{count - 1}"
+        )
+    return torch.device(name)
 
 
 def configure_threads(cpu_threads: int | str, launcher_threads: int | None = None) -> int:
@@ -69,28 +79,10 @@ def configure_threads(cpu_threads: int | str, launcher_threads: int | None = Non
     return threads
 
 
-def threads_per_job(launcher: dict, cores: int) -> int | None:
-    """Torch threads for each job of a sweep under `launcher` (Hydra's launcher config), so that the
-    jobs running at once never ask for more threads than there are cores; None for the basic launcher.
-    """
-    target = str(launcher.get("_target_", "")).lower()  # e.g. ...hydra_submitit_launcher...LocalLauncher
-    if "joblib" in target:
-        n_jobs = int(launcher.get("n_jobs", -1))
-        parallel = n_jobs if n_jobs > 0 else max(1, cores + 1 + n_jobs)  # joblib: -1 = all cores
-        return max(1, cores // parallel)
-    if "submitit" in target:
-        return int(launcher.get("cpus_per_task") or 1)
-    if "ray" in target:
-        return int((launcher.get("ray", {}).get("remote") or {}).get("num_cpus") or 1)
-    return None
-
-
-def seed_everything(seed: int, deterministic: bool) -> None:
-    random.seed(seed)
-    np.random.seed(seed)
+def apply_job_settings(seed: int, deterministic: bool) -> None:
+    """Every job sets its own state, so that nothing leaks from an earlier job of the same process (the
+    basic launcher, reused joblib workers)."""
     torch.manual_seed(seed)
-    if deterministic:
-        # cuBLAS needs this workspace setting to be deterministic; it must be set before CUDA starts.
-        os.environ.setdefault("CUBLAS_WORKSPACE_CONFIG", ":4096:8")
-        torch.use_deterministic_algorithms(True)
-        torch.backends.cudnn.benchmark = False
+    torch.use_deterministic_algorithms(deterministic)
+    torch.backends.cudnn.deterministic = deterministic
+    torch.backends.cudnn.benchmark = False

@@ -2,8 +2,8 @@
 
 layers.csv  one row per (measured step, layer): step, epoch, layer, kind (hidden/output), then every
             per-layer metric (hidden-only metrics are empty for the output layer)
-steps.csv   one row per measured step: step, epoch, total_grad_norm, first_to_last_grad_ratio and what
-            the loop sent along (the batch loss)
+steps.csv   one row per measured step: step, epoch, total_grad_norm, first_to_last_grad_ratio,
+            first_to_last_delta_ratio and what the loop sent along (the batch loss)
 The report reads these, never TensorBoard's event files.
 """
 
@@ -16,6 +16,7 @@ from typing import Any
 
 from vgbench.files import write_atomic
 from vgbench.monitor import HIDDEN_METRICS, LAYER_METRICS, Measurement
+from vgbench.summary import Profile
 
 LAYER_COLUMNS = ["step", "epoch", "layer", "kind", *LAYER_METRICS, *HIDDEN_METRICS]
 
@@ -35,13 +36,15 @@ def layer_rows(measurement: Measurement, epoch: int) -> list[dict[str, Any]]:
 
 def step_row(measurement: Measurement, epoch: int) -> dict[str, Any]:
     return {"step": measurement.step, "epoch": epoch, "total_grad_norm": measurement.total_grad_norm,
-            "first_to_last_grad_ratio": measurement.first_to_last_grad_ratio, **measurement.extra}  # fmt: skip
+            "first_to_last_grad_ratio": measurement.first_to_last_grad_ratio,
+            "first_to_last_delta_ratio": measurement.first_to_last_delta_ratio, **measurement.extra}  # fmt: skip
 
 
-def profile(measurement: Measurement) -> dict[str, Any]:
-    """A measurement as the summary stores it: the step, the model-level numbers, per-layer lists."""
-    return {"step": measurement.step, "first_to_last_grad_ratio": measurement.first_to_last_grad_ratio,
-            "total_grad_norm": measurement.total_grad_norm, "layers": measurement.layers}  # fmt: skip
+def profile(measurement: Measurement) -> Profile:
+    """A measurement as the summary stores it: the step, the run-level numbers, per-layer lists."""
+    return Profile(step=measurement.step, first_to_last_grad_ratio=measurement.first_to_last_grad_ratio,
+                   first_to_last_delta_ratio=measurement.first_to_last_delta_ratio,
+                   total_grad_norm=measurement.total_grad_norm, layers=measurement.layers)  # fmt: skip
 
 
 class Series:

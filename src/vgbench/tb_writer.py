@@ -1,10 +1,17 @@
 """TensorBoard output of a run: I/O only. It is fed the monitor's measurements and the loop's metrics.
 
 Tags: `<metric>/layer_NN` per layer (zero-padded so they sort), `grad_ratio/first_to_last`,
-`grad_norm/total`, `train/*`, `val/*` or `test/*`, `lr`; a custom-scalars layout with one multi-line
-chart per metric (all layers together); histograms of weight gradients and activations; a bar chart of
-the gradient norm per layer at each epoch end; and one HParams entry per run, written into the run's own
-folder so `tensorboard --logdir <sweep folder>` compares every run of a sweep in one table.
+`delta_ratio/first_to_last`, `grad_norm/total`, `train/*`, `val/*` or `test/*`, `lr`; a custom-scalars
+layout with one multi-line chart per metric (all layers together); histograms of weight gradients and
+activations; a bar chart of the gradient norm per layer at each epoch end; and one HParams entry per run,
+written into the run's own folder so `tensorboard --logdir <sweep folder>` compares every run of a sweep
+in one table.
+
+Steps: a measurement is logged at the step it measured (0 is the initialised model); an epoch's metrics
+at the epoch's last step; the HParams entry at the run's step count, after every step. A resumed run
+opens the writer with `purge_step` = its step count, which drops whatever an interrupted attempt wrote
+after its last checkpoint, and the HParams entry of the attempt it extends, but keeps the epoch metrics
+the checkpoint covers.
 """
 
 from __future__ import annotations
@@ -20,12 +27,23 @@ from torch.utils.tensorboard.summary import hparams as hparams_summaries
 
 from vgbench.monitor import HIDDEN_METRICS, LAYER_METRICS, Measurement
 
-HPARAM_METRICS = (
-    "hparams/test_acc",
-    "hparams/train_loss",
-    "hparams/first_to_last_grad_ratio_step0",
-    "hparams/first_to_last_grad_ratio_final",
-)
+# The HParams table: columns from the config, metrics from the summary (key paths in summary.json)
+HPARAM_COLUMNS = {"activation": "activation.name", "depth": "model.depth", "width": "model.width",
+                  "init": "model.init", "optimizer": "optimizer.name", "lr": "optimizer.lr", "loss": "loss",
+                  "seed": "trainer.seed"}  # fmt: skip
+HPARAM_METRICS = {
+    "hparams/test_acc": "final.test_acc",
+    "hparams/train_loss": "final.train_loss",
+    "hparams/first_to_last_grad_ratio_step0": "first_to_last_grad_ratio.step0",
+    "hparams/first_to_last_grad_ratio_final": "first_to_last_grad_ratio.final",
+    "hparams/first_to_last_delta_ratio_step0": "first_to_last_delta_ratio.step0",
+}
+
+
+def _lookup(tree: dict[str, Any], path: str) -> Any:  # noqa: ANN401
+    for key in path.split("."):
+        tree = tree.get(key) if isinstance(tree, dict) else None
+    return tree
 
 
 def layer_tag(metric: str, layer: int, n_layers: int) -> str:
@@ -37,7 +55,7 @@ def custom_scalars_layout() -> dict[str, dict[str, list[Any]]]:
     charts = {metric: ["Multiline", [rf"^{metric}/layer_\d+$"]] for metric in (*LAYER_METRICS, *HIDDEN_METRICS)}
     return {
         "gradients by layer": {k: v for k, v in charts.items() if k in LAYER_METRICS}
-        | {"first-to-last gradient ratio": ["Multiline", [r"^grad_ratio/first_to_last$"]]},
+        | {"first-to-last ratios": ["Multiline", [r"^(grad|delta)_ratio/first_to_last$"]]},
         "activations by layer": {k: v for k, v in charts.items() if k in HIDDEN_METRICS},
         "training": {
             "loss": ["Multiline", [r"^(train|val|test)/loss$"]],
@@ -85,6 +103,7 @@ class TensorBoardWriter:
             for index, value in enumerate(values)
         }
         scalars["grad_ratio/first_to_last"] = measurement.first_to_last_grad_ratio
+        scalars["delta_ratio/first_to_last"] = measurement.first_to_last_delta_ratio
         scalars["grad_norm/total"] = measurement.total_grad_norm
         self.add_scalars(scalars | measurement.extra, step)
         for kind, tensors in measurement.histograms.items():
@@ -93,19 +112,25 @@ class TensorBoardWriter:
                 self.writer.add_histogram(layer_tag(kind, index + 1, self.n_layers), values, step, bins=64)
 
     def epoch_end(self, step: int, metrics: dict[str, float], lr: float, profile: Measurement | None) -> None:
-        """metrics: {'train_loss': ..., 'val_acc': ...} as the loop's history records them."""
+        """metrics: {'train_loss': ..., 'val_acc': ...} as the loop's history records them; `step`: the
+        epoch's last step."""
         scalars = {"/".join(key.split("_", 1)): value for key, value in metrics.items() if key != "epoch"}
         self.add_scalars(scalars | {"lr": lr}, step)  # train_loss -> train/loss, val_acc -> val/acc
         if profile is not None:
             figure = gradient_profile_figure(profile, f"epoch {metrics.get('epoch', '?')}, step {profile.step}")
             self.writer.add_figure("gradient_profile", figure, step)
 
-    def hparams(self, hparams: dict[str, Any], metrics: dict[str, float]) -> None:
-        """One HParams session in this run's own folder (SummaryWriter.add_hparams would make a subfolder)."""
-        experiment, session_start, session_end = hparams_summaries(hparams, metrics)
-        for summary in (experiment, session_start, session_end):
-            self.writer.file_writer.add_summary(summary)
-        self.add_scalars(metrics, 0)
+    def hparams(self, summary: dict[str, Any], step: int) -> None:
+        """One HParams session in this run's own folder (SummaryWriter.add_hparams would make a subfolder),
+        from the run's summary, at `step` (the run's step count)."""
+        config = summary.get("config", {})
+        columns = {name: _lookup(config, path) for name, path in HPARAM_COLUMNS.items()}
+        columns = {k: v if isinstance(v, (int, float, str, bool)) else str(v) for k, v in columns.items()}
+        metrics = {tag: _lookup(summary, path) for tag, path in HPARAM_METRICS.items()}
+        metrics = {tag: float("nan") if value is None else value for tag, value in metrics.items()}
+        for event in hparams_summaries(columns, metrics):
+            self.writer.file_writer.add_summary(event, step)
+        self.add_scalars(metrics, step)
 
     def close(self) -> None:
         self.writer.close()

@@ -132,7 +132,7 @@ def autograd_gradients(
     mlp: ManualMLP, x: Tensor, y: Tensor, loss: str = "cross_entropy"
 ) -> tuple[list[Tensor], list[Tensor]]:
     """The same gradients from torch.autograd on the same weights."""
-    from vgbench.train import LOSS_FUNCTIONS
+    from vgbench.losses import LOSSES
 
     weights = [w.clone().requires_grad_() for w in mlp.weights]
     biases = [b.clone().requires_grad_() for b in mlp.biases]
@@ -140,7 +140,7 @@ def autograd_gradients(
     for index, (weight, bias) in enumerate(zip(weights, biases, strict=True)):
         z = a @ weight.T + bias
         a = z if index == len(weights) - 1 else mlp.activation(z)
-    grads = torch.autograd.grad(LOSS_FUNCTIONS[loss](a, y), weights + biases)
+    grads = torch.autograd.grad(LOSSES[loss](a, y).mean(), weights + biases)
     return list(grads[: len(weights)]), list(grads[len(weights) :])
 
 
@@ -163,7 +163,7 @@ def mnist_subset(limit: int = 2000) -> tuple[Tensor, Tensor, Tensor, Tensor]:
     from vgbench.data import load_data
 
     cfg = compose_config([f"data.limit_train={limit}", "data.limit_test=1000", "data.val_size=0"])
-    data = load_data(cfg.data, seed=0, device=torch.device("cpu"))
+    data = load_data(cfg.data, torch.device("cpu"))
     return data.train.x.double(), data.train.y, data.test.x.double(), data.test.y
 
 

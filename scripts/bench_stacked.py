@@ -1,0 +1,103 @@
+"""Stacked sweeps against one process per run, side by side, through the real app.
+
+  --mode sweep  (the 2-core target) a 16-run MNIST sweep, 4 seeds x 4 learning rates of a 10x128 ReLU
+                MLP, one epoch: hydra/launcher=stacked (one stack of 16) against hydra/launcher=parallel
+                (one process per run, one per core), alternating; the best wall time of each is compared.
+                Target: stacked / parallel <= 0.6.
+  --mode gpu    K = 1, 8, 64 runs of one shape on one device: one stack of K against K processes through
+                the parallel launcher (its default: at most jobs_per_gpu processes per GPU). Throughput in
+                run-epochs per minute; target at K = 64: stacked >= 10x.
+  --mode demo   `make demo`'s sweep: the vanishing preset with 3 seeds, stacked, against the one-seed
+                preset through the parallel launcher (the demo before stacking). Target: <= 1.3x.
+
+    python scripts/bench_stacked.py [--mode sweep] [--repeats 2] [--json out.json]
+
+The ratio is printed last.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+APP = [sys.executable, "-m", "vgbench.app"]
+SHAPE = ["data=mnist", "activation=relu", "model.depth=10", "model.width=128", "trainer.epochs=1",
+         "monitor.every_n_steps=100"]  # fmt: skip
+
+
+def sweep_seconds(args: list[str], expected_runs: int) -> float:
+    with tempfile.TemporaryDirectory() as sweep_dir:
+        started = time.perf_counter()
+        subprocess.run([*APP, "-m", *args, f"hydra.sweep.dir={sweep_dir}"], check=True, capture_output=True)
+        seconds = time.perf_counter() - started
+        summaries = [json.loads(p.read_text()) for p in Path(sweep_dir).glob("*/summary.json")]
+    completed = sum(s["status"] in ("completed", "diverged") for s in summaries)
+    if completed != expected_runs:
+        raise RuntimeError(f"expected {expected_runs} finished runs, found {completed}")
+    return seconds
+
+
+def side_by_side(variants: dict[str, tuple[list[str], int]], repeats: int) -> dict[str, list[float]]:
+    times: dict[str, list[float]] = {name: [] for name in variants}
+    for repeat in range(repeats):
+        for name, (args, runs) in variants.items():
+            times[name].append(sweep_seconds(args, runs))
+        print(f"  repeat {repeat + 1}: " + ", ".join(f"{n} {t[-1]:.1f} s" for n, t in times.items()), flush=True)
+    return times
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--mode", default="sweep", choices=["sweep", "gpu", "demo"])
+    parser.add_argument("--repeats", type=int, default=2)
+    parser.add_argument("--device", default=None, help="trainer.device (sweep: cpu; gpu: cuda)")
+    parser.add_argument("--limit-train", type=int, default=None, help="gpu mode: data.limit_train, to fit a budget")
+    parser.add_argument("--json", type=Path, default=None)
+    args = parser.parse_args()
+    subprocess.run([sys.executable, "-m", "vgbench.provision", "data=mnist"], check=True, capture_output=True)
+    result: dict = {"mode": args.mode}
+    if args.mode == "sweep":
+        grid = [*SHAPE, f"trainer.device={args.device or 'cpu'}", "trainer.seed=0,1,2,3",
+                "optimizer.lr=0.01,0.03,0.1,0.3"]  # fmt: skip
+        times = side_by_side({"stacked": ([*grid, "hydra/launcher=stacked"], 16),
+                              "parallel": ([*grid, "hydra/launcher=parallel"], 16)}, args.repeats)  # fmt: skip
+        ratio = min(times["stacked"]) / min(times["parallel"])
+        result |= {"seconds": times, "ratio": ratio}
+        print(f"16-run MNIST sweep (4 seeds x 4 lrs, 10x128 ReLU, 1 epoch): stacked {min(times['stacked']):.1f} s, "
+              f"parallel {min(times['parallel']):.1f} s")  # fmt: skip
+        line = f"ratio stacked / parallel: {ratio:.3f} (target <= 0.6)"
+    elif args.mode == "demo":
+        preset = ["experiment=vanishing", "trainer.device=cpu"]
+        times = side_by_side({"3 seeds stacked": ([*preset, "trainer.seed=0,1,2", "hydra/launcher=stacked"], 48),
+                              "1 seed parallel": ([*preset, "hydra/launcher=parallel"], 16)}, args.repeats)  # fmt: skip
+        ratio = min(times["3 seeds stacked"]) / min(times["1 seed parallel"])
+        result |= {"seconds": times, "ratio": ratio}
+        line = f"ratio demo with 3 seeds stacked / 1 seed parallel: {ratio:.3f} (target <= 1.3)"
+    else:
+        device = args.device or "cuda"
+        limit = [f"data.limit_train={args.limit_train}"] if args.limit_train else []
+        ratios = {}
+        for runs in (1, 8, 64):
+            grid = [*SHAPE, *limit, f"trainer.device={device}", "logger.tensorboard=false",
+                    "trainer.seed=" + ",".join(map(str, range(runs)))]  # fmt: skip
+            times = side_by_side({"stacked": ([*grid, "hydra/launcher=stacked"], runs),
+                                  "processes": ([*grid, "hydra/launcher=parallel"], runs)}, args.repeats)  # fmt: skip
+            throughput = {name: 60 * runs / min(seconds) for name, seconds in times.items()}
+            ratios[runs] = throughput["stacked"] / throughput["processes"]
+            result[f"K={runs}"] = {"seconds": times, "run_epochs_per_minute": throughput, "ratio": ratios[runs]}
+            print(f"K={runs}: stacked {throughput['stacked']:.1f}, one process per run {throughput['processes']:.1f}"
+                  f" run-epochs/min: {ratios[runs]:.1f}x", flush=True)  # fmt: skip
+        result["ratio"] = ratios[64]
+        line = f"throughput ratio stacked / one process per run at K=64: {ratios[64]:.1f}x (target >= 10)"
+    if args.json:
+        args.json.write_text(json.dumps(result, indent=2))
+    print(line)
+
+
+if __name__ == "__main__":
+    main()

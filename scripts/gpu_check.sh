@@ -1,0 +1,64 @@
+#!/usr/bin/env bash
+# Every check of vgbench's CUDA path, run once on a machine with a GPU, every figure into one JSON.
+# About 7 minutes on one GPU. Without CUDA it stops at once with one line (exit 1).
+#
+#   scripts/gpu_check.sh                    # writes outputs/gpu_check/gpu_check.json and gpu_check.log
+#   GPU_CHECK_OUT=/tmp/x scripts/gpu_check.sh
+#
+# 1. the CUDA tests (fp32, bf16 and fp16 runs with the monitor against a CPU fp32 run of the same seed;
+#    resume on the GPU)
+# 2. the epoch benchmark on CUDA: vgbench against the pytorch/examples way, fp32 and bf16
+# 3. the monitor's overhead on CUDA
+# 4. fp16 and bf16 MNIST runs with the monitor against an fp32 run of the same seed (step-0 statistics)
+# 5. a 16-run sweep on one GPU through the parallel launcher
+# 6. stacked runs against one process per run, K = 1, 8, 64
+set -uo pipefail
+cd "$(dirname "$0")/.."
+out=${GPU_CHECK_OUT:-outputs/gpu_check}
+python=${PYTHON:-$( [ -x .venv/bin/python ] && echo .venv/bin/python || echo python3 )}
+mkdir -p "$out"
+log="$out/gpu_check.log"
+: > "$log"
+
+if ! "$python" -c "import sys, torch; sys.exit(0 if torch.cuda.is_available() else 1)" 2>/dev/null; then
+  echo "gpu_check: no CUDA device here (torch.cuda.is_available() is false); run it on a machine with an NVIDIA GPU"
+  exit 1
+fi
+export PYTHONUNBUFFERED=1
+
+step() {  # step NAME TIMEOUT_S COMMAND...: run it, keep its output in the log, record its status and time
+  local name=$1 limit=$2; shift 2
+  local started=$(date +%s)
+  echo "=== $name: $*" | tee -a "$log"
+  timeout "$limit" "$@" 2>&1 | tee -a "$log"
+  local status=${PIPESTATUS[0]}
+  echo "{\"step\": \"$name\", \"exit\": $status, \"seconds\": $(( $(date +%s) - started ))}" >> "$out/steps.jsonl"
+  echo "=== $name: exit $status in $(( $(date +%s) - started )) s" | tee -a "$log"
+}
+rm -f "$out/steps.jsonl"
+
+"$python" -m vgbench.provision data=mnist >> "$log" 2>&1
+step cuda_tests 120 "$python" -m pytest -q -m cuda -p no:cacheprovider tests/test_train.py
+step epoch_fp32 60 "$python" scripts/bench_epoch.py --device cuda --repeats 2 --json "$out/epoch_fp32.json"
+step epoch_bf16 60 "$python" scripts/bench_epoch.py --device cuda --amp bf16 --repeats 2 --json "$out/epoch_bf16.json"
+step monitor 60 "$python" scripts/bench_monitor.py --device cuda --repeats 2 --json "$out/monitor.json"
+step precision 60 "$python" scripts/precision_check.py --json "$out/precision.json"
+step sweep16 120 "$python" scripts/bench_sweep.py --gpu-sweep --json "$out/sweep16.json"
+step stacked 180 "$python" scripts/bench_stacked.py --mode gpu --repeats 1 --limit-train 10000 --json "$out/stacked.json"
+
+"$python" - "$out" <<'PY'
+import json, subprocess, sys
+from pathlib import Path
+import torch
+out = Path(sys.argv[1])
+figures = {"gpu": torch.cuda.get_device_name(0), "torch": torch.__version__,
+           "steps": [json.loads(line) for line in (out / "steps.jsonl").read_text().splitlines()]}
+for name in ("epoch_fp32", "epoch_bf16", "monitor", "precision", "sweep16", "stacked"):
+    path = out / f"{name}.json"
+    figures[name] = json.loads(path.read_text()) if path.exists() else None
+(out / "gpu_check.json").write_text(json.dumps(figures, indent=2))
+failed = [s["step"] for s in figures["steps"] if s["exit"] != 0]
+print(f"gpu_check: {len(figures['steps']) - len(failed)} of {len(figures['steps'])} steps passed"
+      + (f"; failed: {', '.join(failed)}" if failed else "") + f"; figures in {out / 'gpu_check.json'}")
+sys.exit(1 if failed else 0)
+PY

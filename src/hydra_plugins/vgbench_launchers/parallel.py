@@ -1,0 +1,44 @@
+"""`hydra/launcher=parallel`: Hydra's joblib launcher, one local process per job, with vgbench's placement.
+
+It runs as many jobs at once as there are cores (joblib's n_jobs), but on a GPU host with a CUDA device
+at most `jobs_per_gpu` per GPU: each process holds its own CUDA context and its own copy of the data.
+It writes the effective n_jobs into the config the jobs see, so each job takes cores / n_jobs torch
+threads and, with several GPUs, GPU (job number mod GPUs) (vgbench.placement).
+"""
+
+from collections.abc import Sequence
+from dataclasses import dataclass
+from typing import Any
+
+from hydra.core.config_store import ConfigStore
+from hydra.core.utils import JobReturn
+from hydra_plugins.hydra_joblib_launcher.config import JobLibLauncherConf
+from hydra_plugins.hydra_joblib_launcher.joblib_launcher import JoblibLauncher
+from omegaconf import open_dict
+
+from vgbench.placement import available_cores, local_parallel_jobs, visible_gpus
+
+
+@dataclass
+class ParallelLauncherConf(JobLibLauncherConf):
+    _target_: str = "hydra_plugins.vgbench_launchers.parallel.ParallelLauncher"
+    jobs_per_gpu: int = 4  # processes at once per GPU when the runs use CUDA
+
+
+ConfigStore.instance().store(group="hydra/launcher", name="vgbench_parallel", node=ParallelLauncherConf,
+                             provider="vgbench")  # fmt: skip
+
+
+class ParallelLauncher(JoblibLauncher):
+    def __init__(self, jobs_per_gpu: int = 4, **joblib: Any) -> None:  # noqa: ANN401
+        super().__init__(**joblib)
+        self.jobs_per_gpu = jobs_per_gpu
+
+    def launch(self, job_overrides: Sequence[Sequence[str]], initial_job_idx: int) -> Sequence[JobReturn]:
+        assert self.config is not None
+        parallel = local_parallel_jobs(int(self.joblib.get("n_jobs", -1)), available_cores(),
+                                       str(self.config.trainer.device), visible_gpus(), self.jobs_per_gpu)  # fmt: skip
+        self.joblib["n_jobs"] = parallel
+        with open_dict(self.config):
+            self.config.hydra.launcher.n_jobs = parallel  # what the jobs read to share out the cores
+        return super().launch(job_overrides, initial_job_idx)

@@ -1,0 +1,153 @@
+"""A run folder's state, and each run's checkpoint: what makes two runs the same, save, load.
+
+A run is identified by its config less where it runs and how many epochs it is given
+(`vgbench.config.run_identity`: model, data, optimizer, loss, seed, amp, monitor settings, ...). A
+completed run is skipped, and a checkpoint resumed, only under the same identity; a folder that holds
+another run is refused with one line, never overwritten.
+
+A checkpoint holds one run, as a stack of one (tensors keep a leading run dimension of size 1), so a run
+trained in a stack resumes alone or in any other stack. It holds no random-generator state: the batch
+order and the dropout masks are drawn from (seed, epoch) (vgbench.data, vgbench.model), so a resume is
+exact on any device, whatever GPUs are visible.
+"""
+
+from __future__ import annotations
+
+import json
+import tempfile
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import torch
+from omegaconf import DictConfig, OmegaConf
+from torch import nn
+
+from vgbench.config import ConfigError, UserError, run_identity
+from vgbench.files import save_torch_atomic
+from vgbench.summary import CHECKPOINT_FILE, COMPLETED, SUMMARY_FILE, Summary, read_summary
+
+
+class CheckpointError(UserError):
+    """A checkpoint that cannot be read, or that belongs to another run."""
+
+
+def differing_keys(identity_a: str, identity_b: str) -> list[str]:
+    a, b = json.loads(identity_a), json.loads(identity_b)
+    return sorted(k for k in set(a) | set(b) if a.get(k) != b.get(k))
+
+
+def _other_run(what: str, keys: list[str]) -> str:
+    shown = ", ".join(keys[:6]) + (" ..." if len(keys) > 6 else "")
+    return f"{what} was written by a different config (differs in: {shown})"
+
+
+@dataclass
+class RunFolder:
+    """What a run folder holds for a config: nothing yet, a checkpoint to resume, or the completed run."""
+
+    run_dir: Path
+    completed: Summary | None = None  # the summary of this very run, completed: skip it
+    checkpoint: dict[str, Any] | None = None  # loaded, to resume from
+
+    @property
+    def start_epoch(self) -> int:
+        return self.checkpoint["epoch"] if self.checkpoint else 0
+
+
+def _probe_writable(run_dir: Path) -> None:
+    run_dir.mkdir(parents=True, exist_ok=True)
+    tempfile.TemporaryFile(dir=run_dir).close()
+
+
+def inspect_run_folder(cfg: DictConfig, run_dir: Path) -> RunFolder:
+    """Decide what to do with `run_dir` for `cfg`; raise a one-line error where it holds another run or
+    cannot be written (before any data loads or any time is spent training)."""
+    if run_dir.exists() and not run_dir.is_dir():
+        raise UserError(f"the run folder {run_dir} is a file; point hydra.run.dir (or hydra.sweep.dir) elsewhere")
+    try:
+        _probe_writable(run_dir)
+    except OSError as error:
+        raise UserError(f"cannot write into the run folder {run_dir} ({error.strerror}); point hydra.run.dir (or "
+                        "hydra.sweep.dir) at a folder you can write") from error  # fmt: skip
+    identity = run_identity(cfg)
+    summary_path, checkpoint_path = run_dir / SUMMARY_FILE, run_dir / CHECKPOINT_FILE
+    if summary_path.exists():
+        try:
+            summary = read_summary(summary_path)
+        except ValueError as error:
+            raise UserError(str(error)) from error
+        if summary.get("status") == COMPLETED:
+            keys = differing_keys(run_identity(OmegaConf.create(summary.get("config", {}))), identity)
+            if keys:
+                raise UserError(
+                    _other_run(f"{run_dir} holds a completed run that", keys)
+                    + "; use another folder (hydra.run.dir, or another hydra.sweep.dir for a sweep)"
+                )
+            if cfg.trainer.skip_completed and summary.get("epochs_done") == cfg.trainer.epochs:
+                return RunFolder(run_dir, completed=summary)
+    if not checkpoint_path.exists():
+        return RunFolder(run_dir)
+    if not cfg.trainer.resume:
+        raise ConfigError(
+            f"{checkpoint_path} exists; set trainer.resume=true to continue it, or use another run folder"
+        )
+    checkpoint = load_checkpoint(checkpoint_path)
+    keys = differing_keys(checkpoint["identity"], identity)
+    if keys:
+        raise ConfigError(
+            _other_run(str(checkpoint_path), keys)
+            + "; resume with the same overrides, or set trainer.resume=false and use another run folder"
+        )
+    if checkpoint["epoch"] > cfg.trainer.epochs:
+        raise ConfigError(
+            f"{checkpoint_path} has {checkpoint['epoch']} epochs done, more than trainer.epochs={cfg.trainer.epochs}"
+        )
+    return RunFolder(run_dir, checkpoint=checkpoint)
+
+
+CHECKPOINT_KEYS = ("identity", "model", "optimizer", "scaler", "epoch", "step", "history", "recorder")
+
+
+def load_checkpoint(path: Path) -> dict[str, Any]:
+    """A checkpoint, on the CPU; a truncated or corrupt file is one clear error, not a traceback."""
+    try:
+        checkpoint = torch.load(path, map_location="cpu", weights_only=True)
+    except Exception as error:  # noqa: BLE001 - torch.load fails in many ways on a damaged file
+        reason = str(error).strip().splitlines()[0][:160] if str(error).strip() else type(error).__name__
+        raise CheckpointError(
+            f"{path} cannot be read ({reason}): it is truncated or corrupt. Move it away to start this run "
+            "again from scratch (trainer.resume=false), or resume from a copy you trust"
+        ) from error
+    missing = [key for key in CHECKPOINT_KEYS if not isinstance(checkpoint, dict) or key not in checkpoint]
+    if missing:
+        raise CheckpointError(f"{path} is not a vgbench checkpoint (it lacks {', '.join(missing)}); move it away")
+    return checkpoint
+
+
+def run_slice(state: dict[str, torch.Tensor], run: int) -> dict[str, torch.Tensor]:
+    """Run `run`'s share of a stacked state dict, as a stack of one."""
+    return {name: tensor[run : run + 1].clone() for name, tensor in state.items()}
+
+
+@torch.no_grad()
+def load_run_slice(module: nn.Module, run: int, saved: dict[str, torch.Tensor]) -> None:
+    state = module.state_dict()
+    for name, tensor in saved.items():
+        state[name][run].copy_(tensor[0])
+
+
+def save_checkpoint(path: Path, cfg: DictConfig, run: int, model: nn.Module, optimizer_state: dict[str, Any],
+                    scaler_state: dict[str, Any], epoch: int, step: int, history: list[dict[str, Any]],
+                    recorder_state: dict[str, Any]) -> None:  # fmt: skip
+    """Run `run` of the stack, written atomically: a crash leaves the previous checkpoint whole."""
+    save_torch_atomic(path, {
+        "identity": run_identity(cfg),
+        "model": run_slice(model.state_dict(), run),
+        "optimizer": optimizer_state,
+        "scaler": scaler_state,
+        "epoch": epoch,
+        "step": step,
+        "history": history,
+        "recorder": recorder_state,
+    })  # fmt: skip

@@ -1,0 +1,70 @@
+"""Who places a job, and where: torch-free, for the launcher process and the jobs alike.
+
+vgbench's local launchers (`hydra/launcher=parallel`, `hydra/launcher=stacked`) run jobs as processes on
+this machine, so they decide how many run at once (one per core; on a GPU host at most
+`jobs_per_gpu` per GPU, since each process holds a CUDA context and a copy of the data), each job's torch
+threads (cores / jobs at once) and, with several GPUs, its GPU (job number mod GPUs). Under SLURM
+(submitit) and Ray the engine allocates CPUs and GPUs (`cpus_per_task`, `CUDA_VISIBLE_DEVICES`) and
+vgbench takes what it was given.
+"""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+from typing import Any
+
+LOCAL_LAUNCHERS = ("joblib", "vgbench_launchers")  # _target_ fragments of launchers that run jobs here
+
+
+def available_cores() -> int:
+    """Cores this process may use: a SLURM job's allocation, not the whole node."""
+    if hasattr(os, "sched_getaffinity"):
+        return len(os.sched_getaffinity(0))
+    return os.cpu_count() or 1
+
+
+def visible_gpus() -> int:
+    """NVIDIA GPUs this process could use, counted without starting CUDA (no torch import)."""
+    listed = os.environ.get("CUDA_VISIBLE_DEVICES")
+    if listed is not None:
+        return len([d for d in listed.split(",") if d.strip() and not d.strip().startswith("-")])
+    devices = Path("/proc/driver/nvidia/gpus")
+    return len(list(devices.iterdir())) if devices.is_dir() else 0
+
+
+def is_local_launcher(launcher: dict[str, Any]) -> bool:
+    target = str(launcher.get("_target_", ""))
+    return any(part in target for part in LOCAL_LAUNCHERS) and launcher.get("executor", "local") == "local"
+
+
+def local_parallel_jobs(n_jobs: int, cores: int, device: str = "cpu", gpus: int = 0, jobs_per_gpu: int = 0) -> int:
+    """Jobs a local launcher runs at once: joblib's n_jobs (-1: one per core, -2: all cores but one),
+    and on a CUDA run with GPUs at most `jobs_per_gpu` per GPU."""
+    parallel = n_jobs if n_jobs > 0 else max(1, cores + 1 + n_jobs)
+    if device != "cpu" and gpus > 0 and jobs_per_gpu > 0:
+        parallel = min(parallel, gpus * jobs_per_gpu)
+    return parallel
+
+
+def threads_per_job(launcher: dict[str, Any], cores: int) -> int | None:
+    """Torch threads for each job of a sweep under `launcher` (Hydra's launcher config), so that the
+    jobs running at once never ask for more threads than there are cores; None for the basic launcher.
+    A local launcher's `n_jobs` is what it runs at once (vgbench's launchers write the effective value).
+    """
+    target = str(launcher.get("_target_", "")).lower()
+    if is_local_launcher(launcher):
+        return max(1, cores // local_parallel_jobs(int(launcher.get("n_jobs", -1)), cores))
+    if "submitit" in target:
+        return int(launcher.get("cpus_per_task") or 1)
+    if launcher.get("executor") in ("submitit_local", "slurm"):
+        return int((launcher.get("submitit") or {}).get("cpus_per_task") or 1)
+    if "ray" in target:
+        return int((launcher.get("ray", {}).get("remote") or {}).get("num_cpus") or 1)
+    return None
+
+
+def gpu_slot(launcher: dict[str, Any], job_num: int | None) -> int | None:
+    """A job's GPU slot under a local launcher (its job number); None elsewhere, where the engine's
+    allocation decides."""
+    return job_num if job_num is not None and is_local_launcher(launcher) else None

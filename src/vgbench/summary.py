@@ -1,0 +1,83 @@
+"""The layout of a run's `summary.json`, written down once. Torch-free: the report reads it.
+
+The trainer writes it (vgbench.train), the job wrapper writes the failed ones (vgbench.app), and the
+report, the lessons and the tests read it through `read_summary` and the names below.
+"""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Any, TypedDict
+
+from vgbench.files import write_json_atomic
+
+SUMMARY_FILE = "summary.json"
+FAILED_ATTEMPT_FILE = "failed_attempt.json"  # a failed attempt beside a finished run's summary
+CHECKPOINT_FILE = "checkpoint.pt"
+
+COMPLETED, DIVERGED, FAILED = "completed", "diverged", "failed"
+FINISHED = (COMPLETED, DIVERGED)  # a summary with one of these holds results that nothing overwrites
+
+
+class Profile(TypedDict):
+    """One measurement of a run, as the summary keeps it (vgbench.monitor.Measurement)."""
+
+    step: int
+    first_to_last_grad_ratio: float | None
+    first_to_last_delta_ratio: float | None
+    total_grad_norm: float | None
+    layers: dict[str, list[float | None]]  # metric -> one value per layer, layer 1 (input side) first
+
+
+class Summary(TypedDict, total=False):
+    status: str  # COMPLETED, DIVERGED or FAILED
+    error: str  # FAILED only: one line
+    final: dict[str, float | None]  # test_loss, test_acc, and the last epoch's train_* and val_* (null: NaN)
+    epochs_done: int
+    steps: int
+    history: list[dict[str, float | None]]  # one record per epoch: epoch, train_loss, train_acc, [val|test]_*
+    wall_time_s: float
+    steps_per_s: float | None
+    device: str
+    cpu_threads: int
+    stack_size: int  # runs trained together in one stack (1: alone)
+    torch_version: str
+    vgbench_version: str
+    data_source: str
+    first_to_last_grad_ratio: dict[str, float | None]  # "step0" and "final"
+    first_to_last_delta_ratio: dict[str, float | None]  # "step0" and "final"
+    profile: dict[str, Profile]  # "step0" and "final"; empty with monitor.enabled=false
+    flow: dict[str, Any]  # the step-0 gradient flow, classified (vgbench.flow)
+    theory: dict[str, Any]  # the mean-field prediction beside the step-0 measurement (vgbench.theory)
+    config: dict[str, Any]  # the resolved config
+
+
+def read_summary(path: Path) -> Summary:
+    """A summary.json; a file that is not JSON is an error naming the file."""
+    try:
+        return json.loads(path.read_text())
+    except (json.JSONDecodeError, UnicodeDecodeError) as error:
+        raise ValueError(f"{path} is not a readable summary ({error}); move it away or delete it") from error
+
+
+def write_summary(run_dir: Path, summary: Summary) -> Path:
+    path = run_dir / SUMMARY_FILE
+    write_json_atomic(path, summary)
+    return path
+
+
+def record_failure(run_dir: Path, message: str, config: dict[str, Any]) -> Path:
+    """Record a failed attempt. Never over a finished run's summary: beside it, in failed_attempt.json."""
+    summary: Summary = {"status": FAILED, "error": message, "config": config}
+    existing = run_dir / SUMMARY_FILE
+    if existing.exists():
+        try:
+            finished = read_summary(existing).get("status") in FINISHED
+        except ValueError:
+            finished = True  # unreadable: not ours to overwrite
+        if finished:
+            path = run_dir / FAILED_ATTEMPT_FILE
+            write_json_atomic(path, summary)
+            return path
+    return write_summary(run_dir, summary)

@@ -1,0 +1,134 @@
+"""The stacked optimizers against torch.optim, step by step, and per-run hyperparameters in a stack."""
+
+import pytest
+import torch
+
+from tests.conftest import make_cfg
+from vgbench.config import ConfigError
+from vgbench.optim import OPTIMIZERS, build_optimizer
+
+SHAPES = [(1, 6, 5), (1, 6), (1, 3, 6), (1, 3)]  # two layers' weights and biases, as a stack of one
+
+
+def reference_and_ours(name, overrides, seed=0):
+    cfg = make_cfg(f"optimizer={name}", *overrides).optimizer
+    generator = torch.Generator().manual_seed(seed)
+    start = [torch.randn(shape, generator=generator, dtype=torch.float64) for shape in SHAPES]
+    ours = [torch.nn.Parameter(t.clone()) for t in start]
+    theirs = [torch.nn.Parameter(t.clone()) for t in start]
+    return cfg, ours, build_optimizer([cfg], ours), theirs
+
+
+def torch_optimizer(cfg, params):
+    if cfg.name in ("sgd", "momentum"):
+        return torch.optim.SGD(params, lr=cfg.lr, momentum=cfg.momentum, nesterov=cfg.nesterov,
+                               weight_decay=cfg.weight_decay)  # fmt: skip
+    if cfg.name == "adam":
+        return torch.optim.Adam(params, lr=cfg.lr, betas=tuple(cfg.betas), eps=cfg.eps, weight_decay=cfg.weight_decay)
+    return torch.optim.RMSprop(params, lr=cfg.lr, alpha=cfg.alpha, eps=cfg.eps, momentum=cfg.momentum,
+                               weight_decay=cfg.weight_decay)  # fmt: skip
+
+
+def loss_of(params, step):
+    # a different, non-quadratic loss each step, so momentum and second moments matter
+    return sum(((p * (step + 1)).sin() * p).sum() + (p**2).sum() * 0.1 for p in params)
+
+
+CASES = [
+    ("sgd", ["optimizer.lr=0.05"]),
+    ("sgd", ["optimizer.lr=0.05", "optimizer.weight_decay=0.1"]),
+    ("momentum", ["optimizer.lr=0.03", "optimizer.momentum=0.8"]),
+    ("momentum", ["optimizer.lr=0.03", "optimizer.nesterov=true", "optimizer.weight_decay=0.01"]),
+    ("adam", ["optimizer.lr=0.01", "optimizer.betas=[0.8,0.99]", "optimizer.eps=1e-6"]),
+    ("adam", ["optimizer.lr=0.01", "optimizer.weight_decay=0.05"]),
+    ("rmsprop", ["optimizer.lr=0.01", "optimizer.alpha=0.9", "optimizer.eps=1e-5"]),
+    ("rmsprop", ["optimizer.lr=0.01", "optimizer.momentum=0.5", "optimizer.weight_decay=0.02"]),
+]
+
+
+@pytest.mark.parametrize(("name", "overrides"), CASES, ids=[" ".join([n, *o]) for n, o in CASES])
+def test_each_optimizer_equals_torch_optim(name, overrides):
+    cfg, ours, optimizer, theirs = reference_and_ours(name, overrides)
+    reference = torch_optimizer(cfg, theirs)
+    for step in range(6):
+        for params, opt in ((ours, optimizer), (theirs, reference)):
+            opt.zero_grad()
+            loss_of(params, step).backward()
+        before = [p.detach().clone() for p in ours]
+        updates = optimizer.step()
+        reference.step()
+        for mine, expected in zip(ours, theirs, strict=True):
+            torch.testing.assert_close(mine, expected, rtol=1e-12, atol=1e-14)
+        for update, now, then in zip(updates, ours, before, strict=True):  # step() returns what it added
+            torch.testing.assert_close(update, now.detach() - then, rtol=1e-9, atol=1e-15)
+
+
+@pytest.mark.parametrize("name", ["momentum", "adam", "rmsprop"])
+def test_each_run_of_a_stack_keeps_its_own_hyperparameters(name):
+    """Three runs with different lr, momentum/betas/alpha and weight decay, stacked: each equals the same
+    run stepped alone."""
+    settings = [["optimizer.lr=0.01", "optimizer.weight_decay=0.0", "optimizer.momentum=0.5",
+                 "optimizer.betas=[0.9,0.999]", "optimizer.alpha=0.9"],
+                ["optimizer.lr=0.05", "optimizer.weight_decay=0.1", "optimizer.momentum=0.0",
+                 "optimizer.betas=[0.5,0.9]", "optimizer.alpha=0.99"],
+                ["optimizer.lr=0.002", "optimizer.weight_decay=0.01", "optimizer.momentum=0.9",
+                 "optimizer.betas=[0.95,0.95]", "optimizer.alpha=0.5"]]  # fmt: skip
+    if name != "rmsprop":  # Adam ignores momentum; SGD's nesterov is a stack key
+        settings = [[o for o in s if "alpha" not in o] for s in settings]
+    cfgs = [make_cfg(f"optimizer={name}", *s).optimizer for s in settings]
+    generator = torch.Generator().manual_seed(3)
+    start = torch.randn(3, 4, 5, generator=generator, dtype=torch.float64)
+    stacked = torch.nn.Parameter(start.clone())
+    alone = [torch.nn.Parameter(start[k : k + 1].clone()) for k in range(3)]
+    stacked_opt = build_optimizer(cfgs, [stacked])
+    alone_opts = [build_optimizer([cfg], [p]) for cfg, p in zip(cfgs, alone, strict=True)]
+    for step in range(5):
+        stacked_opt.zero_grad()
+        loss_of([stacked], step).backward()
+        stacked_opt.step()
+        for p, opt in zip(alone, alone_opts, strict=True):
+            opt.zero_grad()
+            loss_of([p], step).backward()
+            opt.step()
+    torch.testing.assert_close(stacked.detach(), torch.cat([p.detach() for p in alone]), rtol=1e-12, atol=1e-14)
+    assert not torch.allclose(alone[0], alone[1])  # the settings really differ
+
+
+def test_a_frozen_run_stops_while_the_others_go_on():
+    cfgs = [make_cfg("optimizer=momentum").optimizer] * 2
+    p = torch.nn.Parameter(torch.ones(2, 3))
+    optimizer = build_optimizer(cfgs, [p])
+    p.grad = torch.ones(2, 3)
+    optimizer.step()
+    optimizer.freeze([1])
+    p.grad = torch.full((2, 3), float("nan"))  # what a diverged run's gradient looks like
+    p.grad[0] = 1.0
+    optimizer.step()
+    assert p[1].tolist() == pytest.approx([1 - 0.01] * 3)  # the first step only: no NaN came in
+    assert p[0].tolist() == pytest.approx([1 - 0.01 - 0.01 * 1.9] * 3)  # momentum 0.9: buffer 1.9
+
+
+def test_run_state_round_trip():
+    cfgs = [make_cfg("optimizer=adam").optimizer] * 3
+    p = torch.nn.Parameter(torch.randn(3, 4))
+    optimizer = build_optimizer(cfgs, [p])
+    for _ in range(2):
+        p.grad = torch.randn(3, 4)
+        optimizer.step()
+    saved = optimizer.run_state(2)
+    assert saved["steps"] == 2 and saved["buffers"]["exp_avg"][0].shape == (1, 4)
+    fresh = build_optimizer(cfgs[:1], [torch.nn.Parameter(p[2:].detach().clone())])
+    fresh.load_run_state(0, saved)
+    torch.testing.assert_close(fresh.state[fresh.params[0]]["exp_avg_sq"], optimizer.state[p]["exp_avg_sq"][2:])
+
+
+@pytest.mark.parametrize(("override", "message"), [
+    ("optimizer.momentum=1.0", "optimizer.momentum=1.0 is not valid; it must be in [0, 1)"),
+    ("optimizer.betas=[0.9]", "optimizer.betas=[0.9] is not valid; give two values"),
+    ("optimizer.eps=0", "optimizer.eps=0.0 is not valid; it must be > 0.0"),
+])  # fmt: skip
+def test_bad_hyperparameters_are_one_line(override, message):
+    cfg = make_cfg("optimizer=rmsprop" if "momentum" in override else "optimizer=adam", override).optimizer
+    with pytest.raises(ConfigError) as error:
+        OPTIMIZERS[cfg.name].check(cfg)
+    assert str(error.value).startswith(message)
