@@ -38,13 +38,13 @@ step() {  # step NAME TIMEOUT_S COMMAND...: run it, keep its output in the log, 
 rm -f "$out/steps.jsonl"
 
 "$python" -m vgbench.provision data=mnist >> "$log" 2>&1
-step cuda_tests 120 "$python" -m pytest -q -m cuda -p no:cacheprovider tests/test_train.py
+step cuda_tests 100 "$python" -m pytest -q -m cuda -p no:cacheprovider tests/test_train.py
 step epoch_fp32 60 "$python" scripts/bench_epoch.py --device cuda --repeats 2 --json "$out/epoch_fp32.json"
 step epoch_bf16 60 "$python" scripts/bench_epoch.py --device cuda --amp bf16 --repeats 2 --json "$out/epoch_bf16.json"
 step monitor 60 "$python" scripts/bench_monitor.py --device cuda --repeats 2 --json "$out/monitor.json"
 step precision 60 "$python" scripts/precision_check.py --json "$out/precision.json"
 step sweep16 120 "$python" scripts/bench_sweep.py --gpu-sweep --json "$out/sweep16.json"
-step stacked 180 "$python" scripts/bench_stacked.py --mode gpu --repeats 1 --limit-train 10000 --json "$out/stacked.json"
+step stacked 240 "$python" scripts/bench_stacked.py --mode gpu --repeats 1 --limit-train 10000 --json "$out/stacked.json"
 
 "$python" - "$out" <<'PY'
 import json, subprocess, sys
