@@ -68,7 +68,9 @@ def _check_fraction(key: str, value: float) -> None:
 class StackedOptimizer(torch.optim.Optimizer):
     """The common part: one parameter group, per-run hyperparameters, per-run state for checkpoints.
 
-    A subclass of torch.optim.Optimizer so that torch.amp.GradScaler can unscale and step it.
+    A subclass of torch.optim.Optimizer so that torch.amp.GradScaler can unscale and step it. Updates use
+    torch's foreach operations: a handful of kernels for all parameters, which is what a small network's
+    step on a GPU is made of.
     """
 
     state_names: tuple[str, ...] = ()  # the per-parameter buffers a subclass keeps
@@ -98,33 +100,31 @@ class StackedOptimizer(torch.optim.Optimizer):
             self.active = torch.ones(self.stack, dtype=torch.bool, device=self.device)
         self.active[list(runs)] = False
 
-    def _buffer(self, p: Tensor, name: str) -> Tensor:
-        state = self.state[p]
-        if name not in state:
-            state[name] = torch.zeros_like(p, memory_format=torch.preserve_format)
-        return state[name]
+    def of(self, value: PerRun) -> float | list[Tensor]:
+        """A hyperparameter for foreach operations over the parameters: one float, or one view per parameter."""
+        return value.values[0] if value.uniform else [value.like(p) for p in self.params]
 
-    def _with_decay(self, p: Tensor, grad: Tensor) -> Tensor:
-        decay = self.weight_decay.like(p)
-        return grad if isinstance(decay, float) and decay == 0 else grad + decay * p
+    def buffers(self, name: str) -> list[Tensor]:
+        for p in self.params:
+            if name not in self.state[p]:
+                self.state[p][name] = torch.zeros_like(p, memory_format=torch.preserve_format)
+        return [self.state[p][name] for p in self.params]
 
     @torch.no_grad()
     def step(self) -> list[Tensor]:  # type: ignore[override]
         """One update of every run; returns the update of each parameter (aligned with `self.params`)."""
         self.steps += 1
-        updates = []
-        for p in self.params:
-            if p.grad is None:
-                updates.append(torch.zeros_like(p))
-                continue
-            update = self.update(p, self._with_decay(p, p.grad))
-            if self.active is not None:
-                update = torch.where(self.active.view(-1, *[1] * (p.dim() - 1)), update, 0)
-            p.add_(update)
-            updates.append(update)
+        grads = [p.grad if p.grad is not None else torch.zeros_like(p) for p in self.params]
+        if not (self.weight_decay.uniform and self.weight_decay.values[0] == 0):
+            grads = torch._foreach_add(grads, torch._foreach_mul(self.params, self.of(self.weight_decay)))
+        updates = self.updates(grads)
+        if self.active is not None:
+            updates = [torch.where(self.active.view(-1, *[1] * (u.dim() - 1)), u, 0) for u in updates]
+        torch._foreach_add_(self.params, updates)
         return updates
 
-    def update(self, p: Tensor, grad: Tensor) -> Tensor:
+    def updates(self, grads: list[Tensor]) -> list[Tensor]:
+        """What to add to each parameter, given its gradient (weight decay included)."""
         raise NotImplementedError
 
     def run_state(self, run: int) -> dict[str, Any]:
@@ -136,9 +136,9 @@ class StackedOptimizer(torch.optim.Optimizer):
     def load_run_state(self, run: int, saved: dict[str, Any]) -> None:
         self.steps = saved["steps"]
         for name, tensors in saved["buffers"].items():
-            for p, tensor in zip(self.params, tensors, strict=True):
-                if tensor is not None:
-                    self._buffer(p, name)[run].copy_(tensor[0])
+            if any(tensor is not None for tensor in tensors):
+                for buffer, tensor in zip(self.buffers(name), tensors, strict=True):
+                    buffer[run].copy_(tensor[0])
 
 
 class SGD(StackedOptimizer):
@@ -151,6 +151,7 @@ class SGD(StackedOptimizer):
         self.momentum = self.per_run(cfgs, "momentum")
         self.nesterov = bool(cfgs[0].nesterov)
         self.has_momentum = any(v > 0 for v in self.momentum.values)
+        self.neg_lr = PerRun.combine(lambda lr: -lr, self.lr)
 
     @classmethod
     def check(cls, cfg: DictConfig) -> None:
@@ -159,18 +160,19 @@ class SGD(StackedOptimizer):
         if cfg.nesterov and cfg.momentum <= 0:
             raise ConfigError("optimizer.nesterov=true needs optimizer.momentum > 0 (optimizer=momentum sets 0.9)")
 
-    def update(self, p: Tensor, grad: Tensor) -> Tensor:
-        direction = grad
+    def updates(self, grads: list[Tensor]) -> list[Tensor]:
+        direction = grads
         if self.has_momentum:
-            momentum = self.momentum.like(p)
-            first = "momentum_buffer" not in self.state[p]
-            buffer = self._buffer(p, "momentum_buffer")
+            momentum = self.of(self.momentum)
+            first = "momentum_buffer" not in self.state[self.params[0]]
+            buffers = self.buffers("momentum_buffer")
             if first:
-                buffer.copy_(grad)
+                torch._foreach_copy_(buffers, grads)
             else:
-                buffer.mul_(momentum).add_(grad)
-            direction = grad + momentum * buffer if self.nesterov else buffer
-        return -self.lr.like(p) * direction
+                torch._foreach_mul_(buffers, momentum)
+                torch._foreach_add_(buffers, grads)
+            direction = torch._foreach_add(grads, torch._foreach_mul(buffers, momentum)) if self.nesterov else buffers
+        return torch._foreach_mul(direction, self.of(self.neg_lr))
 
 
 class Adam(StackedOptimizer):
@@ -195,18 +197,18 @@ class Adam(StackedOptimizer):
             _check_fraction("optimizer.betas", beta)
         at_least("optimizer.eps", cfg.eps, 0.0, strict=True)
 
-    def step(self) -> list[Tensor]:  # type: ignore[override]
-        t = self.steps + 1  # the bias corrections of this step
-        self.step_size = PerRun.combine(lambda lr, b1: lr / (1 - b1**t), self.lr, self.beta1)
-        self.correction2_sqrt = PerRun.combine(lambda b2: (1 - b2**t) ** 0.5, self.beta2)
-        return super().step()
-
-    def update(self, p: Tensor, grad: Tensor) -> Tensor:
-        exp_avg, exp_avg_sq = self._buffer(p, "exp_avg"), self._buffer(p, "exp_avg_sq")
-        exp_avg.lerp_(grad, self.one_minus_beta1.like(p))
-        exp_avg_sq.mul_(self.beta2.like(p)).add_(grad * grad * self.one_minus_beta2.like(p))
-        denominator = (exp_avg_sq.sqrt() / self.correction2_sqrt.like(p)).add_(self.eps.like(p))
-        return -self.step_size.like(p) * exp_avg / denominator
+    def updates(self, grads: list[Tensor]) -> list[Tensor]:
+        t = self.steps  # the bias corrections of this step
+        neg_step_size = PerRun.combine(lambda lr, b1: -lr / (1 - b1**t), self.lr, self.beta1)
+        correction2_sqrt = PerRun.combine(lambda b2: (1 - b2**t) ** 0.5, self.beta2)
+        exp_avg, exp_avg_sq = self.buffers("exp_avg"), self.buffers("exp_avg_sq")
+        torch._foreach_lerp_(exp_avg, grads, self.of(self.one_minus_beta1))  # m + (1 - b1)(g - m), as torch does
+        torch._foreach_mul_(exp_avg_sq, self.of(self.beta2))
+        torch._foreach_add_(exp_avg_sq, torch._foreach_mul(torch._foreach_mul(grads, grads),
+                                                           self.of(self.one_minus_beta2)))  # fmt: skip
+        denominator = torch._foreach_div(torch._foreach_sqrt(exp_avg_sq), self.of(correction2_sqrt))
+        torch._foreach_add_(denominator, self.of(self.eps))
+        return torch._foreach_mul(torch._foreach_div(exp_avg, denominator), self.of(neg_step_size))
 
 
 class RMSprop(StackedOptimizer):
@@ -221,6 +223,7 @@ class RMSprop(StackedOptimizer):
         self.eps = self.per_run(cfgs, "eps")
         self.momentum = self.per_run(cfgs, "momentum")
         self.has_momentum = any(v > 0 for v in self.momentum.values)
+        self.neg_lr = PerRun.combine(lambda lr: -lr, self.lr)
 
     @classmethod
     def check(cls, cfg: DictConfig) -> None:
@@ -229,14 +232,20 @@ class RMSprop(StackedOptimizer):
         _check_fraction("optimizer.momentum", cfg.momentum)
         at_least("optimizer.eps", cfg.eps, 0.0, strict=True)
 
-    def update(self, p: Tensor, grad: Tensor) -> Tensor:
-        square_avg = self._buffer(p, "square_avg")
-        square_avg.mul_(self.alpha.like(p)).add_(grad * grad * self.one_minus_alpha.like(p))
-        direction = grad / square_avg.sqrt().add_(self.eps.like(p))
+    def updates(self, grads: list[Tensor]) -> list[Tensor]:
+        square_avg = self.buffers("square_avg")
+        torch._foreach_mul_(square_avg, self.of(self.alpha))
+        torch._foreach_add_(square_avg, torch._foreach_mul(torch._foreach_mul(grads, grads),
+                                                           self.of(self.one_minus_alpha)))  # fmt: skip
+        denominator = torch._foreach_sqrt(square_avg)
+        torch._foreach_add_(denominator, self.of(self.eps))
+        direction = torch._foreach_div(grads, denominator)
         if self.has_momentum:
-            buffer = self._buffer(p, "momentum_buffer")
-            direction = buffer.mul_(self.momentum.like(p)).add_(direction)
-        return -self.lr.like(p) * direction
+            buffers = self.buffers("momentum_buffer")
+            torch._foreach_mul_(buffers, self.of(self.momentum))
+            torch._foreach_add_(buffers, direction)
+            direction = buffers
+        return torch._foreach_mul(direction, self.of(self.neg_lr))
 
 
 # name -> optimizer; `momentum` is SGD whose preset (conf/optimizer/momentum.yaml) sets momentum 0.9

@@ -11,6 +11,8 @@ vgbench takes what it was given.
 from __future__ import annotations
 
 import os
+import shutil
+import subprocess
 from pathlib import Path
 from typing import Any
 
@@ -25,12 +27,22 @@ def available_cores() -> int:
 
 
 def visible_gpus() -> int:
-    """NVIDIA GPUs this process could use, counted without starting CUDA (no torch import)."""
+    """NVIDIA GPUs this process could use, counted without starting CUDA (no torch import): the
+    CUDA_VISIBLE_DEVICES list, else the driver's /proc entries, else `nvidia-smi -L` (virtual machines
+    may have no /proc entries)."""
     listed = os.environ.get("CUDA_VISIBLE_DEVICES")
     if listed is not None:
         return len([d for d in listed.split(",") if d.strip() and not d.strip().startswith("-")])
     devices = Path("/proc/driver/nvidia/gpus")
-    return len(list(devices.iterdir())) if devices.is_dir() else 0
+    if devices.is_dir():
+        return len(list(devices.iterdir()))
+    if shutil.which("nvidia-smi") is None:
+        return 0
+    try:
+        listing = subprocess.run(["nvidia-smi", "-L"], capture_output=True, text=True, timeout=10).stdout
+    except (OSError, subprocess.TimeoutExpired):
+        return 0
+    return sum(line.startswith("GPU ") for line in listing.splitlines())
 
 
 def is_local_launcher(launcher: dict[str, Any]) -> bool:

@@ -12,7 +12,6 @@ from typing import Any
 from vgbench.monitor import Measurement
 from vgbench.series import Series, profile
 from vgbench.summary import Profile, Summary
-from vgbench.tb_writer import TensorBoardWriter
 
 
 class Recorder:
@@ -23,7 +22,11 @@ class Recorder:
         self.series = Series(**resumed_state.get("series", {}))
         self.profiles: dict[str, Profile] = resumed_state.get("profiles", {})  # "step0" and "final"
         self.last: Measurement | None = None
-        self.tensorboard = TensorBoardWriter(run_dir, n_layers, purge_step=resume_step) if tensorboard else None
+        self.tensorboard = None
+        if tensorboard:  # imported here: TensorBoard and matplotlib take a second to load, unused without it
+            from vgbench.tb_writer import TensorBoardWriter
+
+            self.tensorboard = TensorBoardWriter(run_dir, n_layers, purge_step=resume_step)
 
     def measurement(self, measurement: Measurement, epoch: int) -> None:
         self.series.add(measurement, epoch)

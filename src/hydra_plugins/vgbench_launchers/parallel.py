@@ -36,8 +36,10 @@ class ParallelLauncher(JoblibLauncher):
 
     def launch(self, job_overrides: Sequence[Sequence[str]], initial_job_idx: int) -> Sequence[JobReturn]:
         assert self.config is not None
-        parallel = local_parallel_jobs(int(self.joblib.get("n_jobs", -1)), available_cores(),
-                                       str(self.config.trainer.device), visible_gpus(), self.jobs_per_gpu)  # fmt: skip
+        device = str(self.config.trainer.device)
+        gpus = visible_gpus() if device != "cpu" else 0
+        parallel = local_parallel_jobs(int(self.joblib.get("n_jobs", -1)), available_cores(), device, gpus,
+                                       self.jobs_per_gpu)  # fmt: skip
         self.joblib["n_jobs"] = parallel
         with open_dict(self.config):
             self.config.hydra.launcher.n_jobs = parallel  # what the jobs read to share out the cores

@@ -21,13 +21,15 @@ from typing import Any
 
 from hydra.core.config_store import ConfigStore
 from hydra.core.hydra_config import HydraConfig
+from hydra.core.override_parser.overrides_parser import OverridesParser
+from hydra.core.override_parser.types import Override, OverrideType
 from hydra.core.singleton import Singleton
 from hydra.core.utils import JobReturn, JobStatus, configure_log, setup_globals
 from hydra.plugins.launcher import Launcher
 from hydra.types import HydraContext, TaskFunction
 from omegaconf import DictConfig, OmegaConf, open_dict, read_write
 
-from vgbench.config import stack_key
+from vgbench.config import PER_RUN_KEYS, stack_key
 from vgbench.placement import available_cores, local_parallel_jobs, visible_gpus
 
 log = logging.getLogger("vgbench.launcher")  # not under hydra_plugins: its one line stays in a quiet sweep
@@ -55,6 +57,41 @@ ConfigStore.instance().store(group="hydra/launcher", name="vgbench_stacked", nod
 class Job:
     index: int  # the job's number in the sweep
     overrides: list[str]
+    config: DictConfig | None = None  # composed once, in the launcher process
+
+
+def _dirname(task_overrides: Sequence[Override], settings: DictConfig) -> str:
+    """hydra.job.override_dirname, computed as Hydra computes it: the task overrides less the excluded
+    keys, sorted, joined by item_sep, '=' replaced by kv_sep."""
+    lines = sorted(o.input_line for o in task_overrides if o.key_or_group not in settings.exclude_keys)
+    return settings.item_sep.join(lines).replace("=", settings.kv_sep)
+
+
+def sibling_config(
+    composed: DictConfig, composed_overrides: Sequence[str], overrides: Sequence[str]
+) -> DictConfig | None:
+    """The config of a job whose overrides differ from an already composed job's only in the values of
+    per-run keys (seed, learning rate, init, ...: vgbench.config.PER_RUN_KEYS): a copy of that config with
+    the values set as Hydra sets a value override (OmegaConf.update, after composition). None for any other
+    difference. Composing a config takes 0.1 to 0.3 s: a 64-run stack would spend longer composing than
+    training on a GPU. tests/test_launchers.py checks it against Hydra's own composition."""
+    parser = OverridesParser.create()
+    mine, theirs = parser.parse_overrides(list(overrides)), parser.parse_overrides(list(composed_overrides))
+    if [o.key_or_group for o in mine] != [o.key_or_group for o in theirs]:
+        return None
+    changed = [o for o, other in zip(mine, theirs, strict=True) if o.input_line != other.input_line]
+    for override in changed:
+        plain = override.type == OverrideType.CHANGE and override.package is None and not override.is_hydra_override()
+        if not plain or override.key_or_group not in PER_RUN_KEYS or override.is_sweep_override():
+            return None
+    config = copy.deepcopy(composed)
+    for override in changed:
+        OmegaConf.update(config, override.key_or_group, override.value(), merge=True)
+    with open_dict(config.hydra):
+        config.hydra.overrides.task = [o.input_line for o in mine if not o.is_hydra_override()]
+        config.hydra.job.override_dirname = _dirname([o for o in mine if not o.is_hydra_override()],
+                                                     config.hydra.job.config.override_dirname)  # fmt: skip
+    return config
 
 
 def group_into_stacks(keys: Sequence[str], max_stack: int) -> list[list[int]]:
@@ -70,28 +107,38 @@ def _save_config(config: Any, name: str, folder: Path) -> None:  # noqa: ANN401
     OmegaConf.save(config, folder / name)
 
 
-def _prepare(hydra_context: HydraContext, config: DictConfig, job: Job) -> tuple[DictConfig, DictConfig, Path]:
-    """A job's config (with its hydra node), its task config and output folder; writes the .hydra/
-    record, as Hydra's run_job does."""
-    sweep_config = hydra_context.config_loader.load_sweep_config(config, list(job.overrides))
-    with open_dict(sweep_config):
-        sweep_config.hydra.job.id = f"{sweep_config.hydra.job.name}_{job.index}"
-        sweep_config.hydra.job.num = job.index
-    HydraConfig.instance().set_config(sweep_config)
-    output_dir = Path(str(sweep_config.hydra.sweep.dir)) / str(sweep_config.hydra.sweep.subdir)
-    with read_write(sweep_config.hydra.runtime), open_dict(sweep_config.hydra.runtime):
-        sweep_config.hydra.runtime.output_dir = str(output_dir.absolute())
-    HydraConfig.instance().set_config(sweep_config)
-    task_cfg = copy.deepcopy(sweep_config)
-    with read_write(task_cfg), open_dict(task_cfg):
-        del task_cfg["hydra"]
+def compose_configs(hydra_context: HydraContext, master: DictConfig, jobs: Sequence[Job]) -> None:
+    """Each job's config: copied from a composed sibling where `sibling_config` can, else composed by Hydra.
+    Siblings are looked for among the last few composed jobs: a sweep lists them next to each other."""
+    composed: list[Job] = []
+    for job in jobs:
+        for other in reversed(composed[-8:]):
+            job.config = sibling_config(other.config, other.overrides, job.overrides)
+            if job.config is not None:
+                break
+        if job.config is None:
+            job.config = hydra_context.config_loader.load_sweep_config(master, job.overrides)
+            composed.append(job)
+
+
+def _prepare(job: Job) -> tuple[DictConfig, DictConfig, DictConfig, Path]:
+    """A job's config, its task and hydra parts and its output folder; writes the .hydra/ record, as
+    Hydra's run_job does (with masked copies: deep copies of a full config take 20 to 60 ms each)."""
+    config = job.config
+    output_dir = Path(str(config.hydra.sweep.dir)) / str(config.hydra.sweep.subdir)
+    with read_write(config.hydra), open_dict(config.hydra):
+        config.hydra.job.id = f"{config.hydra.job.name}_{job.index}"
+        config.hydra.job.num = job.index
+        config.hydra.runtime.output_dir = str(output_dir.absolute())
+    task_cfg = OmegaConf.masked_copy(config, [key for key in config if key != "hydra"])
+    hydra_cfg = OmegaConf.masked_copy(config, "hydra")
     output_dir.mkdir(parents=True, exist_ok=True)
-    if sweep_config.hydra.output_subdir is not None:
-        record = output_dir / str(sweep_config.hydra.output_subdir)
+    if config.hydra.output_subdir is not None:
+        record = output_dir / str(config.hydra.output_subdir)
         _save_config(task_cfg, "config.yaml", record)
-        _save_config(copy.deepcopy(HydraConfig.instance().cfg), "hydra.yaml", record)
-        _save_config(sweep_config.hydra.overrides.task, "overrides.yaml", record)
-    return sweep_config, task_cfg, output_dir
+        _save_config(hydra_cfg, "hydra.yaml", record)
+        _save_config(config.hydra.overrides.task, "overrides.yaml", record)
+    return config, task_cfg, hydra_cfg, output_dir
 
 
 class StackTask:
@@ -107,24 +154,24 @@ class StackTask:
 
         setup_globals()
         Singleton.set_state(singleton_state)
-        prepared = [_prepare(self.hydra_context, self.config, job) for job in jobs]
+        prepared = [_prepare(job) for job in jobs]
         first = prepared[0][0]
+        HydraConfig.instance().set_config(first)  # for whatever reads it while the stack trains
         configure_log(first.hydra.job_logging, first.hydra.verbose)
         handlers = []
-        for _, _, output_dir in prepared[1:]:  # every run's train.log gets the stack's log
+        for *_, output_dir in prepared[1:]:  # every run's train.log gets the stack's log
             handler = logging.FileHandler(output_dir / f"{first.hydra.job.name}.log")
             handler.setFormatter(logging.getLogger().handlers[-1].formatter)
             logging.getLogger().addHandler(handler)
             handlers.append(handler)
         callbacks = self.hydra_context.callbacks
-        for sweep_config, _, _ in prepared:
+        for sweep_config, *_ in prepared:
             callbacks.on_job_start(config=sweep_config, task_function=self.task_function)
         progress = console_level(first.hydra.mode, first.hydra.verbose) == "INFO"
-        results = train_jobs([task for _, task, _ in prepared], [out for _, _, out in prepared],
+        results = train_jobs([task for _, task, _, _ in prepared], [out for *_, out in prepared],
                              Placement(threads=threads, gpu_slot=gpu_slot, progress=progress))  # fmt: skip
         returns = []
-        for (sweep_config, task_cfg, _), result in zip(prepared, results, strict=True):
-            hydra_cfg = OmegaConf.create({"hydra": copy.deepcopy(sweep_config.hydra)})
+        for (sweep_config, task_cfg, hydra_cfg, _), result in zip(prepared, results, strict=True):
             ret = JobReturn(overrides=list(sweep_config.hydra.overrides.task), cfg=task_cfg,
                             hydra_cfg=hydra_cfg, working_dir=os.getcwd(),
                             task_name=str(sweep_config.hydra.job.name), status=JobStatus.COMPLETED)  # fmt: skip
@@ -170,12 +217,8 @@ class StackedLauncher(Launcher):
         sweep_dir = Path(str(self.config.hydra.sweep.dir))
         sweep_dir.mkdir(parents=True, exist_ok=True)
         jobs = [Job(initial_job_idx + i, list(overrides)) for i, overrides in enumerate(job_overrides)]
-        keys = []
-        for job in jobs:  # compose each job's config in this process (no torch) to find what can stack
-            task_cfg = self.hydra_context.config_loader.load_sweep_config(self.config, job.overrides)
-            with read_write(task_cfg), open_dict(task_cfg):
-                del task_cfg["hydra"]
-            keys.append(stack_key(task_cfg))
+        compose_configs(self.hydra_context, self.config, jobs)  # in this process (no torch), to find what stacks
+        keys = [stack_key(OmegaConf.masked_copy(job.config, [k for k in job.config if k != "hydra"])) for job in jobs]
         stacks = [[jobs[i] for i in members] for members in group_into_stacks(keys, self.max_stack)]
         task = StackTask(self.hydra_context, self.config, self.task_function)
         state = Singleton.get_state()
@@ -190,8 +233,9 @@ class StackedLauncher(Launcher):
         from joblib import Parallel, delayed
 
         cores = available_cores()
-        parallel = min(len(stacks), local_parallel_jobs(self.n_jobs, cores, str(self.config.trainer.device),
-                                                        visible_gpus(), self.jobs_per_gpu))  # fmt: skip
+        device = str(self.config.trainer.device)
+        gpus = visible_gpus() if device != "cpu" else 0
+        parallel = min(len(stacks), local_parallel_jobs(self.n_jobs, cores, device, gpus, self.jobs_per_gpu))
         threads = max(1, cores // parallel)
         with open_dict(self.config):
             self.config.hydra.launcher.n_jobs = parallel  # recorded in each run's .hydra/hydra.yaml
