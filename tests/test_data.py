@@ -3,22 +3,22 @@ import torch
 
 from tests.conftest import make_cfg
 from vgbench.config import ConfigError
-from vgbench.data import epoch_batches, epoch_order, load_data, synthetic_splits
+from vgbench.data import epoch_order, epoch_orders, load_data, synthetic_splits
 
 CPU = torch.device("cpu")
 
 
-def test_epoch_batches_cover_every_example_once_per_run():
-    batches = list(epoch_batches(1000, 64, seeds=[3, 4], epoch=0, device=CPU))
-    assert [tuple(b.shape) for b in batches] == [(2, 64)] * 15 + [(2, 40)]
+def test_epoch_orders_cover_every_example_once_per_run():
+    orders = epoch_orders(1000, seeds=[3, 4], epoch=0, device=CPU)
+    assert orders.shape == (2, 1000)
     for run in range(2):
-        assert torch.equal(torch.cat([b[run] for b in batches]).sort().values, torch.arange(1000))
-    assert not torch.equal(batches[0][0], batches[0][1])  # each run its own order
+        assert torch.equal(orders[run].sort().values, torch.arange(1000))
+    assert not torch.equal(orders[0], orders[1])  # each run its own order
 
 
 def test_a_runs_order_depends_only_on_its_seed_and_the_epoch():
-    alone = torch.cat(list(epoch_batches(100, 10, seeds=[1], epoch=2, device=CPU)), dim=1)[0]
-    in_a_stack = torch.cat(list(epoch_batches(100, 10, seeds=[5, 1, 7], epoch=2, device=CPU)), dim=1)[1]
+    alone = epoch_orders(100, seeds=[1], epoch=2, device=CPU)[0]
+    in_a_stack = epoch_orders(100, seeds=[5, 1, 7], epoch=2, device=CPU)[1]
     assert torch.equal(alone, in_a_stack) and torch.equal(alone, epoch_order(100, 1, 2))
     assert not torch.equal(alone, epoch_order(100, 1, 3)) and not torch.equal(alone, epoch_order(100, 2, 2))
 

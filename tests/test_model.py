@@ -15,7 +15,7 @@ FAN_IN, FAN_OUT = 600, 500  # 300k weights: sample variances land within about 0
 def first_layer(*overrides, activation="relu"):
     cfg = make_cfg(f"activation={activation}", "model.depth=1", f"model.width={FAN_OUT}", *overrides)
     model = build_model([cfg], FAN_IN, 10)
-    return model.hidden[0].linear.weight[0].detach(), model.hidden[0].linear.bias[0].detach(), model
+    return model.hidden[0].linear.matrix(0).detach(), model.hidden[0].linear.bias[0].detach(), model
 
 
 @pytest.mark.parametrize(
@@ -87,7 +87,7 @@ def test_auto_bias_follows_the_weight_init():
 def test_shapes_width_list_norm_and_residual():
     cfg = make_cfg("model.depth=3", "model.width=[64,32,32]", "model.norm=layernorm", "model.residual=true")
     model = build_model([cfg, cfg], 784, 10)
-    assert [lin.weight.shape for lin in model.linears()] == [(2, 64, 784), (2, 32, 64), (2, 32, 32), (2, 10, 32)]
+    assert [lin.weight.shape for lin in model.linears()] == [(2, 784, 64), (2, 64, 32), (2, 32, 32), (2, 32, 10)]
     assert [layer.residual for layer in model.hidden] == [False, False, True]  # only where widths match
     assert model(torch.randn(2, 5, 1, 28, 28)).shape == (2, 5, 10)
     assert model.describe() == "64x32x32 relu MLP"
@@ -98,7 +98,7 @@ def test_residual_adds_the_input():
     model = build_model([cfg], 16, 4)
     h = torch.randn(1, 3, 16)
     layer = model.hidden[1]
-    w, b = layer.linear.weight[0], layer.linear.bias[0]
+    w, b = layer.linear.matrix(0), layer.linear.bias[0]
     torch.testing.assert_close(layer(h), h + torch.relu(h @ w.T + b))
 
 

@@ -36,7 +36,7 @@ def measured_step(model, x, y, lr=0.1, histograms=False, autocast=None, loss_sca
     if loss_scale:  # what GradScaler does before the step: unscale the parameters' gradients
         for p in model.parameters():
             p.grad /= loss_scale
-    stepped = Stepped(optimizer.step(), torch.tensor(float(loss_scale)) if loss_scale else None)
+    stepped = Stepped(optimizer.step(keep_updates=True), torch.tensor(float(loss_scale)) if loss_scale else None)
     return monitor.measure(0, trace, stepped, {"train/batch_loss": losses.detach()}, histograms), trace
 
 
@@ -48,7 +48,7 @@ def batch(n=32, features=12, classes=5, stack=1):
 
 
 def plain_layers(model, run=0):
-    return [(lin.weight[run].detach().clone(), lin.bias[run].detach().clone()) for lin in model.linears()]
+    return [(lin.matrix(run).detach().clone(), lin.bias[run].detach().clone()) for lin in model.linears()]
 
 
 def plain_forward(layers, activation, x):
@@ -208,7 +208,7 @@ def test_histograms_hold_the_gradients_and_activations_of_each_run():
     for run, measurement in enumerate(measurements):
         grads = measurement.histograms["grad/weight"]
         assert [t.shape for t in grads] == [(96,), (64,), (64,), (40,)]
-        for layer, linear in enumerate(model.linears()):
+        for layer, linear in enumerate(model.linears()):  # flattened as the weight is stored: [in, out]
             torch.testing.assert_close(grads[layer], linear.weight.grad[run].flatten())
         for layer, a in enumerate(trace.a):
             torch.testing.assert_close(measurement.histograms["activation"][layer], a[run].flatten().detach())

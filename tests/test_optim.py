@@ -55,16 +55,21 @@ def test_each_optimizer_equals_torch_optim(name, overrides):
             opt.zero_grad()
             loss_of(params, step).backward()
         before = [p.detach().clone() for p in ours]
-        updates = optimizer.step()
+        keep = step % 2 == 1  # the fused step and the one that keeps its updates (the monitor's) alternate
+        updates = optimizer.step(keep_updates=keep)
         reference.step()
         for mine, expected in zip(ours, theirs, strict=True):
             torch.testing.assert_close(mine, expected, rtol=1e-12, atol=1e-14)
+        if not keep:
+            assert updates is None
+            continue
         for update, now, then in zip(updates, ours, before, strict=True):  # step() returns what it added
             torch.testing.assert_close(update, now.detach() - then, rtol=1e-9, atol=1e-15)
 
 
+@pytest.mark.parametrize("keep_updates", [False, True])
 @pytest.mark.parametrize("name", ["momentum", "adam", "rmsprop"])
-def test_each_run_of_a_stack_keeps_its_own_hyperparameters(name):
+def test_each_run_of_a_stack_keeps_its_own_hyperparameters(name, keep_updates):
     """Three runs with different lr, momentum/betas/alpha and weight decay, stacked: each equals the same
     run stepped alone."""
     settings = [["optimizer.lr=0.01", "optimizer.weight_decay=0.0", "optimizer.momentum=0.5",
@@ -85,7 +90,7 @@ def test_each_run_of_a_stack_keeps_its_own_hyperparameters(name):
     for step in range(5):
         stacked_opt.zero_grad()
         loss_of([stacked], step).backward()
-        stacked_opt.step()
+        stacked_opt.step(keep_updates=keep_updates)
         for p, opt in zip(alone, alone_opts, strict=True):
             opt.zero_grad()
             loss_of([p], step).backward()
@@ -94,18 +99,24 @@ def test_each_run_of_a_stack_keeps_its_own_hyperparameters(name):
     assert not torch.allclose(alone[0], alone[1])  # the settings really differ
 
 
-def test_a_frozen_run_stops_while_the_others_go_on():
-    cfgs = [make_cfg("optimizer=momentum").optimizer] * 2
-    p = torch.nn.Parameter(torch.ones(2, 3))
-    optimizer = build_optimizer(cfgs, [p])
-    p.grad = torch.ones(2, 3)
-    optimizer.step()
-    optimizer.freeze([1])
-    p.grad = torch.full((2, 3), float("nan"))  # what a diverged run's gradient looks like
-    p.grad[0] = 1.0
-    optimizer.step()
-    assert p[1].tolist() == pytest.approx([1 - 0.01] * 3)  # the first step only: no NaN came in
-    assert p[0].tolist() == pytest.approx([1 - 0.01 - 0.01 * 1.9] * 3)  # momentum 0.9: buffer 1.9
+def test_a_run_that_leaves_takes_its_state_and_hyperparameters_along():
+    """Three runs with their own momentum and lr; run 1 leaves after two steps. The other two go on exactly
+    as they would have."""
+    cfgs = [make_cfg("optimizer=momentum", f"optimizer.lr={lr}", f"optimizer.momentum={m}").optimizer
+            for lr, m in ((0.1, 0.9), (0.2, 0.5), (0.05, 0.0))]  # fmt: skip
+    start = torch.randn(3, 4, dtype=torch.float64, generator=torch.Generator().manual_seed(0))
+    stacked, reference = torch.nn.Parameter(start.clone()), torch.nn.Parameter(start.clone())
+    optimizer, whole = build_optimizer(cfgs, [stacked]), build_optimizer(cfgs, [reference])
+    for step in range(5):
+        if step == 2:
+            rows = torch.tensor([0, 2])
+            stacked = torch.nn.Parameter(stacked.detach().index_select(0, rows))  # what the model's keep_runs does
+            optimizer.keep_runs(rows, [stacked])
+        for p, opt in ((stacked, optimizer), (reference, whole)):
+            p.grad = (p.detach() * (step + 1)).sin()
+            opt.step()
+    torch.testing.assert_close(stacked.detach(), reference.detach()[[0, 2]], rtol=1e-14, atol=0)
+    assert optimizer.lr.values == [0.1, 0.05] and optimizer.momentum.values == [0.9, 0.0]
 
 
 def test_run_state_round_trip():
@@ -114,7 +125,7 @@ def test_run_state_round_trip():
     optimizer = build_optimizer(cfgs, [p])
     for _ in range(2):
         p.grad = torch.randn(3, 4)
-        optimizer.step()
+        optimizer.step(keep_updates=True)
     saved = optimizer.run_state(2)
     assert saved["steps"] == 2 and saved["buffers"]["exp_avg"][0].shape == (1, 4)
     fresh = build_optimizer(cfgs[:1], [torch.nn.Parameter(p[2:].detach().clone())])
@@ -132,3 +143,29 @@ def test_bad_hyperparameters_are_one_line(override, message):
     with pytest.raises(ConfigError) as error:
         OPTIMIZERS[cfg.name].check(cfg)
     assert str(error.value).startswith(message)
+
+
+def test_grad_scaler_unscales_and_steps_our_optimizer():
+    """torch.amp.GradScaler (fp16's loss scaling) drives the stacked optimizer as it drives torch.optim's:
+    it unscales the gradients before the step, and skips a step whose gradients overflowed."""
+    cfg = make_cfg("optimizer=momentum").optimizer
+    start = torch.randn(2, 3, 4, generator=torch.Generator().manual_seed(0))
+    plain, scaled = torch.nn.Parameter(start.clone()), torch.nn.Parameter(start.clone())
+    plain_opt, scaled_opt = build_optimizer([cfg] * 2, [plain]), build_optimizer([cfg] * 2, [scaled])
+    scaler = torch.amp.GradScaler("cpu", init_scale=2.0**16)
+    for step in range(3):
+        plain_opt.zero_grad()
+        loss_of([plain], step).backward()
+        plain_opt.step()
+        scaled_opt.zero_grad()
+        scaler.scale(loss_of([scaled], step)).backward()
+        updates = scaler.step(scaled_opt, keep_updates=True)
+        scaler.update()
+        assert updates is not None and len(updates) == 1
+    torch.testing.assert_close(scaled.detach(), plain.detach(), rtol=1e-5, atol=1e-6)
+    before = scaled.detach().clone()
+    scaled_opt.zero_grad()
+    scaler.scale(loss_of([scaled], 0) * float("inf")).backward()
+    assert scaler.step(scaled_opt, keep_updates=True) is None  # an overflow: the step is skipped
+    scaler.update()
+    assert torch.equal(scaled.detach(), before) and scaler.get_scale() == 2.0**15

@@ -71,7 +71,7 @@ def test_checkpoints_hold_no_device_random_state(tmp_path):
     run(make_cfg(*TINY, "model.dropout=0.2"), tmp_path)
     checkpoint = torch.load(tmp_path / "checkpoint.pt", weights_only=True)
     assert not {"cpu_rng", "cuda_rng"} & set(checkpoint)
-    assert checkpoint["model"]["hidden.0.linear.weight"].shape == (1, 32, 784)  # one run, as a stack of one
+    assert checkpoint["model"]["hidden.0.linear.weight"].shape == (1, 784, 32)  # one run, as a stack of one
 
 
 def test_checkpoint_is_never_overwritten_by_a_fresh_run(tmp_path):

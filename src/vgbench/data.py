@@ -7,7 +7,7 @@ held-out examples depend on `data.split_seed`, not on the run's seed) and each d
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterator, Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 
 import numpy as np
@@ -131,9 +131,8 @@ def epoch_order(num_examples: int, seed: int, epoch: int) -> Tensor:
     return torch.randperm(num_examples, generator=torch.Generator().manual_seed(seed * 1_000_003 + epoch))
 
 
-def epoch_batches(num_examples: int, batch_size: int, seeds: Sequence[int], epoch: int,
-                  device: torch.device) -> Iterator[Tensor]:  # fmt: skip
-    """Index batches of one epoch for a stack of runs: [K, batch] tensors, run k's row from its own
-    order. The last batch is smaller when batch_size does not divide num_examples."""
-    orders = torch.stack([epoch_order(num_examples, seed, epoch) for seed in seeds]).to(device)
-    yield from orders.split(batch_size, dim=1)
+def epoch_orders(num_examples: int, seeds: Sequence[int], epoch: int, device: torch.device) -> Tensor:
+    """Each run's order of the training examples in this epoch, as a [K, num_examples] tensor on the
+    device: batch b of run k is row k, columns b * batch_size onward (the last batch is smaller when
+    batch_size does not divide num_examples)."""
+    return torch.stack([epoch_order(num_examples, seed, epoch) for seed in seeds]).to(device)

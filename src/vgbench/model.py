@@ -29,16 +29,24 @@ from vgbench.config import hidden_widths
 
 
 class StackedLinear(nn.Module):
-    """K independent linear layers of one shape: y_k = x_k W_k^T + b_k for x of shape [K, B, in]."""
+    """K independent linear layers of one shape: y_k = x_k W_k + b_k for x of shape [K, B, in].
+
+    The weight is stored [K, in, out], the layout bmm multiplies by without a transpose, so its gradient
+    arrives contiguous (stored [K, out, in], as nn.Linear keeps it, every step's gradient would be
+    copied). `matrix(run)` gives one run's weight as nn.Linear holds it, [out, in].
+    """
 
     def __init__(self, stack: int, in_features: int, out_features: int) -> None:
         super().__init__()
         self.in_features, self.out_features = in_features, out_features
-        self.weight = nn.Parameter(torch.empty(stack, out_features, in_features))
+        self.weight = nn.Parameter(torch.empty(stack, in_features, out_features))
         self.bias = nn.Parameter(torch.empty(stack, out_features))
 
+    def matrix(self, run: int) -> Tensor:
+        return self.weight[run].T
+
     def forward(self, x: Tensor) -> Tensor:
-        return torch.baddbmm(self.bias.unsqueeze(1), x, self.weight.transpose(1, 2))
+        return torch.baddbmm(self.bias.unsqueeze(1), x, self.weight)
 
 
 class StackedBatchNorm(nn.Module):
@@ -165,9 +173,24 @@ class MLP(nn.Module):
         """Each run's dropout generator for this epoch, from (seed, epoch) alone: a resumed run draws the
         masks of an uninterrupted one, on any device, and no generator state needs saving."""
         for index, layer in enumerate(self.hidden):
-            layer.dropout.generators = [
-                torch.Generator(device=device).manual_seed((seed * 1_000_003 + epoch) * 1009 + index) for seed in seeds
-            ]
+            if layer.dropout.p > 0:
+                layer.dropout.generators = [torch.Generator(device=device).manual_seed(
+                    (seed * 1_000_003 + epoch) * 1009 + index) for seed in seeds]  # fmt: skip
+
+    @torch.no_grad()
+    def keep_runs(self, rows: Tensor) -> None:
+        """Keep only these runs (row indices) in every parameter and buffer: the others leave the stack.
+        Each parameter is a new Parameter (autograd keeps the shape of the old one's gradient), in the
+        same order: the optimizer follows with its own keep_runs."""
+        for module in self.modules():
+            for name, param in list(module.named_parameters(recurse=False)):
+                setattr(module, name, nn.Parameter(param.index_select(0, rows)))
+            for name, buffer in list(module.named_buffers(recurse=False)):
+                setattr(module, name, buffer.index_select(0, rows))
+        self.stack = len(rows)
+        for layer in self.hidden:
+            if layer.dropout.generators:
+                layer.dropout.generators = [layer.dropout.generators[i] for i in rows.tolist()]
 
     def forward(self, x: Tensor, trace: Trace | None = None) -> Tensor:
         """x: [K, B, features] (or [K, B, 1, 28, 28]) -> logits [K, B, classes]."""
@@ -278,7 +301,7 @@ def init_run_(model: MLP, run: int, model_cfg: DictConfig, seed: int) -> None:
             weight_init.draw(weight, model.activation, model_cfg.init_std)
             bias = torch.empty(linear.out_features)
             bias_init.draw(bias, linear.in_features, model_cfg.bias_std)
-            linear.weight[run].copy_(weight)
+            linear.weight[run].copy_(weight.T)
             linear.bias[run].copy_(bias)
 
 

@@ -6,12 +6,14 @@ a run alone: the fast path), else a [K] tensor broadcast over the parameter. The
 torch.optim's (SGD with momentum and Nesterov, Adam, RMSprop), written out once; tests/test_optim.py
 checks each against torch.optim step by step.
 
-`step()` returns each parameter's update (the monitor's update ratio reads it). Runs marked inactive
-(a diverged run in a stack) are left as they are while their stack-mates go on.
+`step(keep_updates=True)` returns each parameter's update (the monitor's update ratio reads it); on the
+other steps the update is fused into one operation. A run that leaves the stack (it diverged) takes its
+state and hyperparameters with it: `keep_runs`.
 """
 
 from __future__ import annotations
 
+from collections import defaultdict
 from collections.abc import Callable, Sequence
 from typing import Any
 
@@ -26,7 +28,7 @@ class PerRun:
     """One hyperparameter with a value per run: Python floats when the runs share it, else a [K] tensor."""
 
     def __init__(self, values: Sequence[float] | Tensor, device: torch.device) -> None:
-        if isinstance(values, Tensor):
+        if isinstance(values, Tensor):  # derived on the device from other per-run values (combine)
             self.values, self.tensor = None, values
         else:
             distinct = {float(v) for v in values}
@@ -48,6 +50,13 @@ class PerRun:
             self._views[key] = self.tensor.to(p.dtype).view(-1, *[1] * (p.dim() - 1))
         return self._views[key]
 
+    def take(self, rows: Tensor) -> PerRun:
+        """These runs' values only (row indices)."""
+        if self.values is not None:
+            return PerRun([self.values[0]] * len(rows) if self.uniform else [self.values[i] for i in rows.tolist()],
+                          self.device)  # fmt: skip
+        return PerRun(self.tensor.index_select(0, rows), self.device)
+
     @staticmethod
     def combine(fn: Callable[..., Any], *inputs: PerRun) -> PerRun:
         """fn of per-run values (1 - beta, lr / (1 - beta^t), ...), in float64: on the host when every
@@ -65,10 +74,11 @@ def _check_fraction(key: str, value: float) -> None:
         raise ConfigError(f"{key}={value!r} is not valid; it must be in [0, 1)")
 
 
-class StackedOptimizer(torch.optim.Optimizer):
+class StackedOptimizer:
     """The common part: one parameter group, per-run hyperparameters, per-run state for checkpoints.
 
-    A subclass of torch.optim.Optimizer so that torch.amp.GradScaler can unscale and step it. Updates use
+    It has what torch.amp.GradScaler uses of an optimizer (`param_groups`, `step`), without subclassing
+    torch.optim.Optimizer, whose methods import torch._dynamo on first use (1.6 s of every job's start). Updates use
     torch's foreach operations: a handful of kernels for all parameters, which is what a small network's
     step on a GPU is made of.
     """
@@ -76,14 +86,18 @@ class StackedOptimizer(torch.optim.Optimizer):
     state_names: tuple[str, ...] = ()  # the per-parameter buffers a subclass keeps
 
     def __init__(self, params: Sequence[nn.Parameter], cfgs: Sequence[DictConfig]) -> None:
-        super().__init__(list(params), defaults={})
-        self.params: list[nn.Parameter] = list(self.param_groups[0]["params"])
+        self.params: list[nn.Parameter] = list(params)
+        self.param_groups = [{"params": self.params}]
+        self.state: defaultdict[nn.Parameter, dict[str, Tensor]] = defaultdict(dict)
         self.stack = len(cfgs)
         self.device = self.params[0].device
         self.steps = 0
         self.lr = self.per_run(cfgs, "lr")
         self.weight_decay = self.per_run(cfgs, "weight_decay")
-        self.active: Tensor | None = None  # [K] bool once some run has stopped updating
+
+    def zero_grad(self) -> None:
+        for p in self.params:
+            p.grad = None
 
     def per_run(self, cfgs: Sequence[DictConfig], key: str, index: int | None = None) -> PerRun:
         values = [cfg[key] if index is None else cfg[key][index] for cfg in cfgs]
@@ -94,11 +108,20 @@ class StackedOptimizer(torch.optim.Optimizer):
         at_least("optimizer.lr", cfg.lr, 0.0, strict=True)
         at_least("optimizer.weight_decay", cfg.weight_decay, 0.0)
 
-    def freeze(self, runs: Sequence[int]) -> None:
-        """Stop updating these runs (their parameters and state stay as they are)."""
-        if self.active is None:
-            self.active = torch.ones(self.stack, dtype=torch.bool, device=self.device)
-        self.active[list(runs)] = False
+    @torch.no_grad()
+    def keep_runs(self, rows: Tensor, params: Sequence[nn.Parameter]) -> None:
+        """Keep only these runs (row indices): `params` are the model's new parameters, cut the same way and
+        in the same order; the state and every per-run hyperparameter (the PerRun attributes of this object
+        and its subclass) follow."""
+        state = {new: {name: buffer.index_select(0, rows) for name, buffer in self.state[old].items()}
+                 for old, new in zip(self.params, params, strict=True)}  # fmt: skip
+        self.params = list(params)
+        self.param_groups[0]["params"] = self.params
+        self.state = defaultdict(dict, state)
+        for name, value in list(vars(self).items()):
+            if isinstance(value, PerRun):
+                setattr(self, name, value.take(rows))
+        self.stack = len(rows)
 
     def of(self, value: PerRun) -> float | list[Tensor]:
         """A hyperparameter for foreach operations over the parameters: one float, or one view per parameter."""
@@ -111,20 +134,28 @@ class StackedOptimizer(torch.optim.Optimizer):
         return [self.state[p][name] for p in self.params]
 
     @torch.no_grad()
-    def step(self) -> list[Tensor]:  # type: ignore[override]
-        """One update of every run; returns the update of each parameter (aligned with `self.params`)."""
+    def step(self, keep_updates: bool = False) -> list[Tensor] | None:  # type: ignore[override]
+        """One update of every run. With `keep_updates` (the monitor's measured steps) it returns what was
+        added to each parameter, aligned with `self.params`; otherwise the update is fused into one
+        operation per parameter and nothing is returned."""
         self.steps += 1
         grads = [p.grad if p.grad is not None else torch.zeros_like(p) for p in self.params]
         if not (self.weight_decay.uniform and self.weight_decay.values[0] == 0):
             grads = torch._foreach_add(grads, torch._foreach_mul(self.params, self.of(self.weight_decay)))
-        updates = self.updates(grads)
-        if self.active is not None:
-            updates = [torch.where(self.active.view(-1, *[1] * (u.dim() - 1)), u, 0) for u in updates]
+        direction, scale = self.direction(grads)
+        if not keep_updates:  # p += scale * direction, fused
+            if scale.uniform:
+                torch._foreach_add_(self.params, direction, alpha=scale.values[0])
+            else:
+                torch._foreach_addcmul_(self.params, direction, self.of(scale))
+            return None
+        updates = torch._foreach_mul(direction, self.of(scale))
         torch._foreach_add_(self.params, updates)
         return updates
 
-    def updates(self, grads: list[Tensor]) -> list[Tensor]:
-        """What to add to each parameter, given its gradient (weight decay included)."""
+    def direction(self, grads: list[Tensor]) -> tuple[list[Tensor], PerRun]:
+        """The step as (direction, scale): each parameter gets scale * direction (weight decay included
+        in `grads`)."""
         raise NotImplementedError
 
     def run_state(self, run: int) -> dict[str, Any]:
@@ -160,7 +191,7 @@ class SGD(StackedOptimizer):
         if cfg.nesterov and cfg.momentum <= 0:
             raise ConfigError("optimizer.nesterov=true needs optimizer.momentum > 0 (optimizer=momentum sets 0.9)")
 
-    def updates(self, grads: list[Tensor]) -> list[Tensor]:
+    def direction(self, grads: list[Tensor]) -> tuple[list[Tensor], PerRun]:
         direction = grads
         if self.has_momentum:
             momentum = self.of(self.momentum)
@@ -172,7 +203,7 @@ class SGD(StackedOptimizer):
                 torch._foreach_mul_(buffers, momentum)
                 torch._foreach_add_(buffers, grads)
             direction = torch._foreach_add(grads, torch._foreach_mul(buffers, momentum)) if self.nesterov else buffers
-        return torch._foreach_mul(direction, self.of(self.neg_lr))
+        return direction, self.neg_lr
 
 
 class Adam(StackedOptimizer):
@@ -197,7 +228,7 @@ class Adam(StackedOptimizer):
             _check_fraction("optimizer.betas", beta)
         at_least("optimizer.eps", cfg.eps, 0.0, strict=True)
 
-    def updates(self, grads: list[Tensor]) -> list[Tensor]:
+    def direction(self, grads: list[Tensor]) -> tuple[list[Tensor], PerRun]:
         t = self.steps  # the bias corrections of this step
         neg_step_size = PerRun.combine(lambda lr, b1: -lr / (1 - b1**t), self.lr, self.beta1)
         correction2_sqrt = PerRun.combine(lambda b2: (1 - b2**t) ** 0.5, self.beta2)
@@ -208,7 +239,7 @@ class Adam(StackedOptimizer):
                                                            self.of(self.one_minus_beta2)))  # fmt: skip
         denominator = torch._foreach_div(torch._foreach_sqrt(exp_avg_sq), self.of(correction2_sqrt))
         torch._foreach_add_(denominator, self.of(self.eps))
-        return torch._foreach_mul(torch._foreach_div(exp_avg, denominator), self.of(neg_step_size))
+        return torch._foreach_div(exp_avg, denominator), neg_step_size
 
 
 class RMSprop(StackedOptimizer):
@@ -232,7 +263,7 @@ class RMSprop(StackedOptimizer):
         _check_fraction("optimizer.momentum", cfg.momentum)
         at_least("optimizer.eps", cfg.eps, 0.0, strict=True)
 
-    def updates(self, grads: list[Tensor]) -> list[Tensor]:
+    def direction(self, grads: list[Tensor]) -> tuple[list[Tensor], PerRun]:
         square_avg = self.buffers("square_avg")
         torch._foreach_mul_(square_avg, self.of(self.alpha))
         torch._foreach_add_(square_avg, torch._foreach_mul(torch._foreach_mul(grads, grads),
@@ -245,7 +276,7 @@ class RMSprop(StackedOptimizer):
             torch._foreach_mul_(buffers, self.of(self.momentum))
             torch._foreach_add_(buffers, direction)
             direction = buffers
-        return torch._foreach_mul(direction, self.of(self.neg_lr))
+        return direction, self.neg_lr
 
 
 # name -> optimizer; `momentum` is SGD whose preset (conf/optimizer/momentum.yaml) sets momentum 0.9

@@ -29,7 +29,7 @@ class Stepped:
     """What one optimizer step leaves for the monitor: each parameter's update, and the loss scale the
     backward pass ran under (a device tensor for fp16; None otherwise)."""
 
-    updates: list[Tensor]
+    updates: list[Tensor] | None  # None unless asked for
     loss_scale: Tensor | None
 
 
@@ -46,18 +46,19 @@ class MixedPrecision:
             return contextlib.nullcontext()
         return torch.autocast(self.device_type, dtype=self.dtype)
 
-    def backward_and_step(self, loss: Tensor, optimizer: StackedOptimizer) -> Stepped:
-        """Backward, step, and (fp16) the scale update, in the one order GradScaler allows."""
+    def backward_and_step(self, loss: Tensor, optimizer: StackedOptimizer, keep_updates: bool = False) -> Stepped:
+        """Backward, step, and (fp16) the scale update, in the one order GradScaler allows. The updates come
+        back with `keep_updates` (the monitor's steps)."""
         if not self.scaler.is_enabled():
             loss.backward()
-            return Stepped(optimizer.step(), None)
+            return Stepped(optimizer.step(keep_updates=keep_updates), None)
         # the scale this backward runs under, kept on the device before update() changes it
         scale = self.scaler._scale.clone() if self.scaler._scale is not None else None  # noqa: SLF001
         self.scaler.scale(loss).backward()
         if scale is None:  # the first call: scale() has just created it
             scale = self.scaler._scale.clone()  # noqa: SLF001
-        updates = self.scaler.step(optimizer)  # None when the gradients overflowed and the step was skipped
+        updates = self.scaler.step(optimizer, keep_updates=keep_updates)  # None if skipped for an overflow
         self.scaler.update()
-        if updates is None:
+        if updates is None and keep_updates:
             updates = [torch.zeros_like(p) for p in optimizer.params]
         return Stepped(updates, scale)

@@ -21,12 +21,13 @@ from pathlib import Path
 
 import torch
 from omegaconf import DictConfig, OmegaConf
+from torch import Tensor
 from tqdm import tqdm
 
 import vgbench
 from vgbench.checkpoint import RunFolder, inspect_run_folder, load_run_slice, save_checkpoint
 from vgbench.config import validate
-from vgbench.data import Data, Split, epoch_batches, load_data
+from vgbench.data import Data, Split, epoch_orders, load_data
 from vgbench.losses import LOSSES, LossFunction
 from vgbench.model import MLP, Trace, build_model
 from vgbench.monitor import GradientMonitor
@@ -59,6 +60,8 @@ class Run:
     history: list[dict[str, float]] = field(default_factory=list)
     epochs_done: int = 0
     diverged: bool = False
+    epoch_loss: float = math.nan  # this epoch's running mean training loss and accuracy, at the last log event
+    epoch_acc: float = math.nan
 
     @property
     def name(self) -> str:
@@ -67,7 +70,8 @@ class Run:
 
 @dataclass
 class Stack:
-    runs: list[Run]
+    runs: list[Run]  # every run, for the summaries
+    training: list[Run]  # the runs in the model, in its order: a diverged run leaves the computation
     shape: DictConfig  # the config the runs share (the first run's)
     device: torch.device
     threads: int
@@ -86,10 +90,21 @@ class Stack:
 
     @property
     def seeds(self) -> list[int]:
-        return [run.cfg.trainer.seed for run in self.runs]
+        return [run.cfg.trainer.seed for run in self.training]
 
     def describe(self, run: Run) -> str:
         return f"{run.name}: " if len(self.runs) > 1 else ""
+
+    def drop(self, leaving: list[Run]) -> Tensor:
+        """Take these runs out of the model and the optimizer: they stop, their stack-mates go on without
+        computing them. Returns the rows (model order) that stay."""
+        rows = [i for i, run in enumerate(self.training) if run not in leaving]
+        self.training = [self.training[i] for i in rows]
+        rows = torch.tensor(rows, dtype=torch.long, device=self.device)
+        if self.training:  # else nothing is left to compute
+            self.model.keep_runs(rows)
+            self.optimizer.keep_runs(rows, list(self.model.parameters()))
+        return rows
 
 
 def setup(folders: Sequence[RunFolder], cfgs: Sequence[DictConfig], placement: Placement) -> Stack:
@@ -136,44 +151,46 @@ def setup(folders: Sequence[RunFolder], cfgs: Sequence[DictConfig], placement: P
     step = folders[0].checkpoint["step"] if folders[0].checkpoint else 0
     log.info("%d run(s) of a %s on %s (%d torch threads)", len(runs), model.describe(), device, threads)
     log.debug("model: %s", model)
-    return Stack(runs, shape, device, threads, data, model, optimizer, LOSSES[shape.loss], precision, monitor,
-                 placement, started, epoch=epochs.pop(), step=step, steps_before=step)  # fmt: skip
+    return Stack(runs, list(runs), shape, device, threads, data, model, optimizer, LOSSES[shape.loss], precision,
+                 monitor, placement, started, epoch=epochs.pop(), step=step, steps_before=step)  # fmt: skip
 
 
-def train_epoch(stack: Stack, epoch: int) -> tuple[list[float], list[float]]:
-    """One pass over the training split for every run. Returns each run's (mean loss, accuracy).
+def train_epoch(stack: Stack, epoch: int) -> None:
+    """One pass over the training split for every run still training; each run's mean loss and accuracy
+    go to its `epoch_loss` and `epoch_acc`.
 
     Divergence is checked at each log event (every `trainer.log_every_n_steps` steps): once a run's loss
     is NaN or infinite its running sum stays so, and checking every step would cost a host sync per
-    step. A diverged run stops updating; its stack-mates go on.
+    step. A diverged run leaves the stack there (`Stack.drop`); its stack-mates go on.
     """
     model, train, optimizer, precision, monitor = stack.model, stack.data.train, stack.optimizer, \
         stack.precision, stack.monitor  # fmt: skip
     batch_size, log_every = stack.shape.data.batch_size, stack.shape.trainer.log_every_n_steps
     model.train()
     model.seed_dropout(stack.seeds, epoch, stack.device)
-    loss_sum = torch.zeros(len(stack.runs), device=stack.device)
-    correct = torch.zeros(len(stack.runs), device=stack.device)
+    orders = epoch_orders(len(train), stack.seeds, epoch, stack.device)  # each run's own order of the examples
+    loss_sum = torch.zeros(len(stack.training), device=stack.device)
+    correct = torch.zeros(len(stack.training), device=stack.device)
     seen = 0
     num_batches = math.ceil(len(train) / batch_size)
     progress = tqdm(total=num_batches, desc=f"epoch {epoch + 1}/{stack.shape.trainer.epochs}",
                     disable=None if stack.placement.progress else True, leave=False)  # fmt: skip
-    mean_loss = accuracy = [math.nan] * len(stack.runs)
-    for batch, idx in enumerate(epoch_batches(len(train), batch_size, stack.seeds, epoch, stack.device), 1):
+    for batch in range(1, num_batches + 1):
+        idx = orders[:, (batch - 1) * batch_size : batch * batch_size]
         x, y = train.x[idx], train.y[idx]  # [K, batch, features]: each run's own examples
         measuring = monitor is not None and monitor.due(stack.step, batch == num_batches)
         trace = Trace() if measuring else None
         with precision.autocast():
             logits = model(x, trace)
         losses = stack.loss_fn(logits.float(), y).mean(dim=1)  # each run's own mean loss
-        optimizer.zero_grad(set_to_none=True)
-        stepped = precision.backward_and_step(losses.sum(), optimizer)  # the sum: each run gets its own gradient
+        optimizer.zero_grad()
+        # the sum: each run gets its own gradient
+        stepped = precision.backward_and_step(losses.sum(), optimizer, keep_updates=measuring)
         if measuring:
             measurements = monitor.measure(stack.step, trace, stepped, {"train/batch_loss": losses.detach()},
                                            histograms=monitor.histograms_due(stack.step))  # fmt: skip
-            for run, measurement in zip(stack.runs, measurements, strict=True):
-                if not run.diverged:
-                    run.recorder.measurement(measurement, epoch + 1)
+            for run, measurement in zip(stack.training, measurements, strict=True):
+                run.recorder.measurement(measurement, epoch + 1)
         stack.step += 1
 
         loss_sum += losses.detach() * y.shape[1]
@@ -181,20 +198,21 @@ def train_epoch(stack: Stack, epoch: int) -> tuple[list[float], list[float]]:
         seen += y.shape[1]
         if batch % log_every == 0 or batch == num_batches:
             mean_loss, accuracy = (torch.stack([loss_sum, correct]) / seen).tolist()  # the one host sync
+            for run, loss, acc in zip(stack.training, mean_loss, accuracy, strict=True):
+                run.epoch_loss, run.epoch_acc = loss, acc
             progress.update(batch - progress.n)
             progress.set_postfix(loss=f"{min(mean_loss):.4f}", acc=f"{max(accuracy):.4f}")
-            newly = [index for index, run in enumerate(stack.runs) if not run.diverged and not math.isfinite(
-                mean_loss[index])]  # fmt: skip
-            if newly:
-                for index in newly:
-                    stack.runs[index].diverged = True
-                    log.warning("%sepoch %d: the training loss is %s; stopping it (status: diverged)",
-                                stack.describe(stack.runs[index]), epoch + 1, mean_loss[index])  # fmt: skip
-                optimizer.freeze(newly)
-            if all(run.diverged for run in stack.runs):
+            leaving = [run for run in stack.training if not math.isfinite(run.epoch_loss)]
+            for run in leaving:
+                run.diverged = True
+                log.warning("%sepoch %d: the training loss is %s; stopping it (status: diverged)",
+                            stack.describe(run), epoch + 1, run.epoch_loss)  # fmt: skip
+            if leaving:
+                rows = stack.drop(leaving)
+                orders, loss_sum, correct = orders[rows], loss_sum[rows], correct[rows]
+            if not stack.training:
                 break
     progress.close()
-    return mean_loss, accuracy
 
 
 @torch.no_grad()
@@ -217,17 +235,17 @@ def fit(stack: Stack) -> None:
     trainer = stack.shape.trainer
     train_started = time.perf_counter()
     for epoch in range(stack.epoch, trainer.epochs):
-        train_loss, train_acc = train_epoch(stack, epoch)
+        train_epoch(stack, epoch)
+        if not stack.training:
+            break
         held_out: dict[str, list[float]] = {}
         if (epoch + 1) % trainer.eval_every == 0 or epoch + 1 == trainer.epochs:
             split_name, split = stack.data.held_out
             loss, accuracy = evaluate(stack.model, split, stack.shape.data.eval_batch_size, stack.loss_fn)
             held_out = {f"{split_name}_loss": loss, f"{split_name}_acc": accuracy}
         stack.epoch = epoch + 1
-        for index, run in enumerate(stack.runs):
-            if run.diverged:
-                continue
-            record = {"epoch": epoch + 1, "train_loss": train_loss[index], "train_acc": train_acc[index]}
+        for index, run in enumerate(stack.training):
+            record = {"epoch": epoch + 1, "train_loss": run.epoch_loss, "train_acc": run.epoch_acc}
             record |= {key: values[index] for key, values in held_out.items()}
             run.history.append(record)
             run.epochs_done = epoch + 1
@@ -238,19 +256,21 @@ def fit(stack: Stack) -> None:
                 save_checkpoint(run.run_dir / CHECKPOINT_FILE, run.cfg, index, stack.model,
                                 stack.optimizer.run_state(index), stack.precision.scaler.state_dict(), run.epochs_done,
                                 stack.step, run.history, run.recorder.state())  # fmt: skip
-        if all(run.diverged for run in stack.runs):
-            break
     stack.train_seconds = time.perf_counter() - train_started
 
 
 def summarize(stack: Stack) -> list[Summary]:
-    """Test every run, then write each run's summary.json (and its HParams entry)."""
-    test_loss, test_acc = evaluate(stack.model, stack.data.test, stack.shape.data.eval_batch_size, stack.loss_fn)
+    """Test every run still training, then write each run's summary.json (and its HParams entry). A
+    diverged run has no test numbers (its weights are not finite)."""
+    tested = {}
+    if stack.training:
+        loss, accuracy = evaluate(stack.model, stack.data.test, stack.shape.data.eval_batch_size, stack.loss_fn)
+        tested = {id(run): values for run, *values in zip(stack.training, loss, accuracy, strict=True)}
     steps_taken = stack.step - stack.steps_before
     summaries = []
-    for index, run in enumerate(stack.runs):
-        accuracy = test_acc[index] if math.isfinite(test_loss[index]) else math.nan  # argmax over NaN: no accuracy
-        final = {"test_loss": test_loss[index], "test_acc": accuracy}
+    for run in stack.runs:
+        test_loss, test_acc = tested.get(id(run), (math.nan, math.nan))
+        final = {"test_loss": test_loss, "test_acc": test_acc if math.isfinite(test_loss) else math.nan}
         if run.history:
             final |= {k: v for k, v in run.history[-1].items() if k != "epoch"}
         summary = Summary(
@@ -277,7 +297,7 @@ def summarize(stack: Stack) -> list[Summary]:
         run.recorder.finish(summary)
         path = write_summary(run.run_dir, summary)
         log.info("%s%s: test accuracy %.4f, test loss %.4f (summary: %s)", stack.describe(run), summary["status"],
-                 accuracy, test_loss[index], path)  # fmt: skip
+                 final["test_acc"], test_loss, path)  # fmt: skip
         summaries.append(summary)
     return summaries
 
