@@ -1,55 +1,166 @@
-"""The report's numbers come from the runs: hand-made runs with known values, a single run, a partial sweep."""
+"""The report understands any sweep: groups by what was swept (only seeds averaged), figures by the sweep's
+shape, findings right for each sign. Hand-made sweep folders with known numbers, and real runs."""
 
-import csv
+import json
+import math
 import shutil
 
 import pytest
 import yaml
 
 from tests.conftest import TINY, make_cfg, run_app
-from vgbench.report import Run, by_activation_depth, findings, log_mean_spread, main, missing_runs, write_report
+from vgbench.config import CONF_DIR
+from vgbench.report import main, write_report
+from vgbench.report.figures import MAX_PANELS
+from vgbench.report.load import log_mean_spread, missing_runs, read_sweep
 from vgbench.train import run
 
 
-def fake_run(activation, depth, ratio, accuracy, seed=0, status="completed", error=None):
-    summary = {
-        "status": status,
-        "final": {"test_acc": accuracy},
-        "first_to_last_grad_ratio": {"step0": ratio},
-        "config": {"activation": {"name": activation}, "model": {"depth": depth}, "trainer": {"seed": seed}},
-    }
+def write_run(folder, overrides, *, ratio=1.0, delta=1.0, accuracy=0.9, status="completed", losses=(2.3, 0.5),
+              seed=0, grad_to_weight=1e-2, monitored=True, error=None):  # fmt: skip
+    """A run folder as a sweep leaves it: .hydra/overrides.yaml, summary.json, steps.csv."""
+    name = ",".join(overrides) or "run"
+    run_dir = folder / name
+    (run_dir / ".hydra").mkdir(parents=True)
+    (run_dir / ".hydra" / "overrides.yaml").write_text(yaml.safe_dump(list(overrides)))
+    config = {"activation": {"name": "relu", "params": {}}, "model": {"depth": 3, "width": 32, "init": "auto"},
+              "optimizer": {"name": "sgd", "lr": 0.1}, "trainer": {"seed": seed, "epochs": 1},
+              "data": {"name": "synthetic", "num_classes": 10}, "loss": "cross_entropy"}  # fmt: skip
+    for override in overrides:
+        key, value = override.split("=")
+        node = config
+        *parents, last = key.split(".")
+        for part in parents:
+            node = node.setdefault(part, {})
+        if last in node and isinstance(node[last], dict):
+            node[last]["name"] = value
+        else:
+            node[last] = yaml.safe_load(value)
+    summary = {"status": status, "config": config, "epochs_done": 1}
+    if status != "failed":
+        summary |= {"final": {"test_acc": accuracy, "train_loss": losses[-1] if status == "completed" else None},
+                    "first_to_last_grad_ratio": {"step0": ratio if monitored else None},
+                    "first_to_last_delta_ratio": {"step0": delta if monitored else None}}  # fmt: skip
+        if monitored:
+            summary["profile"] = {"step0": {"step": 0, "first_to_last_grad_ratio": ratio,
+                                            "first_to_last_delta_ratio": delta, "total_grad_norm": 1.0,
+                                            "layers": {"grad_norm/weight": [ratio, 1.0],
+                                                       "grad_to_weight": [grad_to_weight] * 2}}}  # fmt: skip
+            (run_dir / "steps.csv").write_text("step,epoch,train/batch_loss\n"
+                                               + "".join(f"{i},1,{v}\n" for i, v in enumerate(losses)))  # fmt: skip
     if error:
         summary["error"] = error
-    return Run(name=f"{activation}-{depth}-{seed}", summary=summary, overrides=[])
+    (run_dir / "summary.json").write_text(json.dumps(summary))
+    return run_dir
 
 
-def test_findings_are_computed_from_the_runs():
-    runs = [fake_run("sigmoid", 2, 1e-1, 0.9), fake_run("sigmoid", 10, 1e-6, 0.1),
-            fake_run("relu", 2, 2.0, 0.97), fake_run("relu", 10, 0.5, 0.95),
-            fake_run("tanh", 5, None, None, status="failed", error="RuntimeError: boom"),
-            fake_run("relu", 20, 0.3, 0.1, status="diverged")]  # fmt: skip
-    lines = findings(runs, by_activation_depth(runs), 0.1, missing=["activation=tanh,model.depth=10"])
-    text = "\n".join(lines)
-    assert (
-        "**sigmoid**: first-to-last gradient ratio at step 0 is 1.0e-01 at depth 2, 1.0e-06 at depth 10: "
-        "the first layer's gradient trails the output layer's by 1.0 to 6.0 orders of magnitude."
-    ) in text
-    assert "**relu**: first-to-last gradient ratio at step 0 is 2.0e+00 at depth 2, 5.0e-01 at depth 10, " in text
-    assert "stays within 0.5 orders of magnitude of the last's" in text
-    assert "Near chance (0.10) after training: sigmoid at depth 10 (0.100); relu at depth 20 (0.100)." in text
-    assert "Diverged: relu-20-0." in text
-    assert "Failed: tanh-5-0 (RuntimeError: boom)." in text
-    assert "Missing (1 of the sweep's runs have no summary yet): activation=tanh,model.depth=10." in text
+def test_a_learning_rate_sweep_gives_one_group_per_rate(tmp_path):
+    rates = {"0.0001": (2.3, 2.2), "0.01": (2.3, 0.4), "0.1": (2.3, 0.1), "10.0": (2.3,)}
+    for rate, losses in rates.items():
+        write_run(tmp_path, [f"optimizer.lr={rate}"], losses=losses,
+                  status="diverged" if rate == "10.0" else "completed")  # fmt: skip
+    sweep = read_sweep(tmp_path)
+    assert sweep.swept == ["optimizer.lr"] and sweep.x_key == "optimizer.lr" and not sweep.seeds
+    assert [g.settings["optimizer.lr"] for g in sweep.groups] == [0.0001, 0.01, 0.1, 10.0]  # not averaged as seeds
+    report = write_report(tmp_path)
+    text = "\n".join(report.findings)
+    assert "What training did: crawled at lr 0.0001; learned at lr 0.01, 0.1; diverged at lr 10.0." in text
+    axes = report.figures["final_loss.png"][1].axes[0]
+    assert axes.get_xlabel() == "optimizer.lr" and axes.get_xscale() == "log"
+    assert report.figures["learning_curves.png"][1].axes[0].get_legend_handles_labels()[1] == [
+        "lr=0.0001", "lr=0.01", "lr=0.1", "lr=10.0"]  # fmt: skip
+
+
+def test_a_weight_scale_sweep_averages_only_its_seeds(tmp_path):
+    for scale, ratio in (("0.01", 0.95), ("1.0", 1e5)):
+        for seed, factor in ((0, 0.5), (1, 1.0), (2, 2.0)):
+            write_run(tmp_path, [f"model.init_std={scale}", f"trainer.seed={seed}"], ratio=ratio * factor,
+                      delta=ratio * factor, seed=seed, grad_to_weight=1e-7 if scale == "0.01" else 1.0)  # fmt: skip
+    sweep = read_sweep(tmp_path)
+    assert sweep.seeds == [0, 1, 2] and sweep.x_key == "model.init_std"
+    assert [(g.settings, len(g.runs)) for g in sweep.groups] == [({"model.init_std": 0.01}, 3),
+                                                                  ({"model.init_std": 1.0}, 3)]  # fmt: skip
+    text = "\n".join(write_report(tmp_path).findings)
+    # the geometric mean of 0.5 x, x and 2 x is x; the sentences say which way each ratio goes
+    assert "init_std 0.01: 0.95 (about the same), runs 4.7e-01 to 1.9e+00" in text
+    assert "init_std 1.0: 1.0e+05 (5.0 orders of magnitude above), runs 5.0e+04 to 2.0e+05" in text
+    assert "Flow: vanishing everywhere at init_std 0.01; exploding toward the input at init_std 1.0." in text
+    assert "Values are means over 3 seeds (0, 1, 2)" in text
+
+
+def test_activation_by_depth_by_seeds_keeps_todays_figures(tmp_path):
+    for activation, base in (("sigmoid", 0.25), ("relu", 1.0)):
+        for depth in (2, 5, 10):
+            for seed in (0, 1):
+                write_run(tmp_path, [f"activation={activation}", f"model.depth={depth}", f"trainer.seed={seed}"],
+                          ratio=base**depth if activation == "sigmoid" else 0.9, seed=seed,
+                          accuracy=0.1 if activation == "sigmoid" and depth > 2 else 0.95)  # fmt: skip
+    (tmp_path / "multirun.yaml").write_text(yaml.safe_dump({"hydra": {"overrides": {"task": [
+        "activation=sigmoid,relu", "model.depth=2,5,10", "trainer.seed=0,1"]}}}))  # the sweep's order  # fmt: skip
+    report = write_report(tmp_path)
+    sweep = report.sweep
+    assert sweep.x_key == "model.depth" and sweep.line_keys == ["activation"] and len(sweep.groups) == 6
+    headline = report.figures["headline.png"][1].axes[0]
+    assert headline.get_xlabel() == "model.depth" and headline.get_yscale() == "log"
+    assert headline.get_legend_handles_labels()[1] == ["sigmoid", "relu"]
+    assert [line.get_ydata().tolist() for line in headline.get_lines()[:1]] == [pytest.approx(
+        [0.25**2, 0.25**5, 0.25**10])]  # fmt: skip
+    assert [a.get_title() for a in report.figures["profiles.png"][1].axes] == ["sigmoid: step 0", "relu: step 0"]
+    text = "\n".join(report.findings)
+    assert "**sigmoid**: the first layer's weight gradient at step 0, against the output layer's: depth 2: 6.2e-02" \
+        in text  # fmt: skip
+    assert "Flow: vanishing toward the input at depth 2, depth 5, depth 10." in text  # 0.25^2 < 0.1 already
+    assert "Near chance (0.10) after training: activation=sigmoid, depth=5 (0.100 ± 0.000)" in text
+    for name in ("report.md", "report.html", "results.csv", "headline.png", "accuracy.png", "profiles.png",
+                 "heatmap.png", "saturation.png", "learning_curves.png", "final_loss.png"):  # fmt: skip
+        assert (tmp_path / name).stat().st_size > 0
+
+
+def test_without_a_numeric_key_the_key_with_most_values_is_the_axis(tmp_path):
+    for activation in ("sigmoid", "tanh", "relu"):
+        for init in ("pytorch_default", "xavier_uniform", "kaiming_normal", "uniform_standard"):
+            write_run(tmp_path, [f"activation={activation}", f"model.init={init}"])
+    (tmp_path / "multirun.yaml").write_text(yaml.safe_dump({"hydra": {"sweeper": {"params": {
+        "activation": "sigmoid,tanh,relu", "model.init": "pytorch_default,xavier_uniform,kaiming_normal,"
+                                                         "uniform_standard"}}}}))  # fmt: skip
+    sweep = read_sweep(tmp_path)
+    assert sweep.x_key == "model.init" and sweep.line_keys == ["activation"]
+    axes = write_report(tmp_path).figures["accuracy.png"][1].axes[0]
+    assert [t.get_text() for t in axes.get_xticklabels()] == ["pytorch_default", "xavier_uniform", "kaiming_normal",
+                                                               "uniform_standard"]  # fmt: skip
 
 
 def test_seeds_are_averaged_geometrically_for_ratios():
-    runs = [fake_run("sigmoid", 10, 1e-6, 0.1, seed=0), fake_run("sigmoid", 10, 1e-4, 0.12, seed=1)]
-    mean, low, high = log_mean_spread([r.ratio("step0") for r in runs])
-    assert (mean, low, high) == pytest.approx((1e-5, 1e-6, 1e-4))
-    text = "\n".join(findings(runs, by_activation_depth(runs), 0.1, []))
-    assert "1.0e-05 at depth 10 (runs 1.0e-06 to 1.0e-04)" in text
-    assert "sigmoid at depth 10 (0.110 ± 0.010)" in text
-    assert "Values are means over 2 to 2 seeds" in text
+    assert log_mean_spread([1e-6, 1e-4, None, float("nan")]) == pytest.approx((1e-5, 1e-6, 1e-4))
+
+
+def test_failed_and_missing_runs_are_named(tmp_path):
+    write_run(tmp_path, ["model.depth=2"])
+    write_run(tmp_path, ["model.depth=0"], status="failed", error="model.depth=0 is not valid; it must be >= 1")
+    (tmp_path / "multirun.yaml").write_text(yaml.safe_dump({"hydra": {"overrides": {
+        "task": ["model.depth=2,0,1e1"]}}}))  # fmt: skip
+    text = "\n".join(write_report(tmp_path).findings)
+    assert "Failed: depth=0 (model.depth=0 is not valid; it must be >= 1)." in text
+    assert "Missing (1 of the sweep's runs have no summary yet): model.depth=1e1." in text
+
+
+def test_missing_runs_compare_numbers_not_spellings(tmp_path):
+    write_run(tmp_path, ["optimizer.lr=0.0001"])
+    (tmp_path / "multirun.yaml").write_text(yaml.safe_dump({"hydra": {"overrides": {"task": ["optimizer.lr=1e-4"]}}}))
+    assert missing_runs(tmp_path, read_sweep(tmp_path).runs) == []
+
+
+def test_runs_without_the_monitor_are_reported_not_crashed_on(tmp_path):
+    for depth in (2, 3):
+        run(make_cfg(*TINY, f"model.depth={depth}", "monitor.enabled=false"), tmp_path / f"model.depth={depth}")
+        (tmp_path / f"model.depth={depth}" / ".hydra").mkdir()
+        (tmp_path / f"model.depth={depth}" / ".hydra" / "overrides.yaml").write_text(f"- model.depth={depth}\n")
+    report = write_report(tmp_path)
+    assert "No monitor measurements (monitor.enabled=false) in 2 run(s): depth=2, depth=3" in "\n".join(
+        report.findings)  # fmt: skip
+    notes = [t.get_text() for t in report.figures["headline.png"][1].axes[0].texts]
+    assert notes == ["not recorded (monitor.enabled=false)"]
+    assert all(path.stat().st_size > 0 for path in report.files.values())
 
 
 def test_report_on_a_single_run(tmp_path, capsys):
@@ -57,14 +168,11 @@ def test_report_on_a_single_run(tmp_path, capsys):
     main([str(tmp_path)])
     printed = capsys.readouterr().out
     assert f"report: {tmp_path / 'report.html'}" in printed
-    accuracy = summary["final"]["test_acc"]
-    assert f"- Learned: relu at depth 3 ({accuracy:.3f})." in printed  # the findings, in the terminal too
-    rows = list(csv.DictReader((tmp_path / "results.csv").open()))
-    assert len(rows) == 1 and rows[0]["run"] == "."
-    assert float(rows[0]["ratio_step0"]) == pytest.approx(summary["first_to_last_grad_ratio"]["step0"])
+    assert f"- Learned: all runs ({summary['final']['test_acc']:.3f})." in printed  # the findings, in the terminal
     html = (tmp_path / "report.html").read_text()
-    assert html.count("data:image/png;base64,") == 6  # self-contained
+    assert html.count("data:image/png;base64,") == 9  # self-contained
     assert "1 run(s)" in (tmp_path / "report.md").read_text()
+    assert summary["flow"]["kind"] == "healthy" and "healthy" in (tmp_path / "results.csv").read_text()
 
 
 @pytest.mark.slow
@@ -77,11 +185,50 @@ def test_partial_sweep_names_what_is_missing(tmp_path):
     report = write_report(tmp_path).files["report.md"].read_text()
     assert "3 run(s)" in report and "1 of the sweep's runs missing" in report
     assert "Missing (1 of the sweep's runs have no summary yet): activation=relu,model.depth=2." in report
-    runs = [Run(p.parent.name, {}, yaml.safe_load((p.parent / ".hydra" / "overrides.yaml").read_text()))
-            for p in tmp_path.glob("*/summary.json")]  # fmt: skip
-    assert missing_runs(tmp_path, runs) == ["activation=relu,model.depth=2"]
 
 
 def test_report_on_an_empty_folder_is_a_clear_error(tmp_path):
     with pytest.raises(SystemExit, match="no summary.json under"):
         main([str(tmp_path)])
+
+
+def test_ratio_sentences_are_right_for_each_sign():
+    from vgbench.flow import orders
+
+    assert orders(1e-3) == "1.0e-03 (3.0 orders of magnitude below)"
+    assert orders(2e4) == "2.0e+04 (4.3 orders of magnitude above)"
+    assert orders(1.05) == "1.1 (about the same)"
+    assert math.isnan(float("nan"))
+
+
+PRESET_AXES = {"vanishing": ("model.depth", ["activation"]), "init_study": ("model.init", ["activation"]),
+               "lr_study": ("optimizer.lr", []), "mnist_default": (None, []),
+               "criticality": ("model.sigma_w2", ["model.depth"]),
+               "isometry": ("model.depth", ["activation", "model.init"])}  # fmt: skip
+PRESET_FIGURES = {"criticality": "criticality.png", "isometry": "spectra.png"}  # what only they draw
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("preset", sorted(p.stem for p in (CONF_DIR / "experiment").glob("*.yaml")))
+def test_every_preset_writes_a_report_with_the_axes_it_varies(tmp_path, preset):
+    """Each preset through the real command line on a tiny budget; a sweep's report comes from its callback."""
+    assert preset in PRESET_AXES, f"add {preset}'s axes to PRESET_AXES"
+    tiny = ["data=synthetic", "data.num_train=128", "data.num_test=64", "model.width=16", "trainer.epochs=1",
+            "trainer.device=cpu", "monitor.every_n_steps=1", "data.limit_train=null"]  # fmt: skip
+    folder = tmp_path / preset
+    result = run_app(f"experiment={preset}", *tiny, f"hydra.sweep.dir={folder}", f"hydra.run.dir={folder}")
+    assert result.returncode == 0, result.stderr[-3000:]
+    if not (folder / "report.md").exists():  # a single run: the report is vgbench-report's
+        main([str(folder)])
+    x_key, line_keys = PRESET_AXES[preset]
+    report = write_report(folder)
+    assert (report.sweep.x_key, report.sweep.line_keys) == (x_key, line_keys)
+    for name, (title, figure) in report.figures.items():
+        if name in ("headline.png", "accuracy.png", "final_loss.png"):
+            assert figure.axes[0].get_xlabel() == (x_key or ""), (name, title)
+        if name in ("profiles.png", "learning_curves.png") and line_keys:  # a panel per line
+            lines = {tuple(g.settings[k] for k in line_keys) for g in report.sweep.groups}
+            assert len(figure.axes) == min(len(lines), MAX_PANELS), name
+    assert all(path.stat().st_size > 0 for path in report.files.values())
+    for other, name in PRESET_FIGURES.items():
+        assert (name in report.figures) == (other == preset), name

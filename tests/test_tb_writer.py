@@ -169,7 +169,9 @@ def test_real_tensorboard_serves_scalars_and_hparams(monitored_run, tmp_path):
             "colParams": [], "startIndex": 0, "sliceSize": 100})["sessionGroups"]  # fmt: skip
         assert sorted(g["name"] for g in groups) == ["monitored", "resumed"]
         assert [len(g["sessions"]) for g in groups] == [1, 1]
-        losses = json.load(urllib.request.urlopen(f"{base}/data/plugin/scalars/scalars?tag=train/loss&run=resumed"))
+        url = f"{base}/data/plugin/scalars/scalars?tag=train/loss&run=resumed"
+        while len(losses := json.load(urllib.request.urlopen(url))) < 2 and time.monotonic() < deadline:
+            time.sleep(1)  # the server may still be reading the resumed attempt's event file
         assert [step for _, step, _ in losses] == [7, 15]
     finally:
         server.terminate()

@@ -17,6 +17,12 @@ and named (the first case that applies):
   vanishing toward the input   either ratio below VANISHING_RATIO: the first layers hear little
   healthy                      both ratios within [VANISHING_RATIO, EXPLODING_RATIO]
 
+And what training then did with it (the report's learning-rate sweeps):
+
+  diverged    the run's loss turned non-finite (status diverged)
+  crawled     its final training loss is above CRAWL_FRACTION of its loss at step 0: it barely moved
+  learned     otherwise
+
 The thresholds live here and nowhere else; the report prints the ones it used.
 """
 
@@ -36,8 +42,27 @@ HEALTHY, VANISHING, VANISHING_EVERYWHERE, EXPLODING = (
     "exploding toward the input",
 )
 KINDS = (HEALTHY, VANISHING, VANISHING_EVERYWHERE, EXPLODING)
+CRAWL_FRACTION = 0.5  # a final training loss above half the step-0 loss: it crawled
 THRESHOLDS = {"vanishing_ratio": VANISHING_RATIO, "exploding_ratio": EXPLODING_RATIO,
-              "everywhere_grad_to_weight": EVERYWHERE_GRAD_TO_WEIGHT}  # fmt: skip
+              "everywhere_grad_to_weight": EVERYWHERE_GRAD_TO_WEIGHT, "crawl_fraction": CRAWL_FRACTION}  # fmt: skip
+DIVERGED, CRAWLED, LEARNED = "diverged", "crawled", "learned"
+
+
+def learning(status: str, first_loss: float | None, final_loss: float | None) -> str | None:
+    """What training did: diverged, crawled (final loss above CRAWL_FRACTION of the step-0 loss) or learned."""
+    if status == "diverged":
+        return DIVERGED
+    if first_loss is None or final_loss is None or not math.isfinite(final_loss):
+        return None
+    return CRAWLED if final_loss > CRAWL_FRACTION * first_loss else LEARNED
+
+
+def thresholds_text() -> str:
+    return (
+        f"flow: a ratio below {VANISHING_RATIO:g} is vanishing toward the input, above {EXPLODING_RATIO:g} "
+        f"exploding; every layer's gradient below {EVERYWHERE_GRAD_TO_WEIGHT:g} of its weights is vanishing "
+        f"everywhere. Learning: a final training loss above {CRAWL_FRACTION:g} of the step-0 loss crawled"
+    )
 
 
 def _finite(values: list[Any]) -> list[float]:
