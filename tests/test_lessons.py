@@ -53,6 +53,7 @@ def test_xor_is_learned_by_hand_written_backprop():
     assert model.accuracy(*xor_data()) == 1.0
 
 
+@pytest.mark.slow
 def test_gradient_descent_classifies_each_rate():
     result = run_lesson()
     assert [t.behaviour for t in result.line_fit] == ["converged", "converged", "oscillating", "diverged"]
@@ -77,6 +78,7 @@ def test_classify_by_hand():
     assert classify(torch.tensor([[1.0], [math.nan]], dtype=torch.float64), minimum) == "diverged"
 
 
+@pytest.mark.slow
 def test_lesson_command_writes_figures_and_summary(tmp_path, capsys):
     lesson_main(["gradient-descent", "--out", str(tmp_path)])
     assert "Largest stable rate found by bisection" in capsys.readouterr().out
@@ -85,6 +87,7 @@ def test_lesson_command_writes_figures_and_summary(tmp_path, capsys):
         lesson_main(["calculus"])
 
 
+@pytest.mark.slow
 def test_activations_lesson_on_synthetic_data(tmp_path):
     from vgbench.lessons.activations import run_lesson as activations_lesson
 

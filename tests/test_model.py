@@ -33,6 +33,7 @@ def first_layer(*overrides, activation="relu"):
         ("auto", "tanh", 2 / (FAN_IN + FAN_OUT)),
         ("auto", "selu", 1 / FAN_IN),  # LeCun for SELU
         ("orthogonal", "relu", 1 / FAN_IN),  # rows orthonormal: each row has squared norm 1
+        ("gaussian", "tanh", 1 / FAN_IN),  # sigma_w^2 = 1 by default
     ],
 )
 def test_init_variance(init, activation, variance):
@@ -40,7 +41,14 @@ def test_init_variance(init, activation, variance):
     assert weight.mean().item() == pytest.approx(0, abs=3 * math.sqrt(variance / weight.numel()) + 1e-12)
     assert weight.var().item() == pytest.approx(variance, rel=0.02)
     # the registry states the variance it draws (the theory reads it)
-    assert WEIGHT_INITS[init].variance(FAN_IN, FAN_OUT, model.activation, 0.01) == pytest.approx(variance)
+    model_cfg = make_cfg(f"model.init={init}").model
+    assert WEIGHT_INITS[init].variance(FAN_IN, FAN_OUT, model.activation, model_cfg) == pytest.approx(variance)
+
+
+@pytest.mark.parametrize("init", ["gaussian", "orthogonal"])
+def test_sigma_w2_scales_the_mean_field_inits(init):
+    weight, _, _ = first_layer(f"model.init={init}", "model.sigma_w2=1.76", activation="tanh")
+    assert weight.var().item() == pytest.approx(1.76 / FAN_IN, rel=0.02)
 
 
 def test_leaky_relu_kaiming_uses_its_slope():

@@ -167,6 +167,7 @@ def test_each_run_of_a_stack_matches_the_run_alone(tmp_path):
     assert len(losses) == 4  # the runs really differ
 
 
+@pytest.mark.slow
 def test_a_resumed_stack_matches_an_uninterrupted_one(tmp_path):
     straight = [tmp_path / "straight" / f"run{k}" for k in range(4)]
     resumed = [tmp_path / "resumed" / f"run{k}" for k in range(4)]
@@ -204,6 +205,7 @@ def test_runs_of_other_shapes_or_epochs_make_other_stacks(tmp_path):
 # --- bad input and faults: one line, nothing lost ---
 
 
+@pytest.mark.slow
 def test_a_corrupt_checkpoint_is_one_line_and_the_completed_summary_survives(tmp_path):
     run(make_cfg(*TINY), tmp_path)
     summary_before = (tmp_path / "summary.json").read_text()

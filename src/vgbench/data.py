@@ -93,6 +93,18 @@ DATASETS: dict[str, Callable[[DictConfig], tuple[Split, Split, str]]] = {
 }
 
 
+IDX_SHAPE = (784, 10)  # MNIST and Fashion-MNIST: 28 x 28 pixels, 10 classes
+
+
+def data_shape(cfg: DictConfig) -> tuple[int, int, float]:
+    """(features, classes, E[x_i^2]) without loading the data, for the theory: standardised data has a
+    second moment of 1; raw data is loaded to measure it."""
+    features, classes = (cfg.num_features, cfg.num_classes) if cfg.name == "synthetic" else IDX_SHAPE
+    if cfg.normalize:
+        return features, classes, 1.0
+    return features, classes, float(load_data(cfg, torch.device("cpu")).train.x.pow(2).mean())
+
+
 def load_data(cfg: DictConfig, device: torch.device) -> Data:
     """Provision (if needed), limit, hold out and normalise the splits, then move them to `device`."""
     train, test, source = DATASETS[cfg.name](cfg)

@@ -33,19 +33,20 @@ def write_atomic(path: Path, data: bytes) -> None:
         raise
 
 
-def _finite_or_none(value: Any) -> Any:
-    """JSON has no NaN or infinity: a diverged run's non-finite numbers become null."""
+def finite_or_none(value: Any) -> Any:  # noqa: ANN401
+    """JSON has no NaN or infinity: a diverged run's non-finite numbers (and an infinite depth scale) become
+    null."""
     if isinstance(value, float) and not math.isfinite(value):
         return None
     if isinstance(value, dict):
-        return {k: _finite_or_none(v) for k, v in value.items()}
+        return {k: finite_or_none(v) for k, v in value.items()}
     if isinstance(value, (list, tuple)):
-        return [_finite_or_none(v) for v in value]
+        return [finite_or_none(v) for v in value]
     return value
 
 
 def write_json_atomic(path: Path, obj: Any) -> None:
-    write_atomic(path, json.dumps(_finite_or_none(obj), indent=2, allow_nan=False).encode() + b"\n")
+    write_atomic(path, json.dumps(finite_or_none(obj), indent=2, allow_nan=False).encode() + b"\n")
 
 
 def save_torch_atomic(path: Path, obj: Any) -> None:

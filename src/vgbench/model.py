@@ -18,13 +18,14 @@ from __future__ import annotations
 import math
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
+from typing import Any
 
 import torch
 import torch.nn.functional as F
 from omegaconf import DictConfig
 from torch import Tensor, nn
 
-from vgbench.activations import Activation, build_activation
+from vgbench.activations import Activation, activation_from_config
 from vgbench.config import hidden_widths
 
 
@@ -208,34 +209,40 @@ class MLP(nn.Module):
 
 @dataclass(frozen=True)
 class WeightInit:
-    """`draw(weight, activation, std)` fills one run's [out, in] matrix in place; `variance(fan_in,
-    fan_out, activation, std)` is the variance of each entry it draws (sigma_w^2 = variance * fan_in)."""
+    """`draw(weight, activation, model_cfg)` fills one run's [out, in] matrix in place; `variance(fan_in,
+    fan_out, activation, model_cfg)` is the variance of each entry it draws (sigma_w^2 = variance * fan_in).
+    model_cfg: the run's model config (init_std, sigma_w2)."""
 
-    draw: Callable[[Tensor, Activation, float], None]
-    variance: Callable[[int, int, Activation, float], float]
+    draw: Callable[[Tensor, Activation, Any], None]
+    variance: Callable[[int, int, Activation, Any], float]
 
 
 def _kaiming_gain(activation: Activation) -> float:
     return nn.init.calculate_gain(activation.kaiming_nonlinearity or "relu", activation.kaiming_param)
 
 
-def _kaiming_uniform(weight: Tensor, activation: Activation, std: float) -> None:
+def _kaiming_uniform(weight: Tensor, activation: Activation, cfg: Any) -> None:  # noqa: ANN401
     nn.init.kaiming_uniform_(weight, a=activation.kaiming_param, nonlinearity=activation.kaiming_nonlinearity or "relu")
 
 
-def _kaiming_normal(weight: Tensor, activation: Activation, std: float) -> None:
+def _kaiming_normal(weight: Tensor, activation: Activation, cfg: Any) -> None:  # noqa: ANN401
     nn.init.kaiming_normal_(weight, a=activation.kaiming_param, nonlinearity=activation.kaiming_nonlinearity or "relu")
 
 
-def _uniform_standard(weight: Tensor, activation: Activation, std: float) -> None:
+def _uniform_standard(weight: Tensor, activation: Activation, cfg: Any) -> None:  # noqa: ANN401
     """The "standard" init of Glorot & Bengio (2010), eq. 1: U[-1/sqrt(fan_in), 1/sqrt(fan_in)]."""
     bound = 1 / math.sqrt(weight.shape[1])
     nn.init.uniform_(weight, -bound, bound)
 
 
-def _orthogonal_variance(fan_in: int, fan_out: int, activation: Activation, std: float) -> float:
-    # orthonormal rows (out <= in: each row has squared norm 1) or orthonormal columns (out > in)
-    return 1 / fan_in if fan_out <= fan_in else 1 / fan_out
+def _gaussian(weight: Tensor, activation: Activation, cfg: Any) -> None:  # noqa: ANN401
+    """The mean-field theory's weights: N(0, sigma_w^2 / fan_in) (model.sigma_w2)."""
+    nn.init.normal_(weight, 0.0, math.sqrt(cfg.sigma_w2 / weight.shape[1]))
+
+
+def _orthogonal_variance(fan_in: int, fan_out: int, activation: Activation, cfg: Any) -> float:  # noqa: ANN401
+    # orthonormal rows (out <= in: each row has squared norm 1) or orthonormal columns (out > in), times gain^2
+    return cfg.sigma_w2 * (1 / fan_in if fan_out <= fan_in else 1 / fan_out)
 
 
 def auto_weight_init(activation: Activation) -> str:
@@ -245,19 +252,21 @@ def auto_weight_init(activation: Activation) -> str:
 
 WEIGHT_INITS: dict[str, WeightInit] = {
     "auto": WeightInit(
-        lambda w, f, s: WEIGHT_INITS[auto_weight_init(f)].draw(w, f, s),
-        lambda i, o, f, s: WEIGHT_INITS[auto_weight_init(f)].variance(i, o, f, s),
+        lambda w, f, c: WEIGHT_INITS[auto_weight_init(f)].draw(w, f, c),
+        lambda i, o, f, c: WEIGHT_INITS[auto_weight_init(f)].variance(i, o, f, c),
     ),
     # nn.Linear's own, kaiming_uniform_(a=sqrt(5)): the same distribution as uniform_standard
-    "pytorch_default": WeightInit(lambda w, f, s: nn.init.kaiming_uniform_(w, a=math.sqrt(5)),
-                                  lambda i, o, f, s: 1 / (3 * i)),
-    "xavier_uniform": WeightInit(lambda w, f, s: nn.init.xavier_uniform_(w), lambda i, o, f, s: 2 / (i + o)),
-    "xavier_normal": WeightInit(lambda w, f, s: nn.init.xavier_normal_(w), lambda i, o, f, s: 2 / (i + o)),
-    "kaiming_uniform": WeightInit(_kaiming_uniform, lambda i, o, f, s: _kaiming_gain(f) ** 2 / i),
-    "kaiming_normal": WeightInit(_kaiming_normal, lambda i, o, f, s: _kaiming_gain(f) ** 2 / i),
-    "normal": WeightInit(lambda w, f, s: nn.init.normal_(w, 0.0, s), lambda i, o, f, s: s**2),  # model.init_std
-    "uniform_standard": WeightInit(_uniform_standard, lambda i, o, f, s: 1 / (3 * i)),
-    "orthogonal": WeightInit(lambda w, f, s: nn.init.orthogonal_(w), _orthogonal_variance),
+    "pytorch_default": WeightInit(lambda w, f, c: nn.init.kaiming_uniform_(w, a=math.sqrt(5)),
+                                  lambda i, o, f, c: 1 / (3 * i)),
+    "xavier_uniform": WeightInit(lambda w, f, c: nn.init.xavier_uniform_(w), lambda i, o, f, c: 2 / (i + o)),
+    "xavier_normal": WeightInit(lambda w, f, c: nn.init.xavier_normal_(w), lambda i, o, f, c: 2 / (i + o)),
+    "kaiming_uniform": WeightInit(_kaiming_uniform, lambda i, o, f, c: _kaiming_gain(f) ** 2 / i),
+    "kaiming_normal": WeightInit(_kaiming_normal, lambda i, o, f, c: _kaiming_gain(f) ** 2 / i),
+    "normal": WeightInit(lambda w, f, c: nn.init.normal_(w, 0.0, c.init_std), lambda i, o, f, c: c.init_std**2),
+    "uniform_standard": WeightInit(_uniform_standard, lambda i, o, f, c: 1 / (3 * i)),
+    "gaussian": WeightInit(_gaussian, lambda i, o, f, c: c.sigma_w2 / i),
+    # gain sqrt(model.sigma_w2): 1 by default
+    "orthogonal": WeightInit(lambda w, f, c: nn.init.orthogonal_(w, gain=math.sqrt(c.sigma_w2)), _orthogonal_variance),
 }  # fmt: skip
 
 
@@ -298,7 +307,7 @@ def init_run_(model: MLP, run: int, model_cfg: DictConfig, seed: int) -> None:
         torch.manual_seed(seed)
         for linear in model.linears():
             weight = torch.empty(linear.out_features, linear.in_features)
-            weight_init.draw(weight, model.activation, model_cfg.init_std)
+            weight_init.draw(weight, model.activation, model_cfg)
             bias = torch.empty(linear.out_features)
             bias_init.draw(bias, linear.in_features, model_cfg.bias_std)
             linear.weight[run].copy_(weight.T)
@@ -309,7 +318,7 @@ def build_model(cfgs: Sequence[DictConfig], in_features: int, num_classes: int) 
     """The MLP for a stack of runs (one config each; they share the shape), each run initialised from
     its own seed and init settings, on the CPU."""
     shape = cfgs[0]
-    activation = build_activation(shape.activation.name, dict(shape.activation.params))
+    activation = activation_from_config(shape.activation)
     model = MLP(len(cfgs), in_features, hidden_widths(shape.model), num_classes, activation, norm=shape.model.norm,
                 residual=shape.model.residual, dropout=shape.model.dropout)  # fmt: skip
     for run, cfg in enumerate(cfgs):

@@ -26,6 +26,7 @@ the back-propagated error's own ratio (it does not share the weight gradient's f
 from __future__ import annotations
 
 from dataclasses import dataclass, field
+from typing import Any
 
 import torch
 from torch import Tensor
@@ -75,11 +76,48 @@ def hidden_stats(u: Tensor, a: Tensor, derivative: Tensor, saturation_threshold:
     return torch.stack([a.mean(dim=(1, 2)), a.flatten(1).std(dim=1), saturated, dead, u.flatten(1).std(dim=1)])
 
 
+JACOBIAN_EXAMPLES = 8
+SPECTRUM_QUANTILES = 41  # the singular values' distribution, kept as quantiles 0, 0.025, ..., 1
+
+
+@torch.no_grad()
+def jacobian_spectrum(model: MLP, x: Tensor, examples: int = JACOBIAN_EXAMPLES) -> list[dict[str, Any]]:
+    """Per run, the singular values s of J = dh_L / dh_1, the input-output Jacobian of the hidden stack from
+    the first hidden layer's output to the last's (square: width x width), on the first `examples` of its
+    batch x [K, B, features]: mean and variance of s^2, the relative spread var(s^2) / mean(s^2)^2 (scale-free:
+    a spectrum that vanishes whole is not concentrated), the largest s (Pennington et al. 2017: dynamical
+    isometry is all s near 1), and the quantiles of s. Plain layers only (no norm, residual or dropout)."""
+    f = model.activation
+    spectra = []
+    for run in range(model.stack):
+        first = model.hidden[0].linear
+        h1 = f(x[run, :examples].flatten(1).double() @ first.weight[run].double() + first.bias[run].double())
+
+        def stack(h: Tensor, run: int = run) -> Tensor:
+            for layer in model.hidden[1:]:
+                h = f(h @ layer.linear.weight[run].double() + layer.linear.bias[run].double())
+            return h
+
+        jacobians = torch.func.vmap(torch.func.jacrev(stack))(h1)  # [examples, width, width]
+        s = torch.linalg.svdvals(jacobians).flatten()
+        quantiles = torch.quantile(s, torch.linspace(0, 1, SPECTRUM_QUANTILES, dtype=s.dtype, device=s.device))
+        squared = s**2
+        values = torch.cat([torch.stack([squared.mean(), squared.var(), s.max()]), quantiles]).cpu().tolist()
+        spread = values[1] / values[0] ** 2 if values[0] > 0 else float("nan")
+        spectra.append({"mean_sq_singular": values[0], "var_sq_singular": values[1], "relative_spread": spread,
+                        "max_singular": values[2], "singular_quantiles": values[3:],
+                        "examples": int(h1.shape[0])})  # fmt: skip
+    return spectra
+
+
 class GradientMonitor:
     """Measures a stack of MLPs on chosen steps: step 0, every `every_n_steps`, and each epoch's last step."""
 
-    def __init__(self, model: MLP, every_n_steps: int, histogram_every_n_steps: int = 0) -> None:
+    def __init__(
+        self, model: MLP, every_n_steps: int, histogram_every_n_steps: int = 0, jacobian: bool = False
+    ) -> None:
         self.model = model
+        self.jacobian = jacobian
         self.every_n_steps = every_n_steps
         self.histogram_every_n_steps = histogram_every_n_steps
         self.linears = model.linears()

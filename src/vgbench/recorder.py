@@ -21,6 +21,7 @@ class Recorder:
         self.run_dir = run_dir
         self.series = Series(**resumed_state.get("series", {}))
         self.profiles: dict[str, Profile] = resumed_state.get("profiles", {})  # "step0" and "final"
+        self.jacobian: dict[str, Any] | None = resumed_state.get("jacobian")  # at step 0, when measured
         self.last: Measurement | None = None
         self.tensorboard = None
         if tensorboard:  # imported here: TensorBoard and matplotlib take a second to load, unused without it
@@ -44,12 +45,14 @@ class Recorder:
 
     def state(self) -> dict[str, Any]:
         """What a checkpoint keeps, so a resumed run continues the same tables and profiles."""
-        return {"series": self.series.state(), "profiles": self.profiles}
+        return {"series": self.series.state(), "profiles": self.profiles, "jacobian": self.jacobian}
 
     def finish(self, summary: Summary) -> None:
         self.series.write(self.run_dir)
         if self.tensorboard:
             self.tensorboard.hparams(summary, summary["steps"])
+            if (summary.get("theory") or {}).get("applies"):
+                self.tensorboard.theory(summary["theory"])
             self.tensorboard.close()
 
     def ratio(self, metric: str, which: str) -> float | None:

@@ -50,6 +50,7 @@ class Summary(TypedDict, total=False):
     profile: dict[str, Profile]  # "step0" and "final"; empty with monitor.enabled=false
     flow: dict[str, Any]  # the step-0 gradient flow, classified (vgbench.flow)
     theory: dict[str, Any]  # the mean-field prediction beside the step-0 measurement (vgbench.theory)
+    jacobian: dict[str, Any]  # monitor.jacobian: the hidden stack's singular values at step 0
     config: dict[str, Any]  # the resolved config
 
 

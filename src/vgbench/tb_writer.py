@@ -132,5 +132,17 @@ class TensorBoardWriter:
             self.writer.file_writer.add_summary(event, step)
         self.add_scalars(metrics, step)
 
+    def theory(self, theory: dict[str, Any]) -> None:
+        """The mean-field prediction beside the step-0 measurement, as a table on the Text tab (step 0)."""
+        rows = ["| layer | predicted delta_l / delta_out | measured |", "|---|---|---|"]
+        measured = theory.get("measured_delta_profile") or [None] * len(theory["delta_profile"])
+        for layer, (predicted, actual) in enumerate(zip(theory["delta_profile"], measured, strict=True), 1):
+            rows.append(f"| {layer} | {predicted:.3e} | {'' if actual is None else f'{actual:.3e}'} |")
+        head = (f"chi_1 = {theory['chi_1']:.3f} ({theory['regime']}), xi_c = {theory['xi_c']:.3g} layers; "
+                f"first-to-last delta ratio predicted {theory['delta_ratio']:.3e}")  # fmt: skip
+        if theory.get("measured_delta_ratio") is not None:
+            head += f", measured {theory['measured_delta_ratio']:.3e} ({theory['measured_over_predicted']:.2f}x)"
+        self.writer.add_text("theory", head + "\n\n" + "\n".join(rows), 0)
+
     def close(self) -> None:
         self.writer.close()

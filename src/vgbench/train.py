@@ -12,12 +12,14 @@ accuracies accumulate as tensors and reach the host once per log event.
 
 from __future__ import annotations
 
+import json
 import logging
 import math
 import time
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
 
 import torch
 from omegaconf import DictConfig, OmegaConf
@@ -25,12 +27,15 @@ from torch import Tensor
 from tqdm import tqdm
 
 import vgbench
+from vgbench import theory
 from vgbench.checkpoint import RunFolder, inspect_run_folder, load_run_slice, save_checkpoint
-from vgbench.config import validate
+from vgbench.config import hidden_widths, validate
 from vgbench.data import Data, Split, epoch_orders, load_data
+from vgbench.files import finite_or_none
+from vgbench.flow import classify
 from vgbench.losses import LOSSES, LossFunction
-from vgbench.model import MLP, Trace, build_model
-from vgbench.monitor import GradientMonitor
+from vgbench.model import MLP, Trace, auto_weight_init, build_model
+from vgbench.monitor import GradientMonitor, jacobian_spectrum
 from vgbench.optim import StackedOptimizer, build_optimizer
 from vgbench.precision import MixedPrecision
 from vgbench.recorder import Recorder
@@ -87,6 +92,8 @@ class Stack:
     step: int = 0  # optimizer steps taken
     steps_before: int = 0  # where this process started (a resumed stack's step count)
     train_seconds: float = 0.0
+    input_second_moment: float = 1.0  # E[x_i^2] over the training examples: where the theory's q map starts
+    predictions: dict[str, dict[str, Any]] = field(default_factory=dict)
 
     @property
     def seeds(self) -> list[int]:
@@ -128,6 +135,9 @@ def setup(folders: Sequence[RunFolder], cfgs: Sequence[DictConfig], placement: P
     data = load_data(shape.data, device)
     log.info("data: %s (%d train, %d test) from %s", shape.data.name, len(data.train), len(data.test), data.source)
     model = build_model(cfgs, data.num_features, data.num_classes)
+    if model.activation.name == "custom" and shape.model.init == "auto":
+        log.info("activation=custom: init=auto draws %s (Kaiming is for ReLU-like units; set model.init to choose)",
+                 auto_weight_init(model.activation))  # fmt: skip
     for index, folder in enumerate(folders):
         if folder.checkpoint:
             load_run_slice(model, index, folder.checkpoint["model"])
@@ -147,12 +157,14 @@ def setup(folders: Sequence[RunFolder], cfgs: Sequence[DictConfig], placement: P
                         saved["epoch"] if saved else 0))  # fmt: skip
     monitor = None
     if shape.monitor.enabled:
-        monitor = GradientMonitor(model, shape.monitor.every_n_steps, shape.monitor.histogram_every_n_steps)
+        monitor = GradientMonitor(model, shape.monitor.every_n_steps, shape.monitor.histogram_every_n_steps,
+                                  shape.monitor.jacobian)  # fmt: skip
     step = folders[0].checkpoint["step"] if folders[0].checkpoint else 0
     log.info("%d run(s) of a %s on %s (%d torch threads)", len(runs), model.describe(), device, threads)
     log.debug("model: %s", model)
     return Stack(runs, list(runs), shape, device, threads, data, model, optimizer, LOSSES[shape.loss], precision,
-                 monitor, placement, started, epoch=epochs.pop(), step=step, steps_before=step)  # fmt: skip
+                 monitor, placement, started, epoch=epochs.pop(), step=step, steps_before=step,
+                 input_second_moment=float(data.train.x.pow(2).mean()))  # fmt: skip
 
 
 def train_epoch(stack: Stack, epoch: int) -> None:
@@ -180,6 +192,9 @@ def train_epoch(stack: Stack, epoch: int) -> None:
         x, y = train.x[idx], train.y[idx]  # [K, batch, features]: each run's own examples
         measuring = monitor is not None and monitor.due(stack.step, batch == num_batches)
         trace = Trace() if measuring else None
+        if measuring and monitor.jacobian and stack.step == 0:  # the initialised network's Jacobian
+            for run, spectrum in zip(stack.training, jacobian_spectrum(model, x), strict=True):
+                run.recorder.jacobian = spectrum
         with precision.autocast():
             logits = model(x, trace)
         losses = stack.loss_fn(logits.float(), y).mean(dim=1)  # each run's own mean loss
@@ -259,6 +274,17 @@ def fit(stack: Stack) -> None:
     stack.train_seconds = time.perf_counter() - train_started
 
 
+def prediction(stack: Stack, run: Run) -> dict[str, Any]:
+    """The mean-field prediction for this run's model and data (vgbench.theory), beside its step-0
+    measurement. Runs with the same model settings (seeds) share one computation."""
+    key = json.dumps([OmegaConf.to_container(run.cfg.model), OmegaConf.to_container(run.cfg.activation)])
+    if key not in stack.predictions:
+        sizes = [stack.data.num_features, *hidden_widths(run.cfg.model), stack.data.num_classes]
+        stack.predictions[key] = theory.predict(run.cfg, stack.model.activation, sizes, stack.input_second_moment)
+    step0 = run.recorder.profiles.get("step0")
+    return theory.compare(stack.predictions[key], step0["layers"]["delta_norm"] if step0 else None)
+
+
 def summarize(stack: Stack) -> list[Summary]:
     """Test every run still training, then write each run's summary.json (and its HParams entry). A
     diverged run has no test numbers (its weights are not finite)."""
@@ -292,13 +318,17 @@ def summarize(stack: Stack) -> list[Summary]:
             first_to_last_delta_ratio={which: run.recorder.ratio("first_to_last_delta_ratio", which)
                                        for which in ("step0", "final")},
             profile=run.recorder.profiles,
+            flow=classify(run.recorder.profiles.get("step0")),
+            theory=prediction(stack, run),
             config=OmegaConf.to_container(run.cfg, resolve=True),
         )  # fmt: skip
+        if run.recorder.jacobian:
+            summary["jacobian"] = run.recorder.jacobian
         run.recorder.finish(summary)
         path = write_summary(run.run_dir, summary)
         log.info("%s%s: test accuracy %.4f, test loss %.4f (summary: %s)", stack.describe(run), summary["status"],
                  final["test_acc"], test_loss, path)  # fmt: skip
-        summaries.append(summary)
+        summaries.append(finite_or_none(summary))  # as summary.json holds it
     return summaries
 
 
