@@ -11,8 +11,11 @@ diagonal, overrides it. `max_derivative` is sup |f'|: the most a layer can pass 
 
 from __future__ import annotations
 
+import importlib
 import inspect
 import math
+import os
+import sys
 from typing import Any
 
 import torch
@@ -290,11 +293,94 @@ def check_params(name: str, params: dict[str, float]) -> None:
         )
 
 
+CUSTOM = "custom"  # activation=custom activation.target=module.function: a user's own function
+
+
+def import_target(target: str) -> Any:  # noqa: ANN401 - a callable
+    """`module.function` imported, from PYTHONPATH or the folder vgbench runs from."""
+    module_name, _, attribute = target.rpartition(".")
+    if not module_name:
+        raise ConfigError(f"activation.target={target!r} is not valid; give module.function, as my_module.my_function")
+    try:
+        try:
+            module = importlib.import_module(module_name)
+        except ModuleNotFoundError:
+            if os.getcwd() in sys.path:
+                raise
+            sys.path.append(os.getcwd())  # a module beside the user, as `python -m` would find it
+            module = importlib.import_module(module_name)
+        function = getattr(module, attribute)
+    except (ImportError, AttributeError) as error:
+        raise ConfigError(f"activation.target={target!r} does not import ({error}); put {module_name} on "
+                          "PYTHONPATH or in the folder you run vgbench from") from error  # fmt: skip
+    if not callable(function):
+        raise ConfigError(f"activation.target={target!r} is not a function")
+    return function
+
+
+def check_elementwise(function: Any, target: str) -> None:  # noqa: ANN401
+    """f must map a tensor to one of the same shape, each output depending on its own input alone."""
+    z = torch.linspace(-3, 3, 15, dtype=torch.float64).reshape(3, 5)
+    try:
+        a = function(z)
+        nudged = z.clone()
+        nudged[1, 2] += 0.5
+        b = function(nudged)
+    except Exception as error:  # noqa: BLE001 - whatever the user's function raises is reported in one line
+        raise ConfigError(f"activation.target={target!r} fails on a tensor: {type(error).__name__}: {error}") from error
+    if not isinstance(a, Tensor) or a.shape != z.shape:
+        shape = tuple(a.shape) if isinstance(a, Tensor) else type(a).__name__
+        raise ConfigError(f"activation.target={target!r} is not elementwise: it maps shape (3, 5) to {shape}")
+    changed = (a != b).nonzero().tolist()
+    if any(index != [1, 2] for index in changed):
+        raise ConfigError(f"activation.target={target!r} is not elementwise: changing one input changed other outputs")
+
+
+class CustomActivation(Activation):
+    """A user's elementwise torch function, named by its import path; f' comes from autograd."""
+
+    name = CUSTOM
+
+    def __init__(self, target: str) -> None:
+        super().__init__()
+        self.target = target
+        self.function = import_target(target)
+        check_elementwise(self.function, target)
+
+    def forward(self, z: Tensor) -> Tensor:
+        return self.function(z)
+
+    def derivative(self, z: Tensor) -> Tensor:
+        with torch.enable_grad():
+            z = z.detach().requires_grad_(True)
+            (slope,) = torch.autograd.grad(self.function(z).sum(), z)
+        return slope
+
+
 def check_activation(cfg: Any) -> None:  # noqa: ANN401 - an activation config (DictConfig or dataclass)
-    """The activation config names a registered function with exactly its parameters."""
+    """The activation config names a registered function with exactly its parameters, or a user's own
+    elementwise function (activation=custom activation.target=module.function)."""
+    if cfg.name == CUSTOM:
+        if not cfg.get("target"):
+            raise ConfigError(
+                "activation=custom needs activation.target=module.function (an elementwise torch function)"
+            )
+        if cfg.params:
+            raise ConfigError(f"activation.params={dict(cfg.params)} do not fit activation 'custom'; it takes none")
+        CustomActivation(cfg.target)
+        return
     if cfg.name not in ACTIVATIONS:
-        raise ConfigError(f"activation={cfg.name!r} is not valid; choose one of: {', '.join(sorted(ACTIVATIONS))}")
+        choices = ", ".join([*sorted(ACTIVATIONS), CUSTOM])
+        raise ConfigError(f"activation={cfg.name!r} is not valid; choose one of: {choices}")
     check_params(cfg.name, dict(cfg.params))
+
+
+def activation_from_config(cfg: Any) -> Activation:  # noqa: ANN401
+    """The activation an `activation` config describes (a registered one or the user's own)."""
+    if cfg.name == CUSTOM:
+        check_activation(cfg)
+        return CustomActivation(cfg.target)
+    return build_activation(cfg.name, dict(cfg.params))
 
 
 def build_activation(name: str, params: dict[str, float] | None = None) -> Activation:

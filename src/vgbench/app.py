@@ -30,7 +30,7 @@ from hydra.types import RunMode
 from omegaconf import DictConfig, OmegaConf
 
 import vgbench
-from vgbench.config import CONF_DIR, UserError, register_configs, stack_key
+from vgbench.config import CONF_PACKAGE, UserError, register_configs, stack_key
 
 log = logging.getLogger(__name__)
 register_configs()
@@ -160,7 +160,7 @@ def _version_flag() -> None:
         sys.exit(0)
 
 
-@hydra.main(version_base="1.3", config_path=str(CONF_DIR), config_name="config")
+@hydra.main(version_base="1.3", config_path=f"pkg://{CONF_PACKAGE}", config_name="config")
 def _hydra_main(cfg: DictConfig) -> JobResult:
     return run_job(cfg)
 

@@ -16,14 +16,19 @@ from __future__ import annotations
 import json
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
+from importlib import resources
 from pathlib import Path
 from typing import Any
 
-from hydra import compose, initialize_config_dir
+from hydra import compose, initialize_config_module
 from hydra.core.config_store import ConfigStore
 from omegaconf import MISSING, DictConfig, OmegaConf
 
-CONF_DIR = Path(__file__).resolve().parents[2] / "conf"  # the repo's conf/ (the package installs editable)
+# The config files: conf/ at the top of the repository, shipped in the wheel as the package vgbench.conf
+# (pyproject.toml maps one onto the other), so a checkout and an installed vgbench read the same files.
+CONF_PACKAGE = "vgbench.conf"
+CONF_DIR = Path(str(resources.files(CONF_PACKAGE)))
+USER_CONF_ENV = "VGBENCH_CONFIG_DIR"  # a folder of the user's own configs, searched after vgbench's
 
 
 class UserError(Exception):
@@ -39,6 +44,7 @@ class ActivationConfig:
     name: str = MISSING
     # Parameters of the function (leaky slope, ELU alpha, ...); each activation file lists its own.
     params: dict[str, float] = field(default_factory=dict)
+    target: str | None = None  # activation=custom: your own elementwise function, as module.function
 
 
 @dataclass
@@ -47,7 +53,8 @@ class ModelConfig:
     width: Any = 256  # one int for every hidden layer, or a list with one width per hidden layer
     # auto: Kaiming for ReLU-like units, Xavier for the rest (LeCun for SELU); see vgbench.model.WEIGHT_INITS
     init: str = "auto"
-    init_std: float = 0.01  # for init=normal
+    init_std: float = 0.01  # for init=normal: the weights' own std
+    sigma_w2: float = 1.0  # for init=gaussian (N(0, sigma_w2 / fan_in)) and init=orthogonal (gain^2): the theory's
     bias_init: str = "auto"  # auto: PyTorch's draw with init=pytorch_default (as nn.Linear does), else zeros
     bias_std: float = 0.01  # for bias_init=normal
     norm: str = "none"  # none, batchnorm, layernorm: applied to W h + b, before the activation
@@ -113,6 +120,9 @@ class MonitorConfig:
     # epoch's last step. At 100 a 5x256 MLP trains at the speed it has unmonitored (bench_monitor.py).
     every_n_steps: int = 100
     histogram_every_n_steps: int = 1000  # weight-gradient and activation histograms; 0 turns them off
+    # at step 0: the singular values of the hidden stack's input-output Jacobian on JACOBIAN_EXAMPLES examples
+    # (dynamical isometry; vgbench.monitor.jacobian_spectrum)
+    jacobian: bool = False
 
 
 @dataclass
@@ -147,6 +157,7 @@ PER_RUN_KEYS = (
     "optimizer.eps",
     "model.init",
     "model.init_std",
+    "model.sigma_w2",
     "model.bias_init",
     "model.bias_std",
 )
@@ -171,7 +182,7 @@ def compose_config(overrides: Sequence[str] = ()) -> DictConfig:
     """The app's config with command-line style overrides, composed outside a Hydra run (the lessons,
     `vgbench-data`, the benchmarks, the tests)."""
     register_configs()
-    with initialize_config_dir(str(CONF_DIR), version_base="1.3"):
+    with initialize_config_module(CONF_PACKAGE, version_base="1.3"):
         return compose("config", overrides=list(overrides))
 
 
@@ -291,6 +302,9 @@ def validate(cfg: Config | DictConfig) -> None:
     check_device_name(cfg.trainer.device)
     at_least("monitor.every_n_steps", cfg.monitor.every_n_steps, 1)
     at_least("monitor.histogram_every_n_steps", cfg.monitor.histogram_every_n_steps, 0)
+    if cfg.monitor.jacobian and (cfg.model.norm != "none" or cfg.model.residual or cfg.model.dropout > 0):
+        raise ConfigError("monitor.jacobian=true measures plain layers: it needs model.norm=none, "
+                          "model.residual=false and model.dropout=0")  # fmt: skip
     threads = cfg.trainer.cpu_threads
     if threads != "auto" and not (isinstance(threads, int) and threads >= 1):
         raise ConfigError(f"trainer.cpu_threads={threads!r} is not valid; use 'auto' or an int >= 1")

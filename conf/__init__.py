@@ -1,0 +1,1 @@
+"""vgbench's Hydra configs: conf/ in the repository, the package vgbench.conf once installed."""
