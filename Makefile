@@ -1,13 +1,13 @@
 # Two commands set everything up on a fresh machine:
 #   make demo   create .venv, install vgbench and its dependencies, provision MNIST, run the
 #               vanishing-gradient sweep on the local cores and write its report
-#   make test   the same install, then the test suite
+#   make test   the same install, then the test suite (make test-fast: the fast tier, under 90 s)
 PYTHON ?= python3
 VENV ?= .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed-stamp
 
-.PHONY: install demo test lint clean-venv
+.PHONY: install demo test test-fast lint clean-venv
 
 # Reinstall whenever pyproject.toml changes; the editable install keeps conf/ and src/ live.
 $(STAMP): pyproject.toml
@@ -23,6 +23,9 @@ demo: $(STAMP)
 
 test: $(STAMP)
 	$(BIN)/python -m pytest
+
+test-fast: $(STAMP)
+	$(BIN)/python -m pytest -m "not slow"
 
 lint: $(STAMP)
 	$(BIN)/ruff check src tests scripts

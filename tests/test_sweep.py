@@ -258,3 +258,15 @@ def test_presets_define_their_sweeps():
         assert result.returncode == 0, result.stderr[-2000:]
         for line in swept:
             assert line in result.stdout
+
+
+@pytest.mark.slow
+def test_the_parallel_launcher_caps_its_jobs_per_gpu(tmp_path):
+    """On a host with one GPU (CUDA_VISIBLE_DEVICES=0) and a CUDA run, jobs_per_gpu=1 runs one job at a
+    time, and each job is told so (its .hydra record). The jobs themselves fail here: no GPU is visible."""
+    result = run_app(*SWEEP, "trainer.device=cuda", "hydra/launcher=parallel", "hydra.launcher.jobs_per_gpu=1",
+                     f"hydra.sweep.dir={tmp_path}", env={"CUDA_VISIBLE_DEVICES": "0"})  # fmt: skip
+    assert result.returncode == 0, result.stderr[-3000:]
+    records = [yaml.safe_load((tmp_path / name / ".hydra" / "hydra.yaml").read_text()) for name in RUN_FOLDERS]
+    assert {r["hydra"]["launcher"]["n_jobs"] for r in records} == {1}
+    assert all(s["status"] == "failed" and "trainer.device='cuda'" in s["error"] for s in summaries(tmp_path).values())

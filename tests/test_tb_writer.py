@@ -176,3 +176,20 @@ def test_real_tensorboard_serves_scalars_and_hparams(monitored_run, tmp_path):
     finally:
         server.terminate()
         server.wait(30)
+
+
+def test_the_gradient_profile_image_draws_each_layers_orders_of_magnitude():
+    import numpy as np
+
+    from vgbench.monitor import Measurement
+    from vgbench.tb_writer import BAR_COLOUR, PROFILE_MARGINS, PROFILE_SIZE, gradient_profile_image
+
+    measurement = Measurement(step=7, layers={"grad_norm/weight": [1e-6, 1e-3, 1.0, 0.0]}, total_grad_norm=1.0,
+                              first_to_last_grad_ratio=1e-6, first_to_last_delta_ratio=1.0)  # fmt: skip
+    image = gradient_profile_image(measurement, "epoch 1")
+    assert image.shape == (PROFILE_SIZE[1], PROFILE_SIZE[0], 3) and image.dtype == np.uint8
+    left, _, right, _ = PROFILE_MARGINS
+    slot = (PROFILE_SIZE[0] - left - right) / 4
+    heights = [int((image[:, int(left + (i + 0.5) * slot)] == BAR_COLOUR).all(axis=1).sum()) for i in range(4)]
+    assert heights[2] == 0 and heights[3] == 0  # 10^0: no bar; a zero gradient: none either
+    assert heights[0] == pytest.approx(2 * heights[1], abs=2)  # 6 orders of magnitude against 3

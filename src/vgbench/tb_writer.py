@@ -20,7 +20,8 @@ import math
 from pathlib import Path
 from typing import Any
 
-from matplotlib.figure import Figure
+import numpy as np
+from PIL import Image, ImageDraw, ImageFont
 from tensorboard.compat.proto.summary_pb2 import Summary
 from torch.utils.tensorboard import SummaryWriter
 from torch.utils.tensorboard.summary import hparams as hparams_summaries
@@ -64,22 +65,48 @@ def custom_scalars_layout() -> dict[str, dict[str, list[Any]]]:
     }
 
 
-def gradient_profile_figure(measurement: Measurement, title: str) -> Figure:
-    """Bars of log10 ||dL/dW|| per layer: how many orders of magnitude each layer's gradient is below 1.
+PROFILE_SIZE = (480, 260)  # width, height in pixels
+PROFILE_MARGINS = (56, 28, 14, 34)  # left, top, right, bottom
+BAR_COLOUR = (31, 119, 180)
 
-    Drawn on linear axes of log10 values: a log-scale axis costs three times as much to render,
-    and this figure is drawn at every epoch end.
-    """
+
+def gradient_profile_image(measurement: Measurement, title: str) -> np.ndarray:
+    """Bars of log10 ||dL/dW|| per layer (how many orders of magnitude each layer's gradient is below 1), as
+    an RGB array. Drawn with Pillow in a few milliseconds: matplotlib takes 70 ms, and this image is drawn at
+    every epoch end of every run of a stack."""
     norms = measurement.layers["grad_norm/weight"]
-    log_norms = [math.log10(n) if n > 0 and math.isfinite(n) else float("nan") for n in norms]
-    figure = Figure(figsize=(6, 3.2), dpi=80)
-    axes = figure.add_axes((0.12, 0.16, 0.84, 0.72))  # fixed margins: tight_layout costs 0.1 s a figure
-    axes.bar(range(1, len(norms) + 1), log_norms, color="tab:blue")
-    axes.axhline(0, color="black", linewidth=0.8)
-    axes.set_xlabel("layer (1 = next to the input)")
-    axes.set_ylabel("log10 ||dL/dW||")
-    axes.set_title(f"{title}: first/last = {measurement.first_to_last_grad_ratio:.2e}", fontsize=9)
-    return figure
+    logs = [math.log10(n) if n and n > 0 and math.isfinite(n) else None for n in norms]
+    finite = [v for v in logs if v is not None]
+    low, high = math.floor(min([*finite, 0.0])), math.ceil(max([*finite, 0.0]))
+    high = high if high > low else low + 1
+    (width, height), (left, top, right, bottom) = PROFILE_SIZE, PROFILE_MARGINS
+    plot_width, plot_height = width - left - right, height - top - bottom
+    image = Image.new("RGB", PROFILE_SIZE, "white")
+    draw = ImageDraw.Draw(image)
+    font = ImageFont.load_default()
+
+    def y(value: float) -> float:
+        return top + (high - value) / (high - low) * plot_height
+
+    step = max(1, math.ceil((high - low) / 8))
+    for tick in range(low, high + 1, step):
+        draw.line([(left - 4, y(tick)), (left, y(tick))], fill="black")
+        draw.text((left - 8, y(tick)), str(tick), fill="black", font=font, anchor="rm")
+    slot = plot_width / len(norms)
+    for index, value in enumerate(logs):
+        x0 = left + index * slot + 0.15 * slot
+        if value is not None:
+            draw.rectangle([x0, min(y(0), y(value)), x0 + 0.7 * slot, max(y(0), y(value))], fill=BAR_COLOUR)
+        if len(norms) <= 20 or index % math.ceil(len(norms) / 20) == 0:
+            draw.text((x0 + 0.35 * slot, top + plot_height + 4), str(index + 1), fill="black", font=font, anchor="mt")
+    draw.line([(left, y(0)), (left + plot_width, y(0))], fill="black")
+    draw.line([(left, top), (left, top + plot_height)], fill="black")
+    draw.text((left + plot_width / 2, height - 4), "layer (1 = next to the input)", fill="black", font=font,
+              anchor="mb")  # fmt: skip
+    draw.text((4, top - 14), "log10 ||dL/dW||", fill="black", font=font)
+    draw.text((left + plot_width / 2, 4), f"{title}: first/last = {measurement.first_to_last_grad_ratio:.2e}",
+              fill="black", font=font, anchor="mt")  # fmt: skip
+    return np.asarray(image)
 
 
 class TensorBoardWriter:
@@ -117,8 +144,8 @@ class TensorBoardWriter:
         scalars = {"/".join(key.split("_", 1)): value for key, value in metrics.items() if key != "epoch"}
         self.add_scalars(scalars | {"lr": lr}, step)  # train_loss -> train/loss, val_acc -> val/acc
         if profile is not None:
-            figure = gradient_profile_figure(profile, f"epoch {metrics.get('epoch', '?')}, step {profile.step}")
-            self.writer.add_figure("gradient_profile", figure, step)
+            title = f"epoch {metrics.get('epoch', '?')}, step {profile.step}"
+            self.writer.add_image("gradient_profile", gradient_profile_image(profile, title), step, dataformats="HWC")
 
     def hparams(self, summary: dict[str, Any], step: int) -> None:
         """One HParams session in this run's own folder (SummaryWriter.add_hparams would make a subfolder),

@@ -14,7 +14,7 @@ from hydra.core.config_store import ConfigStore
 from hydra.core.utils import JobReturn
 from hydra_plugins.hydra_joblib_launcher.config import JobLibLauncherConf
 from hydra_plugins.hydra_joblib_launcher.joblib_launcher import JoblibLauncher
-from omegaconf import open_dict
+from omegaconf import open_dict, read_write
 
 from vgbench.placement import available_cores, local_parallel_jobs, visible_gpus
 
@@ -41,6 +41,8 @@ class ParallelLauncher(JoblibLauncher):
         parallel = local_parallel_jobs(int(self.joblib.get("n_jobs", -1)), available_cores(), device, gpus,
                                        self.jobs_per_gpu)  # fmt: skip
         self.joblib["n_jobs"] = parallel
-        with open_dict(self.config):
-            self.config.hydra.launcher.n_jobs = parallel  # what the jobs read to share out the cores
+        # what the jobs read to share out the cores: each job's config is composed afresh from the files
+        # and these overrides, so the effective value goes in as an override
+        with read_write(self.config.hydra.overrides), open_dict(self.config.hydra.overrides):
+            self.config.hydra.overrides.hydra.append(f"hydra.launcher.n_jobs={parallel}")
         return super().launch(job_overrides, initial_job_idx)

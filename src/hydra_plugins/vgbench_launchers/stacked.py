@@ -237,8 +237,9 @@ class StackedLauncher(Launcher):
         gpus = visible_gpus() if device != "cpu" else 0
         parallel = min(len(stacks), local_parallel_jobs(self.n_jobs, cores, device, gpus, self.jobs_per_gpu))
         threads = max(1, cores // parallel)
-        with open_dict(self.config):
-            self.config.hydra.launcher.n_jobs = parallel  # recorded in each run's .hydra/hydra.yaml
+        for job in (job for stack in stacks for job in stack):  # recorded in each run's .hydra/hydra.yaml
+            with read_write(job.config.hydra), open_dict(job.config.hydra):
+                job.config.hydra.launcher.n_jobs = parallel
         log.warning("stacked launcher: %d runs in %d stack(s) of up to %d, %d at a time, %d torch thread(s) each",
                     sum(map(len, stacks)), len(stacks), self.max_stack, parallel, threads)  # fmt: skip
         if parallel == 1:
