@@ -195,8 +195,9 @@ def quarter_per_layer(summaries: dict[str, dict[str, Any]], depth: int) -> list[
         lines.append(f"| {name} | {bound:.2e} | {theory['delta_ratio']:.2e} | {theory['measured_delta_ratio']:.2e} | "
                      f"{per_layer:.3f} |")  # fmt: skip
     lines += ["", "For sigmoid with Xavier weights the units sit near z = 0, where f' is close to its maximum 1/4,",
-              "so each layer keeps about a quarter of the error: the bound is nearly reached. For tanh and ReLU",
-              "with their usual inits chi is about 1, and the error passes back whole."]  # fmt: skip
+              "so each layer keeps about a quarter of the error: the bound is nearly reached. ReLU-like units",
+              "with Kaiming weights have chi = 1 and pass the error back whole; for tanh it depends on how far",
+              "its units reach into the flat tails (the last column: how much each layer keeps)."]  # fmt: skip
     return lines
 
 
