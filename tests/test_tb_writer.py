@@ -193,3 +193,17 @@ def test_the_gradient_profile_image_draws_each_layers_orders_of_magnitude():
     heights = [int((image[:, int(left + (i + 0.5) * slot)] == BAR_COLOUR).all(axis=1).sum()) for i in range(4)]
     assert heights[2] == 0 and heights[3] == 0  # 10^0: no bar; a zero gradient: none either
     assert heights[0] == pytest.approx(2 * heights[1], abs=2)  # 6 orders of magnitude against 3
+
+
+def test_a_resumed_attempts_event_file_sorts_after_the_first(tmp_path):
+    """TensorBoard reads a run's event files in name order; names start with the second they were made."""
+    from vgbench.tb_writer import TensorBoardWriter
+
+    names = []
+    for _ in range(3):  # within the same second, as a quick resume in one process would be
+        before = {p.name for p in tmp_path.glob("events.out.tfevents.*")}
+        TensorBoardWriter(tmp_path, 2).close()
+        [new] = {p.name for p in tmp_path.glob("events.out.tfevents.*")} - before
+        names.append(new)
+    assert names == sorted(names) and len(set(names)) == 3
+    assert len({name.split(".")[3] for name in names}) == 3  # each in a second of its own

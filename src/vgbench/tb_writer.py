@@ -17,6 +17,7 @@ the checkpoint covers.
 from __future__ import annotations
 
 import math
+import time
 from pathlib import Path
 from typing import Any
 
@@ -109,10 +110,21 @@ def gradient_profile_image(measurement: Measurement, title: str) -> np.ndarray:
     return np.asarray(image)
 
 
+def wait_for_a_later_second(log_dir: Path) -> None:
+    """TensorBoard reads a run's event files in the order of their names, which begin with the second they
+    were made (events.out.tfevents.<seconds>.<host>.<pid>.<n>): a resumed attempt's file made in the same
+    second as the last one could sort before it (pid 1000 < 999, n 10 < 9), and its purge would then erase
+    the earlier attempt instead. So a new file waits, at most a second, for a later second."""
+    seconds = [int(part) for p in log_dir.glob("events.out.tfevents.*") if (part := p.name.split(".")[3]).isdigit()]
+    if seconds:
+        time.sleep(max(0.0, max(seconds) + 1 - time.time()))
+
+
 class TensorBoardWriter:
     def __init__(self, log_dir: Path, n_layers: int, purge_step: int | None = None) -> None:
         # purge_step: on resume, drop events an interrupted run wrote after its last checkpoint
         # A long queue: the default (10 events) makes the training loop wait on the writer thread.
+        wait_for_a_later_second(log_dir)
         self.writer = SummaryWriter(str(log_dir), purge_step=purge_step, max_queue=10_000, flush_secs=30)
         self.n_layers = n_layers
         self.writer.add_custom_scalars(custom_scalars_layout())

@@ -55,7 +55,7 @@ class Placement:
     progress: bool = True
 
 
-@dataclass
+@dataclass(eq=False)  # a run is itself: compared by identity
 class Run:
     """One run of a stack: its config and folder, its progress, where its measurements go."""
 

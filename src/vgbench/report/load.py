@@ -49,7 +49,7 @@ def _read_csv(path: Path) -> list[dict[str, Any]]:
         return [{k: number(v) if v != "" else None for k, v in row.items()} for row in csv.DictReader(f)]
 
 
-@dataclass
+@dataclass(eq=False)  # a run is itself: compared by identity
 class Run:
     name: str  # the run folder, relative to the sweep folder
     summary: Summary
