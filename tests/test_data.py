@@ -1,9 +1,10 @@
 import pytest
 import torch
 
+import vgbench.data
 from tests.conftest import make_cfg
 from vgbench.config import ConfigError
-from vgbench.data import epoch_order, epoch_orders, load_data, synthetic_splits
+from vgbench.data import epoch_order, epoch_orders, load_data, prepare_splits, synthetic_splits
 
 CPU = torch.device("cpu")
 
@@ -67,3 +68,33 @@ def test_an_impossible_validation_size_keeps_its_error():
 def test_without_val_the_held_out_split_is_test():
     data = load_data(make_cfg("data=synthetic").data, CPU)
     assert data.val is None and data.held_out == ("test", data.test)
+
+
+def test_a_process_prepares_a_dataset_once_and_again_when_the_config_changes(monkeypatch):
+    prepared = []
+    synthetic = vgbench.data.DATASETS["synthetic"]
+    monkeypatch.setitem(vgbench.data.DATASETS, "synthetic", lambda cfg: prepared.append(cfg) or synthetic(cfg))
+    cfg = make_cfg("data=synthetic", "data.limit_train=300", "data.val_size=50").data
+    first, second = load_data(cfg, CPU), load_data(cfg, CPU)
+    assert len(prepared) == 1 and second.train.x is first.train.x and second.val.y is first.val.y
+    other = load_data(make_cfg("data=synthetic", "data.limit_train=200", "data.val_size=50").data, CPU)
+    assert len(prepared) == 2 and len(other.train) == 150
+    assert len(load_data(cfg, CPU).train) == 250 and len(prepared) == 3  # only the last dataset is kept
+
+
+def test_training_leaves_the_shared_splits_as_prepared(tmp_path, monkeypatch):
+    from tests.conftest import TINY
+    from vgbench.train import run
+
+    monkeypatch.chdir(tmp_path)
+    cfg = make_cfg(*TINY, "data.val_size=64", "trainer.epochs=1", "model.depth=3")
+    monkeypatch.setattr(torch, "set_num_threads", lambda threads: None)  # keep this process's, the cache's key
+    before = load_data(cfg.data, CPU)
+    copies = {name: (split.x.clone(), split.y.clone()) for name in ("train", "val", "test")
+              for split in [getattr(before, name)]}  # fmt: skip
+    run(cfg, tmp_path / "run")
+    after = load_data(cfg.data, CPU)
+    assert after.train.x is before.train.x  # the run was served the same tensors, and wrote nothing into them
+    for name, (x, y) in copies.items():
+        assert torch.equal(getattr(after, name).x, x) and torch.equal(getattr(after, name).y, y)
+    assert torch.equal(prepare_splits(cfg.data).train.x, after.train.x)

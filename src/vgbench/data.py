@@ -3,16 +3,20 @@
 No Dataset, no DataLoader, no per-sample __getitem__: MNIST is 47 MB as float32, so it lives on the
 training device whole and a batch costs one `index_select`. The runs of a stack share the splits (the
 held-out examples depend on `data.split_seed`, not on the run's seed) and each draws its own order.
+
+A process keeps the last splits it prepared (on the CPU, read-only): a launcher's worker that trains
+several stacks or jobs of one dataset reads and normalises it once (0.45 s for MNIST here).
 """
 
 from __future__ import annotations
 
+import os
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 
 import numpy as np
 import torch
-from omegaconf import DictConfig
+from omegaconf import DictConfig, OmegaConf
 from torch import Tensor
 
 from vgbench.config import validation_size
@@ -105,8 +109,8 @@ def data_shape(cfg: DictConfig) -> tuple[int, int, float]:
     return features, classes, float(load_data(cfg, torch.device("cpu")).train.x.pow(2).mean())
 
 
-def load_data(cfg: DictConfig, device: torch.device) -> Data:
-    """Provision (if needed), limit, hold out and normalise the splits, then move them to `device`."""
+def prepare_splits(cfg: DictConfig) -> Data:
+    """Provision (if needed), limit, hold out and normalise the splits, on the CPU."""
     train, test, source = DATASETS[cfg.name](cfg)
     if cfg.limit_train is not None:
         train = Split(train.x[: cfg.limit_train], train.y[: cfg.limit_train])
@@ -126,14 +130,24 @@ def load_data(cfg: DictConfig, device: torch.device) -> Data:
         val = Split((val.x - mean) / std, val.y) if val is not None else None
 
     num_classes = int(max(train.y.max(), test.y.max())) + 1
-    return Data(
-        train=train.to(device),
-        val=val.to(device) if val is not None else None,
-        test=test.to(device),
-        num_features=train.x.shape[1],
-        num_classes=num_classes,
-        source=source,
-    )
+    return Data(train=train, val=val, test=test, num_features=train.x.shape[1], num_classes=num_classes,
+                source=source)  # fmt: skip
+
+
+_prepared: dict[str, Data] = {}  # this process's last splits, by data config (and working folder)
+
+
+def load_data(cfg: DictConfig, device: torch.device) -> Data:
+    """The splits of `cfg` on `device`: prepared once per process (`prepare_splits`), then copied to the
+    device. On the CPU every caller shares the same tensors, so nothing may write into them."""
+    # a relative data.root depends on the cwd; the normalisation's last bits on the torch thread count
+    key = f"{os.getcwd()}\n{torch.get_num_threads()}\n{OmegaConf.to_yaml(cfg, resolve=True)}"
+    if key not in _prepared:
+        _prepared.clear()
+        _prepared[key] = prepare_splits(cfg)
+    data = _prepared[key]
+    return replace(data, train=data.train.to(device), val=data.val.to(device) if data.val is not None else None,
+                   test=data.test.to(device))  # fmt: skip
 
 
 def epoch_order(num_examples: int, seed: int, epoch: int) -> Tensor:
