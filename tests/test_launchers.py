@@ -6,8 +6,8 @@ from hydra.core.global_hydra import GlobalHydra
 from hydra.types import RunMode
 from omegaconf import OmegaConf, open_dict, read_write
 
-from hydra_plugins.vgbench_launchers.stacked import group_into_stacks, sibling_config
-from vgbench.config import CONF_DIR, register_configs, stack_key
+from hydra_plugins.vgbench_launchers.stacked import sibling_config
+from vgbench.config import CONF_DIR, group_into_stacks, register_configs, stack_key
 
 BASE = ["data=synthetic", "activation=tanh", "model.depth=3"]
 

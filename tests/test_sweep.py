@@ -8,9 +8,10 @@ import pytest
 import torch
 import yaml
 
+import vgbench.placement
 from tests.conftest import run_app
 from vgbench.config import CONF_DIR, ConfigError
-from vgbench.placement import gpu_slot, local_parallel_jobs, threads_per_job, visible_gpus
+from vgbench.placement import gpu_slot, jobs_at_once, local_parallel_jobs, threads_per_job, visible_gpus
 from vgbench.report import main as report_main
 from vgbench.runtime import resolve_device
 
@@ -147,6 +148,15 @@ def test_on_a_gpu_host_the_local_launchers_cap_jobs_per_gpu():
     assert local_parallel_jobs(-1, 16, "cuda", gpus=2, jobs_per_gpu=4) == 8
     assert local_parallel_jobs(-1, 16, "cpu", gpus=2, jobs_per_gpu=4) == 16  # CPU runs use the cores
     assert local_parallel_jobs(3, 16, "auto", gpus=0, jobs_per_gpu=4) == 3
+
+
+def test_jobs_at_once_counts_this_machines_gpus_for_cuda_runs_only(monkeypatch):
+    monkeypatch.setattr(vgbench.placement, "available_cores", lambda: 16)
+    monkeypatch.setenv("CUDA_VISIBLE_DEVICES", "0,1")
+    assert jobs_at_once(-1, "cuda", 4) == 8 and jobs_at_once(-1, "auto", 1) == 2
+    assert jobs_at_once(-1, "cpu", 4) == 16 and jobs_at_once(3, "cuda", 4) == 3
+    monkeypatch.setenv("CUDA_VISIBLE_DEVICES", "")
+    assert jobs_at_once(-2, "auto", 4) == 15  # no GPU visible: the cores decide
 
 
 def test_visible_gpus_without_torch(monkeypatch):

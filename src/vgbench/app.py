@@ -30,7 +30,7 @@ from hydra.types import RunMode
 from omegaconf import DictConfig, OmegaConf
 
 import vgbench
-from vgbench.config import CONF_PACKAGE, UserError, register_configs, stack_key
+from vgbench.config import CONF_PACKAGE, UserError, group_into_stacks, register_configs, stack_key
 
 log = logging.getLogger(__name__)
 register_configs()
@@ -89,41 +89,36 @@ def train_jobs(cfgs: Sequence[DictConfig], run_dirs: Sequence[Path], placement: 
     placement: a vgbench.train.Placement. reraise: a lone run's unexpected error propagates (after its
     failure is recorded) so its traceback reaches the terminal.
     """
-    from vgbench.checkpoint import inspect_run_folder
-    from vgbench.config import validate
-    from vgbench.train import train_stack
+    from vgbench.train import open_run, train_stack
 
     results: dict[int, JobResult] = {}
-    groups: dict[tuple[str, int], list[tuple[int, Any]]] = {}
+    pending: list[tuple[int, Any]] = []  # (index, folder) of the runs to train
+    keys = []
     for index, (cfg, run_dir) in enumerate(zip(cfgs, run_dirs, strict=True)):
         try:
-            validate(cfg)
-            folder = inspect_run_folder(cfg, run_dir)
+            folder = open_run(cfg, run_dir)
         except Exception as error:
             results[index] = _fail(cfg, run_dir, error)
             if reraise and not isinstance(error, UserError):
                 raise
             continue
         if folder.completed is not None:
-            log.info("%s already records this run as finished; skipping it (trainer.skip_completed)", run_dir)
             results[index] = _result(run_dir, folder.completed, skipped=True)
             continue
-        key = (stack_key(cfg), folder.start_epoch) if cfg.trainer.amp != "fp16" else (str(index), 0)
-        groups.setdefault(key, []).append((index, folder))
-    limit = max_stack or max((len(members) for members in groups.values()), default=1)
-    for members in groups.values():
-        for start in range(0, len(members), limit):
-            chunk = members[start : start + limit]
-            try:
-                summaries = train_stack([f for _, f in chunk], [cfgs[i] for i, _ in chunk], placement)
-            except Exception as error:
-                for index, _ in chunk:
-                    results[index] = _fail(cfgs[index], run_dirs[index], error)
-                if reraise and not isinstance(error, UserError):
-                    raise
-                continue
-            for (index, _), summary in zip(chunk, summaries, strict=True):
-                results[index] = _result(run_dirs[index], summary)
+        pending.append((index, folder))
+        keys.append((stack_key(cfg), folder.start_epoch) if cfg.trainer.amp != "fp16" else (str(index), 0))
+    for members in group_into_stacks(keys, max_stack or max(len(pending), 1)):
+        chunk = [pending[member] for member in members]
+        try:
+            summaries = train_stack([f for _, f in chunk], [cfgs[i] for i, _ in chunk], placement)
+        except Exception as error:
+            for index, _ in chunk:
+                results[index] = _fail(cfgs[index], run_dirs[index], error)
+            if reraise and not isinstance(error, UserError):
+                raise
+            continue
+        for (index, _), summary in zip(chunk, summaries, strict=True):
+            results[index] = _result(run_dirs[index], summary)
     return [results[index] for index in range(len(cfgs))]
 
 

@@ -14,7 +14,7 @@ This module imports no torch: the launcher process of a sweep reads it to compos
 from __future__ import annotations
 
 import json
-from collections.abc import Iterable, Sequence
+from collections.abc import Hashable, Iterable, Sequence
 from dataclasses import dataclass, field
 from importlib import resources
 from pathlib import Path
@@ -213,6 +213,14 @@ def run_identity(config: Any) -> str:
 def stack_key(config: Any) -> str:
     """Runs with equal stack keys perform the same sequence of operations and can train as one stack."""
     return config_key(config, (*PLACEMENT_KEYS, *PER_RUN_KEYS))
+
+
+def group_into_stacks(keys: Sequence[Hashable], max_stack: int) -> list[list[int]]:
+    """Indices into `keys` grouped by (stack) key, in order of first appearance, at most `max_stack` each."""
+    groups: dict[Hashable, list[int]] = {}
+    for index, key in enumerate(keys):
+        groups.setdefault(key, []).append(index)
+    return [members[i : i + max_stack] for members in groups.values() for i in range(0, len(members), max_stack)]
 
 
 # --- validation: one line naming the value and the choices ---

@@ -106,7 +106,12 @@ def data_shape(cfg: DictConfig) -> tuple[int, int, float]:
     features, classes = (cfg.num_features, cfg.num_classes) if cfg.name == "synthetic" else IDX_SHAPE
     if cfg.normalize:
         return features, classes, 1.0
-    return features, classes, float(load_data(cfg, torch.device("cpu")).train.x.pow(2).mean())
+    return features, classes, input_second_moment(load_data(cfg, torch.device("cpu")))
+
+
+def input_second_moment(data: Data) -> float:
+    """E[x_i^2] over the training examples: where the theory's q map starts."""
+    return float(data.train.x.pow(2).mean())
 
 
 def prepare_splits(cfg: DictConfig) -> Data:

@@ -59,6 +59,12 @@ def local_parallel_jobs(n_jobs: int, cores: int, device: str = "cpu", gpus: int 
     return parallel
 
 
+def jobs_at_once(n_jobs: int, device: str, jobs_per_gpu: int) -> int:
+    """`local_parallel_jobs` on this machine: its cores and, for runs that may use CUDA, its GPUs."""
+    gpus = visible_gpus() if device != "cpu" else 0
+    return local_parallel_jobs(n_jobs, available_cores(), device, gpus, jobs_per_gpu)
+
+
 def threads_per_job(launcher: dict[str, Any], cores: int) -> int | None:
     """Torch threads for each job of a sweep under `launcher` (Hydra's launcher config), so that the
     jobs running at once never ask for more threads than there are cores; None for the basic launcher.

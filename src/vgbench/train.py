@@ -30,7 +30,7 @@ import vgbench
 from vgbench import theory
 from vgbench.checkpoint import RunFolder, inspect_run_folder, load_run_slice, save_checkpoint
 from vgbench.config import hidden_widths, validate
-from vgbench.data import Data, Split, epoch_orders, load_data
+from vgbench.data import Data, Split, epoch_orders, input_second_moment, load_data
 from vgbench.files import finite_or_none
 from vgbench.flow import classify
 from vgbench.losses import LOSSES, LossFunction
@@ -68,9 +68,10 @@ class Run:
     epoch_loss: float = math.nan  # this epoch's running mean training loss and accuracy, at the last log event
     epoch_acc: float = math.nan
 
-    @property
-    def name(self) -> str:
-        return self.run_dir.name
+
+def run_prefix(run_dir: Path, stack_size: int) -> str:
+    """What a log line about one run starts with: its folder's name when it shares a stack."""
+    return f"{run_dir.name}: " if stack_size > 1 else ""
 
 
 @dataclass
@@ -92,7 +93,7 @@ class Stack:
     step: int = 0  # optimizer steps taken
     steps_before: int = 0  # where this process started (a resumed stack's step count)
     train_seconds: float = 0.0
-    input_second_moment: float = 1.0  # E[x_i^2] over the training examples: where the theory's q map starts
+    input_second_moment: float = 1.0  # vgbench.data.input_second_moment: where the theory's q map starts
     predictions: dict[str, dict[str, Any]] = field(default_factory=dict)
 
     @property
@@ -100,7 +101,7 @@ class Stack:
         return [run.cfg.trainer.seed for run in self.training]
 
     def describe(self, run: Run) -> str:
-        return f"{run.name}: " if len(self.runs) > 1 else ""
+        return run_prefix(run.run_dir, len(self.runs))
 
     def drop(self, leaving: list[Run]) -> Tensor:
         """Take these runs out of the model and the optimizer: they stop, their stack-mates go on without
@@ -149,7 +150,7 @@ def setup(folders: Sequence[RunFolder], cfgs: Sequence[DictConfig], placement: P
         if saved:
             optimizer.load_run_state(index, saved["optimizer"])
             precision.scaler.load_state_dict(saved["scaler"])
-            log.info("%sresumed from %s after epoch %d", folder.run_dir.name + ": " if len(cfgs) > 1 else "",
+            log.info("%sresumed from %s after epoch %d", run_prefix(folder.run_dir, len(cfgs)),
                      folder.run_dir / CHECKPOINT_FILE, saved["epoch"])  # fmt: skip
         recorder = Recorder(folder.run_dir, len(model.linears()), cfg.logger.tensorboard,
                             saved["recorder"] if saved else None, saved["step"] if saved else None)  # fmt: skip
@@ -164,7 +165,7 @@ def setup(folders: Sequence[RunFolder], cfgs: Sequence[DictConfig], placement: P
     log.debug("model: %s", model)
     return Stack(runs, list(runs), shape, device, threads, data, model, optimizer, LOSSES[shape.loss], precision,
                  monitor, placement, started, epoch=epochs.pop(), step=step, steps_before=step,
-                 input_second_moment=float(data.train.x.pow(2).mean()))  # fmt: skip
+                 input_second_moment=input_second_moment(data))  # fmt: skip
 
 
 def train_epoch(stack: Stack, epoch: int) -> None:
@@ -291,11 +292,11 @@ def summarize(stack: Stack) -> list[Summary]:
     tested = {}
     if stack.training:
         loss, accuracy = evaluate(stack.model, stack.data.test, stack.shape.data.eval_batch_size, stack.loss_fn)
-        tested = {id(run): values for run, *values in zip(stack.training, loss, accuracy, strict=True)}
+        tested = {run: values for run, *values in zip(stack.training, loss, accuracy, strict=True)}
     steps_taken = stack.step - stack.steps_before
     summaries = []
     for run in stack.runs:
-        test_loss, test_acc = tested.get(id(run), (math.nan, math.nan))
+        test_loss, test_acc = tested.get(run, (math.nan, math.nan))
         final = {"test_loss": test_loss, "test_acc": test_acc if math.isfinite(test_loss) else math.nan}
         if run.history:
             final |= {k: v for k, v in run.history[-1].items() if k != "epoch"}
@@ -340,13 +341,20 @@ def train_stack(folders: Sequence[RunFolder], cfgs: Sequence[DictConfig],
     return summarize(stack)
 
 
-def run(cfg: DictConfig, run_dir: Path, placement: Placement | None = None) -> Summary:
-    """One run as `vgbench-train` runs it: validate, inspect the folder (skip this very run if it is
-    complete, resume its checkpoint), then train it as a stack of one."""
+def open_run(cfg: DictConfig, run_dir: Path) -> RunFolder:
+    """Validate a run's config and inspect its folder: what to resume, or (`folder.completed`) that this
+    very run already finished there and is skipped."""
     validate(cfg)
     folder = inspect_run_folder(cfg, run_dir)
     if folder.completed is not None:
         log.info("%s already records this run as finished; skipping it (trainer.skip_completed)", run_dir)
+    return folder
+
+
+def run(cfg: DictConfig, run_dir: Path, placement: Placement | None = None) -> Summary:
+    """One run as `vgbench-train` runs it: open its folder (`open_run`), then train it as a stack of one."""
+    folder = open_run(cfg, run_dir)
+    if folder.completed is not None:
         return folder.completed
     return train_stack([folder], [cfg], placement)[0]
 

@@ -16,7 +16,7 @@ from hydra_plugins.hydra_joblib_launcher.config import JobLibLauncherConf
 from hydra_plugins.hydra_joblib_launcher.joblib_launcher import JoblibLauncher
 from omegaconf import open_dict, read_write
 
-from vgbench.placement import available_cores, local_parallel_jobs, visible_gpus
+from vgbench.placement import jobs_at_once
 
 
 @dataclass
@@ -36,10 +36,7 @@ class ParallelLauncher(JoblibLauncher):
 
     def launch(self, job_overrides: Sequence[Sequence[str]], initial_job_idx: int) -> Sequence[JobReturn]:
         assert self.config is not None
-        device = str(self.config.trainer.device)
-        gpus = visible_gpus() if device != "cpu" else 0
-        parallel = local_parallel_jobs(int(self.joblib.get("n_jobs", -1)), available_cores(), device, gpus,
-                                       self.jobs_per_gpu)  # fmt: skip
+        parallel = jobs_at_once(int(self.joblib.get("n_jobs", -1)), str(self.config.trainer.device), self.jobs_per_gpu)
         self.joblib["n_jobs"] = parallel
         # what the jobs read to share out the cores: each job's config is composed afresh from the files
         # and these overrides, so the effective value goes in as an override

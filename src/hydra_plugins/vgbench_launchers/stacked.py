@@ -29,8 +29,8 @@ from hydra.plugins.launcher import Launcher
 from hydra.types import HydraContext, TaskFunction
 from omegaconf import DictConfig, OmegaConf, open_dict, read_write
 
-from vgbench.config import PER_RUN_KEYS, stack_key
-from vgbench.placement import available_cores, local_parallel_jobs, visible_gpus
+from vgbench.config import PER_RUN_KEYS, group_into_stacks, stack_key
+from vgbench.placement import available_cores, jobs_at_once
 
 log = logging.getLogger("vgbench.launcher")  # not under hydra_plugins: its one line stays in a quiet sweep
 
@@ -92,14 +92,6 @@ def sibling_config(
         config.hydra.job.override_dirname = _dirname([o for o in mine if not o.is_hydra_override()],
                                                      config.hydra.job.config.override_dirname)  # fmt: skip
     return config
-
-
-def group_into_stacks(keys: Sequence[str], max_stack: int) -> list[list[int]]:
-    """Job indices grouped by stack key, in order of first appearance, at most `max_stack` each."""
-    groups: dict[str, list[int]] = {}
-    for index, key in enumerate(keys):
-        groups.setdefault(key, []).append(index)
-    return [members[i : i + max_stack] for members in groups.values() for i in range(0, len(members), max_stack)]
 
 
 def _save_config(config: Any, name: str, folder: Path) -> None:  # noqa: ANN401
@@ -232,11 +224,8 @@ class StackedLauncher(Launcher):
     def _run_local(self, task: StackTask, stacks: list[list[Job]], state: dict[Any, Any]) -> list[list[JobReturn]]:
         from joblib import Parallel, delayed
 
-        cores = available_cores()
-        device = str(self.config.trainer.device)
-        gpus = visible_gpus() if device != "cpu" else 0
-        parallel = min(len(stacks), local_parallel_jobs(self.n_jobs, cores, device, gpus, self.jobs_per_gpu))
-        threads = max(1, cores // parallel)
+        parallel = min(len(stacks), jobs_at_once(self.n_jobs, str(self.config.trainer.device), self.jobs_per_gpu))
+        threads = max(1, available_cores() // parallel)
         for job in (job for stack in stacks for job in stack):  # recorded in each run's .hydra/hydra.yaml
             with read_write(job.config.hydra), open_dict(job.config.hydra):
                 job.config.hydra.launcher.n_jobs = parallel
