@@ -67,3 +67,13 @@ def test_stack_keys_ignore_per_run_keys_and_placement():
                               "trainer.device=cpu", "logger.tensorboard=false")) == base  # fmt: skip
     for other in ("model.width=64", "optimizer=adam", "trainer.amp=bf16", "data.batch_size=32", "trainer.epochs=2"):
         assert stack_key(make_cfg(*BASE, other)) != base, other
+
+
+def test_the_stacked_launcher_names_a_bad_setting_and_its_choices():
+    from hydra_plugins.vgbench_launchers.stacked import StackedLauncher
+    from vgbench.config import ConfigError
+
+    with pytest.raises(ConfigError, match=r"hydra.launcher.max_stack=0 is not valid; it must be >= 1"):
+        StackedLauncher(max_stack=0)
+    with pytest.raises(ConfigError, match=r"executor='pbs' is not valid; choose one of: local, submitit_local, slurm"):
+        StackedLauncher(executor="pbs")

@@ -1,7 +1,7 @@
 """The MLP, for K runs at once: `depth` hidden layers h_l = f(norm(W_l h_{l-1} + b_l)), then a linear output.
 
 A stack is K networks of one shape whose weights live in tensors with a leading run dimension: W_l is
-[K, out, in] and a batch is [K, B, features], so one `baddbmm` computes every run's layer. A run
+stored [K, in, out] and a batch is [K, B, features], so one `baddbmm` computes every run's layer. A run
 alone is a stack of one (K = 1): there is one model, not a second one for sweeps. Each run draws its own
 init from its own seed, keeps its own dropout masks, and its own norm statistics.
 

@@ -187,7 +187,7 @@ class GradientMonitor:
         pieces = host.split([shape.numel(), *(part.numel() for part in histogram_parts)])
         table = pieces[0].view(shape).t().tolist()  # one row of values per run
         histograms = list(pieces[1:])
-        per_run_histograms = 2 * n_layers - 1 if histogram_parts else 0  # n_layers grads, depth activations
+        per_run_histograms = n_layers + depth if histogram_parts else 0  # each layer's gradient, each hidden a
         measurements = []
         for run, values in enumerate(table):
             layer_values, values = values[: len(LAYER_METRICS) * n_layers], values[len(LAYER_METRICS) * n_layers :]

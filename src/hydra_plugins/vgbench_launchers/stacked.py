@@ -29,7 +29,7 @@ from hydra.plugins.launcher import Launcher
 from hydra.types import HydraContext, TaskFunction
 from omegaconf import DictConfig, OmegaConf, open_dict, read_write
 
-from vgbench.config import PER_RUN_KEYS, group_into_stacks, stack_key
+from vgbench.config import PER_RUN_KEYS, at_least, choice, group_into_stacks, stack_key
 from vgbench.placement import available_cores, jobs_at_once
 
 log = logging.getLogger("vgbench.launcher")  # not under hydra_plugins: its one line stays in a quiet sweep
@@ -186,12 +186,8 @@ class StackTask:
 class StackedLauncher(Launcher):
     def __init__(self, max_stack: int = 64, n_jobs: int = -1, jobs_per_gpu: int = 4, executor: str = "local",
                  submitit: dict[str, Any] | None = None) -> None:  # fmt: skip
-        if executor not in EXECUTORS:
-            raise ValueError(
-                f"hydra.launcher.executor={executor!r} is not valid; choose one of: {', '.join(EXECUTORS)}"
-            )
-        if max_stack < 1:
-            raise ValueError(f"hydra.launcher.max_stack={max_stack!r} is not valid; it must be >= 1")
+        choice("hydra.launcher.executor", executor, EXECUTORS)
+        at_least("hydra.launcher.max_stack", max_stack, 1)
         self.max_stack, self.n_jobs, self.jobs_per_gpu, self.executor = max_stack, n_jobs, jobs_per_gpu, executor
         self.submitit = OmegaConf.to_container(submitit, resolve=True) if OmegaConf.is_config(submitit) else dict(
             submitit or {})  # fmt: skip
