@@ -6,7 +6,7 @@ from hydra.core.global_hydra import GlobalHydra
 from hydra.types import RunMode
 from omegaconf import OmegaConf, open_dict, read_write
 
-from hydra_plugins.vgbench_launchers.stacked import sibling_config
+from hydra_plugins.vgbench_launchers.compose import compose_configs, sibling_config
 from vgbench.config import CONF_DIR, group_into_stacks, register_configs, stack_key
 
 BASE = ["data=synthetic", "activation=tanh", "model.depth=3"]
@@ -77,3 +77,40 @@ def test_the_stacked_launcher_names_a_bad_setting_and_its_choices():
         StackedLauncher(max_stack=0)
     with pytest.raises(ConfigError, match=r"executor='pbs' is not valid; choose one of: local, submitit_local, slurm"):
         StackedLauncher(executor="pbs")
+
+
+class CountingLoader:
+    """Hydra's config loader, counting the compositions it does."""
+
+    def __init__(self, loader):
+        self.loader, self.calls = loader, 0
+
+    def load_sweep_config(self, master, overrides):
+        self.calls += 1
+        return self.loader.load_sweep_config(master, overrides)
+
+
+def test_a_batch_is_composed_once_per_family_of_siblings(hydra_loader):
+    loader, master = hydra_loader
+    batch = [[f"activation={act}", f"trainer.seed={seed}", f"optimizer.lr={lr}"]
+             for act in ("tanh", "relu") for seed in (0, 1) for lr in (0.1, 0.3)]  # fmt: skip
+    counting = CountingLoader(loader)
+    configs = compose_configs(counting, master, batch)
+    assert counting.calls == 2  # one per activation: the seeds and learning rates are siblings
+    for overrides, config in zip(batch, configs, strict=True):
+        assert OmegaConf.to_yaml(config) == OmegaConf.to_yaml(loader.load_sweep_config(master, overrides))
+
+
+def test_a_bad_value_in_a_batch_fails_as_hydra_reports_it(hydra_loader):
+    from hydra.errors import ConfigCompositionException
+
+    loader, master = hydra_loader
+    counting = CountingLoader(loader)
+    with pytest.raises(ConfigCompositionException, match="Error merging override trainer.seed=abc"):
+        compose_configs(counting, master, [["trainer.seed=0"], ["trainer.seed=abc"]])
+    assert counting.calls == 2  # the failing sibling was composed by Hydra, for Hydra's message
+
+
+def test_vgbench_sweeps_with_its_own_sweeper(hydra_loader):
+    _, master = hydra_loader
+    assert master.hydra.sweeper._target_ == "hydra_plugins.vgbench_launchers.sweeper.VgbenchSweeper"

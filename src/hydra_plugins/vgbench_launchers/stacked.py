@@ -11,7 +11,6 @@ Every run stays a run: its own folder with .hydra/, summary.json, checkpoint, se
 events, as when it runs alone; Hydra's callbacks see one job per run.
 """
 
-import copy
 import logging
 import os
 from collections.abc import Sequence
@@ -21,15 +20,14 @@ from typing import Any
 
 from hydra.core.config_store import ConfigStore
 from hydra.core.hydra_config import HydraConfig
-from hydra.core.override_parser.overrides_parser import OverridesParser
-from hydra.core.override_parser.types import Override, OverrideType
 from hydra.core.singleton import Singleton
 from hydra.core.utils import JobReturn, JobStatus, configure_log, setup_globals
 from hydra.plugins.launcher import Launcher
 from hydra.types import HydraContext, TaskFunction
 from omegaconf import DictConfig, OmegaConf, open_dict, read_write
 
-from vgbench.config import PER_RUN_KEYS, at_least, choice, group_into_stacks, stack_key
+from hydra_plugins.vgbench_launchers.compose import compose_configs
+from vgbench.config import at_least, choice, group_into_stacks, stack_key
 from vgbench.placement import available_cores, jobs_at_once
 
 log = logging.getLogger("vgbench.launcher")  # not under hydra_plugins: its one line stays in a quiet sweep
@@ -57,60 +55,12 @@ ConfigStore.instance().store(group="hydra/launcher", name="vgbench_stacked", nod
 class Job:
     index: int  # the job's number in the sweep
     overrides: list[str]
-    config: DictConfig | None = None  # composed once, in the launcher process
-
-
-def _dirname(task_overrides: Sequence[Override], settings: DictConfig) -> str:
-    """hydra.job.override_dirname, computed as Hydra computes it: the task overrides less the excluded
-    keys, sorted, joined by item_sep, '=' replaced by kv_sep."""
-    lines = sorted(o.input_line for o in task_overrides if o.key_or_group not in settings.exclude_keys)
-    return settings.item_sep.join(lines).replace("=", settings.kv_sep)
-
-
-def sibling_config(
-    composed: DictConfig, composed_overrides: Sequence[str], overrides: Sequence[str]
-) -> DictConfig | None:
-    """The config of a job whose overrides differ from an already composed job's only in the values of
-    per-run keys (seed, learning rate, init, ...: vgbench.config.PER_RUN_KEYS): a copy of that config with
-    the values set as Hydra sets a value override (OmegaConf.update, after composition). None for any other
-    difference. Composing a config takes 0.1 to 0.3 s: a 64-run stack would spend longer composing than
-    training on a GPU. tests/test_launchers.py checks it against Hydra's own composition."""
-    parser = OverridesParser.create()
-    mine, theirs = parser.parse_overrides(list(overrides)), parser.parse_overrides(list(composed_overrides))
-    if [o.key_or_group for o in mine] != [o.key_or_group for o in theirs]:
-        return None
-    changed = [o for o, other in zip(mine, theirs, strict=True) if o.input_line != other.input_line]
-    for override in changed:
-        plain = override.type == OverrideType.CHANGE and override.package is None and not override.is_hydra_override()
-        if not plain or override.key_or_group not in PER_RUN_KEYS or override.is_sweep_override():
-            return None
-    config = copy.deepcopy(composed)
-    for override in changed:
-        OmegaConf.update(config, override.key_or_group, override.value(), merge=True)
-    with open_dict(config.hydra):
-        config.hydra.overrides.task = [o.input_line for o in mine if not o.is_hydra_override()]
-        config.hydra.job.override_dirname = _dirname([o for o in mine if not o.is_hydra_override()],
-                                                     config.hydra.job.config.override_dirname)  # fmt: skip
-    return config
+    config: DictConfig  # composed once, in the launcher process
 
 
 def _save_config(config: Any, name: str, folder: Path) -> None:  # noqa: ANN401
     folder.mkdir(parents=True, exist_ok=True)
     OmegaConf.save(config, folder / name)
-
-
-def compose_configs(hydra_context: HydraContext, master: DictConfig, jobs: Sequence[Job]) -> None:
-    """Each job's config: copied from a composed sibling where `sibling_config` can, else composed by Hydra.
-    Siblings are looked for among the last few composed jobs: a sweep lists them next to each other."""
-    composed: list[Job] = []
-    for job in jobs:
-        for other in reversed(composed[-8:]):
-            job.config = sibling_config(other.config, other.overrides, job.overrides)
-            if job.config is not None:
-                break
-        if job.config is None:
-            job.config = hydra_context.config_loader.load_sweep_config(master, job.overrides)
-            composed.append(job)
 
 
 def _prepare(job: Job) -> tuple[DictConfig, DictConfig, DictConfig, Path]:
@@ -191,6 +141,7 @@ class StackedLauncher(Launcher):
         self.max_stack, self.n_jobs, self.jobs_per_gpu, self.executor = max_stack, n_jobs, jobs_per_gpu, executor
         self.submitit = OmegaConf.to_container(submitit, resolve=True) if OmegaConf.is_config(submitit) else dict(
             submitit or {})  # fmt: skip
+        self.composed: dict[tuple[str, ...], DictConfig] = {}  # job overrides -> config, from the sweeper
         self.config: DictConfig | None = None
         self.hydra_context: HydraContext | None = None
         self.task_function: TaskFunction | None = None
@@ -204,8 +155,14 @@ class StackedLauncher(Launcher):
         configure_log(self.config.hydra.hydra_logging, self.config.hydra.verbose)
         sweep_dir = Path(str(self.config.hydra.sweep.dir))
         sweep_dir.mkdir(parents=True, exist_ok=True)
-        jobs = [Job(initial_job_idx + i, list(overrides)) for i, overrides in enumerate(job_overrides)]
-        compose_configs(self.hydra_context, self.config, jobs)  # in this process (no torch), to find what stacks
+        # in this process (no torch), to find what stacks: the configs the sweeper composed to validate the
+        # batch (hydra/sweeper=vgbench), else composed here
+        configs = [self.composed.get(tuple(overrides)) for overrides in job_overrides]
+        if None in configs:
+            configs = compose_configs(self.hydra_context.config_loader, self.config, job_overrides)
+        self.composed = {}
+        jobs = [Job(initial_job_idx + i, list(overrides), config)
+                for i, (overrides, config) in enumerate(zip(job_overrides, configs, strict=True))]  # fmt: skip
         keys = [stack_key(OmegaConf.masked_copy(job.config, [k for k in job.config if k != "hydra"])) for job in jobs]
         stacks = [[jobs[i] for i in members] for members in group_into_stacks(keys, self.max_stack)]
         task = StackTask(self.hydra_context, self.config, self.task_function)
