@@ -47,8 +47,9 @@ def main() -> None:
     args = parser.parse_args()
     subprocess.run([sys.executable, "-m", "vgbench.provision", "data=mnist"], check=True, capture_output=True)
     if args.gpu_sweep:
-        seconds, summaries = sweep([*APP, "experiment=vanishing", "trainer.epochs=1", "trainer.device=cuda",
-                                    "hydra/launcher=parallel"], 16)  # fmt: skip
+        # the vanishing preset with one seed: 16 runs, one process each
+        seconds, summaries = sweep([*APP, "experiment=vanishing", "trainer.seed=0", "trainer.epochs=1",
+                                    "trainer.device=cuda", "hydra/launcher=parallel"], 16)  # fmt: skip
         runs = [{"activation": s["config"]["activation"]["name"], "depth": s["config"]["model"]["depth"],
                  "device": s.get("device"), "status": s["status"], "test_acc": (s.get("final") or {}).get("test_acc"),
                  "ratio_step0": (s.get("first_to_last_grad_ratio") or {}).get("step0")} for s in summaries]  # fmt: skip

@@ -8,7 +8,6 @@
 # 1. the CUDA tests (fp32, bf16 and fp16 runs with the monitor against a CPU fp32 run of the same seed;
 #    resume on the GPU)
 # 2. stacked runs against one process per run: K = 8 and 64 runs of one epoch, then 64 of three epochs
-#    and where a stacked step's time goes (scripts/profile_stack.py)
 # 3. fp16 and bf16 MNIST runs with the monitor against an fp32 run of the same seed (step-0 statistics)
 # 4. the epoch benchmark on CUDA: vgbench against the pytorch/examples way, fp32 and bf16
 # 5. the monitor's overhead on CUDA
@@ -43,7 +42,6 @@ step cuda_tests 100 "$python" -m pytest -q -m cuda -p no:cacheprovider tests/tes
 step stacked 180 "$python" scripts/bench_stacked.py --mode gpu --runs 8,64 --repeats 1 --json "$out/stacked.json"
 step stacked_3_epochs 300 "$python" scripts/bench_stacked.py --mode gpu --runs 64 --epochs 3 --repeats 1 \
   --json "$out/stacked_3_epochs.json"
-step profile 90 "$python" scripts/profile_stack.py --device cuda --runs 1,64 --json "$out/profile.json"
 step precision 60 "$python" scripts/precision_check.py --json "$out/precision.json"
 step epoch_fp32 60 "$python" scripts/bench_epoch.py --device cuda --repeats 2 --json "$out/epoch_fp32.json"
 step epoch_bf16 60 "$python" scripts/bench_epoch.py --device cuda --amp bf16 --repeats 2 --json "$out/epoch_bf16.json"
@@ -57,7 +55,7 @@ import torch
 out = Path(sys.argv[1])
 figures = {"gpu": torch.cuda.get_device_name(0), "torch": torch.__version__,
            "steps": [json.loads(line) for line in (out / "steps.jsonl").read_text().splitlines()]}
-for name in ("stacked", "stacked_3_epochs", "profile", "precision", "epoch_fp32", "epoch_bf16", "monitor", "sweep16"):
+for name in ("stacked", "stacked_3_epochs", "precision", "epoch_fp32", "epoch_bf16", "monitor", "sweep16"):
     path = out / f"{name}.json"
     figures[name] = json.loads(path.read_text()) if path.exists() else None
 (out / "gpu_check.json").write_text(json.dumps(figures, indent=2))
