@@ -10,7 +10,8 @@ from tests.conftest import run_app
 
 TORCH_FREE = ("vgbench.app", "vgbench.config", "vgbench.callbacks", "vgbench.summary", "vgbench.placement",
               "vgbench.files", "vgbench.report", "hydra_plugins.vgbench_launchers.parallel",
-              "hydra_plugins.vgbench_launchers.stacked")  # fmt: skip
+              "hydra_plugins.vgbench_launchers.stacked", "hydra_plugins.vgbench_launchers.sweeper",
+              "hydra_plugins.vgbench_launchers.compose")  # fmt: skip
 
 
 @pytest.mark.parametrize("module", TORCH_FREE)

@@ -114,3 +114,21 @@ def test_a_bad_value_in_a_batch_fails_as_hydra_reports_it(hydra_loader):
 def test_vgbench_sweeps_with_its_own_sweeper(hydra_loader):
     _, master = hydra_loader
     assert master.hydra.sweeper._target_ == "hydra_plugins.vgbench_launchers.sweeper.VgbenchSweeper"
+
+
+def test_the_sweeper_hands_its_configs_to_the_stacked_launcher(hydra_loader):
+    from hydra.types import HydraContext
+
+    from hydra_plugins.vgbench_launchers.stacked import StackedLauncher
+    from hydra_plugins.vgbench_launchers.sweeper import VgbenchSweeper
+
+    loader, master = hydra_loader
+    counting = CountingLoader(loader)
+    sweeper = VgbenchSweeper(max_batch_size=None)
+    sweeper.hydra_context, sweeper.config = HydraContext(config_loader=counting, callbacks=None), master
+    sweeper.launcher = StackedLauncher()
+    batch = [["trainer.seed=0", "optimizer.lr=0.1"], ["trainer.seed=1", "optimizer.lr=0.1"]]
+    sweeper.validate_batch_is_legal(batch)
+    assert counting.calls == 1
+    assert list(sweeper.launcher.composed) == [tuple(overrides) for overrides in batch]
+    assert sweeper.launcher.composed[tuple(batch[1])].trainer.seed == 1

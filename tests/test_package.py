@@ -53,6 +53,7 @@ def test_the_wheel_carries_the_configs_and_runs_outside_the_repository(wheel_env
     assert "vgbench/conf/config.yaml" in names and "vgbench/conf/experiment/vanishing.yaml" in names
     assert "vgbench/conf/hydra/launcher/stacked.yaml" in names
     assert "hydra_plugins/vgbench_launchers/stacked.py" in names
+    assert "hydra_plugins/vgbench_launchers/sweeper.py" in names  # the default sweeper (conf/config.yaml)
     where = subprocess.run([env / "bin" / "python", "-c", "import vgbench, vgbench.config as c; "
                             "print(vgbench.__file__, c.CONF_DIR)"], capture_output=True, text=True, check=True,
                            cwd=tmp_path).stdout  # fmt: skip
