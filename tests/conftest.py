@@ -8,9 +8,13 @@ import subprocess
 import sys
 from pathlib import Path
 
-from omegaconf import DictConfig
+import pytest
+from hydra import compose, initialize_config_dir
+from hydra.core.global_hydra import GlobalHydra
+from hydra.types import RunMode
+from omegaconf import DictConfig, open_dict, read_write
 
-from vgbench.config import compose_config
+from vgbench.config import CONF_DIR, compose_config, register_configs
 
 REPO = Path(__file__).resolve().parents[1]
 # A tiny, fast synthetic run; tests add their own overrides on top.
@@ -18,8 +22,25 @@ TINY = ["data=synthetic", "data.num_train=512", "data.num_test=128", "model.widt
         "trainer.cpu_threads=1"]  # fmt: skip
 
 
+SWEEP_BASE = ["data=synthetic", "activation=tanh", "model.depth=3"]  # what hydra_loader's master config sets
+
+
 def make_cfg(*overrides: str) -> DictConfig:
     return compose_config(overrides)
+
+
+@pytest.fixture
+def hydra_loader():
+    """(Hydra's config loader, the master config of a multirun), as a sweeper and launcher see them."""
+    register_configs()
+    GlobalHydra.instance().clear()
+    with initialize_config_dir(str(CONF_DIR), version_base="1.3"):
+        master = compose("config", overrides=SWEEP_BASE, return_hydra_config=True)
+        with read_write(master), open_dict(master):
+            master.hydra.mode = RunMode.MULTIRUN
+            master.hydra.job.name = "train"
+        yield GlobalHydra.instance().hydra.config_loader, master
+    GlobalHydra.instance().clear()
 
 
 def run_app(*args: str, cwd: Path | None = None, env: dict[str, str] | None = None,

@@ -1,28 +1,11 @@
 """vgbench's launchers: how the stacked launcher groups jobs and derives their configs."""
 
 import pytest
-from hydra import compose, initialize_config_dir
-from hydra.core.global_hydra import GlobalHydra
-from hydra.types import RunMode
-from omegaconf import OmegaConf, open_dict, read_write
+from omegaconf import OmegaConf
 
 from hydra_plugins.vgbench_launchers.compose import compose_configs, sibling_config
-from vgbench.config import CONF_DIR, group_into_stacks, register_configs, stack_key
-
-BASE = ["data=synthetic", "activation=tanh", "model.depth=3"]
-
-
-@pytest.fixture
-def hydra_loader():
-    register_configs()
-    GlobalHydra.instance().clear()
-    with initialize_config_dir(str(CONF_DIR), version_base="1.3"):
-        master = compose("config", overrides=BASE, return_hydra_config=True)
-        with read_write(master), open_dict(master):
-            master.hydra.mode = RunMode.MULTIRUN
-            master.hydra.job.name = "train"
-        yield GlobalHydra.instance().hydra.config_loader, master
-    GlobalHydra.instance().clear()
+from tests.conftest import SWEEP_BASE as BASE
+from vgbench.config import group_into_stacks, stack_key
 
 
 @pytest.mark.parametrize("other", [

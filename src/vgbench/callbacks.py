@@ -22,13 +22,16 @@ from omegaconf import DictConfig
 from vgbench.files import write_json_atomic
 
 PROGRESS_DIR = ".vgbench"  # inside the sweep folder: the finished-run counter
+# sweepers that make the product of the sweep lists: Hydra's basic one and vgbench's (a basic sweeper that
+# validates faster, hydra_plugins.vgbench_launchers.sweeper), named as their _target_ ends
+BASIC_SWEEPERS = (".BasicSweeper", ".VgbenchSweeper")
 
 
 def sweep_shape(config: DictConfig) -> tuple[int | None, list[str]]:
     """(how many jobs the basic sweeper makes of this multirun, the keys it sweeps), from the launcher
     process's config: the product of the sweep lists. (None, []) for a range sweep or another sweeper."""
     hydra = config.hydra
-    if "BasicSweeper" not in str(hydra.sweeper.get("_target_", "")):
+    if not str(hydra.sweeper.get("_target_", "")).endswith(BASIC_SWEEPERS):
         return None, []
     params = [f"{k}={v}" for k, v in (hydra.sweeper.get("params") or {}).items()]
     try:
