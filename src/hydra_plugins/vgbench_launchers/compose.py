@@ -11,6 +11,7 @@ stacks from the same configs.
 import copy
 from collections.abc import Sequence
 
+from hydra.core.config_loader import ConfigLoader
 from hydra.core.override_parser.overrides_parser import OverridesParser
 from hydra.core.override_parser.types import Override, OverrideType
 from omegaconf import DictConfig, OmegaConf, open_dict
@@ -53,7 +54,9 @@ def sibling_config(
     return config
 
 
-def compose_configs(config_loader, master: DictConfig, batch: Sequence[Sequence[str]]) -> list[DictConfig]:  # noqa: ANN001 - Hydra's ConfigLoader
+def compose_configs(
+    config_loader: ConfigLoader, master: DictConfig, batch: Sequence[Sequence[str]]
+) -> list[DictConfig]:
     """Each job's config: copied from a composed sibling where `sibling_config` can, else composed by
     Hydra, which also reports any error in Hydra's own words (a sibling that fails is composed again)."""
     composed: list[tuple[Sequence[str], DictConfig]] = []  # (overrides, config) composed by Hydra
