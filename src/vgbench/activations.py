@@ -357,17 +357,20 @@ class CustomActivation(Activation):
         return slope
 
 
+def _custom_activation(cfg: Any) -> CustomActivation:  # noqa: ANN401 - an activation config
+    """activation=custom: the user's function, imported and checked elementwise (one line if not)."""
+    if not cfg.get("target"):
+        raise ConfigError("activation=custom needs activation.target=module.function (an elementwise torch function)")
+    if cfg.params:
+        raise ConfigError(f"activation.params={dict(cfg.params)} do not fit activation 'custom'; it takes none")
+    return CustomActivation(cfg.target)
+
+
 def check_activation(cfg: Any) -> None:  # noqa: ANN401 - an activation config (DictConfig or dataclass)
     """The activation config names a registered function with exactly its parameters, or a user's own
     elementwise function (activation=custom activation.target=module.function)."""
     if cfg.name == CUSTOM:
-        if not cfg.get("target"):
-            raise ConfigError(
-                "activation=custom needs activation.target=module.function (an elementwise torch function)"
-            )
-        if cfg.params:
-            raise ConfigError(f"activation.params={dict(cfg.params)} do not fit activation 'custom'; it takes none")
-        CustomActivation(cfg.target)
+        _custom_activation(cfg)
         return
     if cfg.name not in ACTIVATIONS:
         choices = ", ".join([*sorted(ACTIVATIONS), CUSTOM])
@@ -378,8 +381,7 @@ def check_activation(cfg: Any) -> None:  # noqa: ANN401 - an activation config (
 def activation_from_config(cfg: Any) -> Activation:  # noqa: ANN401
     """The activation an `activation` config describes (a registered one or the user's own)."""
     if cfg.name == CUSTOM:
-        check_activation(cfg)
-        return CustomActivation(cfg.target)
+        return _custom_activation(cfg)
     return build_activation(cfg.name, dict(cfg.params))
 
 
