@@ -4,7 +4,7 @@ import torch
 import vgbench.data
 from tests.conftest import make_cfg
 from vgbench.config import ConfigError
-from vgbench.data import epoch_order, epoch_orders, load_data, prepare_splits, synthetic_splits
+from vgbench.data import Split, epoch_order, epoch_orders, load_data, prepare_splits, synthetic_splits
 
 CPU = torch.device("cpu")
 
@@ -22,6 +22,18 @@ def test_a_runs_order_depends_only_on_its_seed_and_the_epoch():
     in_a_stack = epoch_orders(100, seeds=[5, 1, 7], epoch=2, device=CPU)[1]
     assert torch.equal(alone, in_a_stack) and torch.equal(alone, epoch_order(100, 1, 2))
     assert not torch.equal(alone, epoch_order(100, 1, 3)) and not torch.equal(alone, epoch_order(100, 2, 2))
+
+
+def test_a_batch_gives_each_run_its_own_examples():
+    split = Split(torch.arange(30.0).view(10, 3), torch.arange(10) % 4)
+    orders = epoch_orders(len(split), seeds=[0, 1], epoch=0, device=CPU)
+    idx = orders[:, 2:6]  # batch 2 of size 4: a strided slice, as train_epoch cuts it
+    x, y = split.gather(idx)
+    assert x.shape == (2, 4, 3) and y.shape == (2, 4)
+    for run in range(2):
+        for position, example in enumerate(idx[run].tolist()):
+            assert x[run, position].tolist() == [3.0 * example, 3.0 * example + 1, 3.0 * example + 2]
+            assert y[run, position].item() == example % 4
 
 
 def test_synthetic_is_deterministic_and_shaped_like_mnist():

@@ -34,6 +34,14 @@ class Split:
     def to(self, device: torch.device) -> Split:
         return Split(self.x.to(device), self.y.to(device))
 
+    def gather(self, idx: Tensor) -> tuple[Tensor, Tensor]:
+        """The examples at `idx` ([K, batch] indices: each run's own) as x [K, batch, features] and y
+        [K, batch]. index_select on the flat indices: x[idx] is 5x slower on the CPU (0.25 against 0.05 ms
+        for 16 runs' batches of 64 MNIST images)."""
+        flat = idx.reshape(-1)
+        return (self.x.index_select(0, flat).view(*idx.shape, *self.x.shape[1:]),
+                self.y.index_select(0, flat).view(idx.shape))  # fmt: skip
+
 
 @dataclass
 class Data:

@@ -190,7 +190,7 @@ def train_epoch(stack: Stack, epoch: int) -> None:
                     disable=None if stack.placement.progress else True, leave=False)  # fmt: skip
     for batch in range(1, num_batches + 1):
         idx = orders[:, (batch - 1) * batch_size : batch * batch_size]
-        x, y = train.x[idx], train.y[idx]  # [K, batch, features]: each run's own examples
+        x, y = train.gather(idx)  # [K, batch, features]: each run's own examples
         measuring = monitor is not None and monitor.due(stack.step, batch == num_batches)
         trace = Trace() if measuring else None
         if measuring and monitor.jacobian and stack.step == 0:  # the initialised network's Jacobian
