@@ -6,7 +6,7 @@
 #   GPU_CHECK_OUT=/tmp/x scripts/gpu_check.sh
 #
 # 1. the CUDA tests (fp32, bf16 and fp16 runs with the monitor against a CPU fp32 run of the same seed;
-#    resume on the GPU)
+#    resume on the GPU; a stack's memory estimate against the allocator's peak)
 # 2. stacked runs against one process per run: K = 8 and 64 runs of one epoch, then 64 of three epochs
 # 3. fp16 and bf16 MNIST runs with the monitor against an fp32 run of the same seed (step-0 statistics)
 # 4. the epoch benchmark on CUDA: vgbench against the pytorch/examples way, fp32 and bf16
@@ -38,7 +38,7 @@ step() {  # step NAME TIMEOUT_S COMMAND...: run it, keep its output in the log, 
 rm -f "$out/steps.jsonl"
 
 "$python" -m vgbench.provision data=mnist >> "$log" 2>&1
-step cuda_tests 100 "$python" -m pytest -q -m cuda -p no:cacheprovider tests/test_train.py
+step cuda_tests 120 "$python" -m pytest -q -m cuda -p no:cacheprovider tests/test_train.py tests/test_memory.py
 step stacked 180 "$python" scripts/bench_stacked.py --mode gpu --runs 8,64 --repeats 1 --json "$out/stacked.json"
 step stacked_3_epochs 300 "$python" scripts/bench_stacked.py --mode gpu --runs 64 --epochs 3 --repeats 1 \
   --json "$out/stacked_3_epochs.json"

@@ -6,6 +6,7 @@ import csv
 import os
 import subprocess
 import sys
+from collections.abc import Callable
 from pathlib import Path
 
 import pytest
@@ -13,6 +14,7 @@ from hydra import compose, initialize_config_dir
 from hydra.core.global_hydra import GlobalHydra
 from hydra.types import RunMode
 from omegaconf import DictConfig, open_dict, read_write
+from torch.profiler import ProfilerActivity, profile
 
 from vgbench.config import CONF_DIR, compose_config, register_configs
 
@@ -59,3 +61,17 @@ def run_app(*args: str, cwd: Path | None = None, env: dict[str, str] | None = No
 def read_rows(path: Path) -> list[dict[str, str]]:
     with path.open() as f:
         return list(csv.DictReader(f))
+
+
+def peak_bytes(work: Callable[[], object]) -> int:
+    """The most bytes `work` held at once above what was live before it, from the profiler's record of
+    allocations (CPU tensors)."""
+    with profile(activities=[ProfilerActivity.CPU], profile_memory=True) as prof:
+        work()
+    changes = sorted((event.time_range.start, event.cpu_memory_usage if event.name == "[memory]"
+                      else event.self_cpu_memory_usage) for event in prof.events())  # fmt: skip
+    live = peak = 0
+    for _, change in changes:
+        live += change
+        peak = max(peak, live)
+    return peak

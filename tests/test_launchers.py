@@ -60,6 +60,8 @@ def test_the_stacked_launcher_names_a_bad_setting_and_its_choices():
         StackedLauncher(max_stack=0)
     with pytest.raises(ConfigError, match=r"executor='pbs' is not valid; choose one of: local, submitit_local, slurm"):
         StackedLauncher(executor="pbs")
+    with pytest.raises(ConfigError, match=r"hydra.launcher.memory_fraction=1.5 is not valid; it must be in \(0, 1\]"):
+        StackedLauncher(memory_fraction=1.5)
 
 
 class CountingLoader:

@@ -3,7 +3,7 @@
 import pytest
 import torch
 
-from tests.conftest import make_cfg
+from tests.conftest import make_cfg, peak_bytes
 from vgbench.config import ConfigError
 from vgbench.optim import OPTIMIZERS, build_optimizer
 
@@ -65,6 +65,20 @@ def test_each_optimizer_equals_torch_optim(name, overrides):
             continue
         for update, now, then in zip(updates, ours, before, strict=True):  # step() returns what it added
             torch.testing.assert_close(update, now.detach() - then, rtol=1e-9, atol=1e-15)
+
+
+@pytest.mark.parametrize(("name", "overrides"), CASES, ids=[" ".join([n, *o]) for n, o in CASES])
+def test_floats_per_parameter_bounds_what_a_step_holds(name, overrides):
+    """vgbench.memory plans stacks with it: weight, gradient, state and the step's temporaries, at most."""
+    cfg = make_cfg(f"optimizer={name}", *overrides).optimizer
+    big = [torch.nn.Parameter(torch.randn(4, 300, 200, dtype=torch.float64))]  # allocations dwarf the rest
+    optimizer = build_optimizer([cfg], big)
+    for step in range(2):  # the state exists after the first
+        optimizer.zero_grad()
+        loss_of(big, step).backward()
+        held = 2 + sum(len(state) for state in optimizer.state.values())  # weight, gradient, state buffers
+        during = peak_bytes(lambda: optimizer.step(keep_updates=True)) / 8 / big[0].numel()
+    assert held + during <= OPTIMIZERS[cfg.name].floats_per_parameter(cfg) <= held + during + 1
 
 
 @pytest.mark.parametrize("keep_updates", [False, True])

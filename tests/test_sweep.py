@@ -11,7 +11,15 @@ import yaml
 import vgbench.placement
 from tests.conftest import run_app
 from vgbench.config import CONF_DIR, ConfigError
-from vgbench.placement import gpu_slot, jobs_at_once, local_parallel_jobs, threads_per_job, visible_gpus
+from vgbench.placement import (
+    available_memory,
+    gpu_slot,
+    jobs_at_once,
+    jobs_per_device,
+    local_parallel_jobs,
+    threads_per_job,
+    visible_gpus,
+)
 from vgbench.report import main as report_main
 from vgbench.runtime import resolve_device
 
@@ -140,6 +148,38 @@ def test_parallel_launcher_gives_each_job_its_share_of_the_cores():
     assert threads_per_job({"_target_": stacked, "n_jobs": 4, "executor": "local"}, 16) == 4
     assert threads_per_job({"_target_": stacked, "executor": "slurm", "submitit": {"cpus_per_task": 6}}, 64) == 6
     assert threads_per_job({"_target_": "hydra._internal.core_plugins.basic_launcher.BasicLauncher"}, 8) is None
+
+
+def test_the_jobs_that_share_a_devices_memory():
+    assert jobs_per_device(4, "cpu", gpus=2) == 4  # CPU runs share the machine's memory
+    assert jobs_per_device(8, "auto", gpus=2) == 4  # job number mod GPUs: 4 on each
+    assert jobs_per_device(5, "cuda", gpus=2) == 3
+    assert jobs_per_device(4, "cuda:1", gpus=2) == 4  # all on the one GPU named
+    assert jobs_per_device(4, "auto", gpus=0) == 4  # auto on a machine without GPUs: the CPU
+
+
+def write(path, text: str):
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_text(text)
+    return path
+
+
+def test_available_memory_is_the_kernels_or_less_under_a_cgroup_limit(tmp_path):
+    meminfo = write(tmp_path / "meminfo", "MemTotal:       32000000 kB\nMemAvailable:   20000000 kB\n")
+    root = tmp_path / "cgroup"
+    v2 = write(tmp_path / "v2", "0::/slurm/job_7/step_0\n")
+    write(root / "slurm/job_7/memory.max", f"{8 * 2**30}\n")  # the job's --mem, on the step's parent
+    write(root / "slurm/job_7/memory.current", f"{3 * 2**30}\n")
+    write(root / "slurm/job_7/step_0/memory.max", "max\n")
+    write(root / "slurm/job_7/step_0/memory.current", f"{2 * 2**30}\n")
+    assert available_memory(meminfo, v2, root) == 5 * 2**30
+    v1 = write(tmp_path / "v1", "5:cpu:/\n4:memory:/docker/abc\n")
+    write(root / "memory/docker/abc/memory.limit_in_bytes", "9223372036854771712\n")  # v1's "no limit"
+    write(root / "memory/docker/abc/memory.usage_in_bytes", "123\n")
+    assert available_memory(meminfo, v1, root) == 20000000 * 1024
+    write(root / "memory/docker/abc/memory.limit_in_bytes", f"{4 * 2**30}\n")
+    assert available_memory(meminfo, v1, root) == 4 * 2**30 - 123
+    assert available_memory(tmp_path / "none", tmp_path / "none", root) is None  # not Linux: no planning
 
 
 def test_on_a_gpu_host_the_local_launchers_cap_jobs_per_gpu():

@@ -84,13 +84,16 @@ def train_jobs(cfgs: Sequence[DictConfig], run_dirs: Sequence[Path], placement: 
                max_stack: int | None = None, reraise: bool = False) -> list[JobResult]:  # fmt: skip
     """Train the runs one process was given. Each is validated and its folder inspected on its own, so a
     bad one fails alone; the rest train in as few stacks as their shapes and checkpoints allow (at most
-    `max_stack` runs each; fp16 runs alone, since its loss scale is shared by a stack).
+    `max_stack` runs each; fp16 runs alone, since its loss scale is shared by a stack), and a stack too
+    big for the memory the placement gives it trains as smaller ones, one after another (vgbench.memory).
 
     placement: a vgbench.train.Placement. reraise: a lone run's unexpected error propagates (after its
     failure is recorded) so its traceback reaches the terminal.
     """
-    from vgbench.train import open_run, train_stack
+    from vgbench.memory import stack_sizes
+    from vgbench.train import Placement, open_run, train_stack
 
+    placement = placement or Placement()
     results: dict[int, JobResult] = {}
     pending: list[tuple[int, Any]] = []  # (index, folder) of the runs to train
     keys = []
@@ -108,17 +111,21 @@ def train_jobs(cfgs: Sequence[DictConfig], run_dirs: Sequence[Path], placement: 
         pending.append((index, folder))
         keys.append((stack_key(cfg), folder.start_epoch) if cfg.trainer.amp != "fp16" else (str(index), 0))
     for members in group_into_stacks(keys, max_stack or max(len(pending), 1)):
-        chunk = [pending[member] for member in members]
+        group = [pending[member] for member in members]
+        trained = 0
         try:
-            summaries = train_stack([f for _, f in chunk], [cfgs[i] for i, _ in chunk], placement)
-        except Exception as error:
-            for index, _ in chunk:
+            for size in stack_sizes([cfgs[i] for i, _ in group], placement.memory_share, placement.gpu_slot,
+                                    placement.threads):  # fmt: skip
+                chunk = group[trained : trained + size]
+                summaries = train_stack([f for _, f in chunk], [cfgs[i] for i, _ in chunk], placement)
+                for (index, _), summary in zip(chunk, summaries, strict=True):
+                    results[index] = _result(run_dirs[index], summary)
+                trained += size
+        except Exception as error:  # the runs of this group not trained yet
+            for index, _ in group[trained:]:
                 results[index] = _fail(cfgs[index], run_dirs[index], error)
             if reraise and not isinstance(error, UserError):
                 raise
-            continue
-        for (index, _), summary in zip(chunk, summaries, strict=True):
-            results[index] = _result(run_dirs[index], summary)
     return [results[index] for index in range(len(cfgs))]
 
 

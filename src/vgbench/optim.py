@@ -108,6 +108,14 @@ class StackedOptimizer:
         at_least("optimizer.lr", cfg.lr, 0.0, strict=True)
         at_least("optimizer.weight_decay", cfg.weight_decay, 0.0)
 
+    @classmethod
+    def floats_per_parameter(cls, cfg: DictConfig) -> int:
+        """Values a step holds at once for each parameter, at most (vgbench.memory plans a stack with it):
+        the weight, its gradient, the update a measured step keeps, the gradient with weight decay; a
+        subclass adds its state buffers and the temporaries of its formula (`direction`). Measured in
+        tests/test_optim.py."""
+        return 3 + (1 if cfg.weight_decay > 0 else 0)
+
     @torch.no_grad()
     def keep_runs(self, rows: Tensor, params: Sequence[nn.Parameter]) -> None:
         """Keep only these runs (row indices): `params` are the model's new parameters, cut the same way and
@@ -191,6 +199,12 @@ class SGD(StackedOptimizer):
         if cfg.nesterov and cfg.momentum <= 0:
             raise ConfigError("optimizer.nesterov=true needs optimizer.momentum > 0 (optimizer=momentum sets 0.9)")
 
+    @classmethod
+    def floats_per_parameter(cls, cfg: DictConfig) -> int:
+        """The momentum buffer, and Nesterov's d + m buf."""
+        momentum = 1 + (1 if cfg.nesterov else 0) if cfg.momentum > 0 else 0
+        return super().floats_per_parameter(cfg) + momentum
+
     def direction(self, grads: list[Tensor]) -> tuple[list[Tensor], PerRun]:
         direction = grads
         if self.has_momentum:
@@ -228,6 +242,12 @@ class Adam(StackedOptimizer):
             _check_fraction("optimizer.betas", beta)
         at_least("optimizer.eps", cfg.eps, 0.0, strict=True)
 
+    @classmethod
+    def floats_per_parameter(cls, cfg: DictConfig) -> int:
+        """m and v; then two temporaries at once (g^2 and its scaled copy, sqrt(v) and the denominator,
+        the denominator and the direction), one of them beside the kept update."""
+        return super().floats_per_parameter(cfg) + 2 + 1
+
     def direction(self, grads: list[Tensor]) -> tuple[list[Tensor], PerRun]:
         t = self.steps  # the bias corrections of this step
         neg_step_size = PerRun.combine(lambda lr, b1: -lr / (1 - b1**t), self.lr, self.beta1)
@@ -262,6 +282,11 @@ class RMSprop(StackedOptimizer):
         _check_fraction("optimizer.alpha", cfg.alpha)
         _check_fraction("optimizer.momentum", cfg.momentum)
         at_least("optimizer.eps", cfg.eps, 0.0, strict=True)
+
+    @classmethod
+    def floats_per_parameter(cls, cfg: DictConfig) -> int:
+        """v (and the momentum buffer); then two temporaries at once, one of them beside the kept update."""
+        return super().floats_per_parameter(cfg) + 1 + (1 if cfg.momentum > 0 else 0) + 1
 
     def direction(self, grads: list[Tensor]) -> tuple[list[Tensor], PerRun]:
         square_avg = self.buffers("square_avg")

@@ -10,6 +10,8 @@ vgbench takes what it was given.
 
 from __future__ import annotations
 
+import contextlib
+import math
 import os
 import shutil
 import subprocess
@@ -24,6 +26,44 @@ def available_cores() -> int:
     if hasattr(os, "sched_getaffinity"):
         return len(os.sched_getaffinity(0))
     return os.cpu_count() or 1
+
+
+def _cgroup_memory_left(proc_cgroup: Path, root: Path) -> list[int]:
+    """What is left under each memory limit of this process's cgroup and its parents (v2 and v1)."""
+    left = []
+    for line in proc_cgroup.read_text().splitlines():
+        _, controllers, path = line.split(":", 2)
+        if controllers == "":  # v2: one hierarchy
+            top, limit_file, usage_file = root, "memory.max", "memory.current"
+        elif "memory" in controllers.split(","):
+            top, limit_file, usage_file = root / "memory", "memory.limit_in_bytes", "memory.usage_in_bytes"
+        else:
+            continue
+        folder = top / path.lstrip("/")
+        while True:  # a limit may sit on any parent (SLURM's job cgroup above its step's)
+            try:
+                limit, usage = (folder / limit_file).read_text().strip(), int((folder / usage_file).read_text())
+            except (OSError, ValueError):
+                limit, usage = "", 0
+            if limit.isdigit() and int(limit) < 1 << 60:  # "max", or v1's near-2^63 for none
+                left.append(max(0, int(limit) - usage))
+            if folder == top or top not in folder.parents:
+                break
+            folder = folder.parent
+    return left
+
+
+def available_memory(meminfo: Path = Path("/proc/meminfo"), proc_cgroup: Path = Path("/proc/self/cgroup"),
+                     cgroup_root: Path = Path("/sys/fs/cgroup")) -> int | None:  # fmt: skip
+    """Bytes of RAM this process may still take: the kernel's MemAvailable, or less where a cgroup limits
+    the process (a SLURM job's --mem, a container's limit); None where neither can be read (not Linux)."""
+    candidates = []
+    with contextlib.suppress(OSError, KeyError, ValueError):
+        fields = dict(line.split(":", 1) for line in meminfo.read_text().splitlines() if ":" in line)
+        candidates.append(int(fields["MemAvailable"].split()[0]) * 1024)  # kB
+    with contextlib.suppress(OSError, ValueError):
+        candidates += _cgroup_memory_left(proc_cgroup, cgroup_root)
+    return min(candidates) if candidates else None
 
 
 def visible_gpus() -> int:
@@ -63,6 +103,14 @@ def jobs_at_once(n_jobs: int, device: str, jobs_per_gpu: int) -> int:
     """`local_parallel_jobs` on this machine: its cores and, for runs that may use CUDA, its GPUs."""
     gpus = visible_gpus() if device != "cpu" else 0
     return local_parallel_jobs(n_jobs, available_cores(), device, gpus, jobs_per_gpu)
+
+
+def jobs_per_device(parallel: int, device: str, gpus: int) -> int:
+    """How many of a local launcher's `parallel` jobs at once share one device's memory: all of them on the
+    CPU or on one named GPU, else those given one of the `gpus` GPUs (job number mod GPUs)."""
+    if device == "cpu" or device.startswith("cuda:") or gpus < 1:
+        return parallel
+    return math.ceil(parallel / gpus)
 
 
 def threads_per_job(launcher: dict[str, Any], cores: int) -> int | None:

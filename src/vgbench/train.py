@@ -47,12 +47,14 @@ log = logging.getLogger(__name__)
 
 @dataclass
 class Placement:
-    """What the launcher decided for this process (vgbench.runtime): torch threads, GPU slot, and
-    whether a progress bar may draw (not in a sweep's shared console)."""
+    """What the launcher decided for this process (vgbench.runtime): torch threads, GPU slot, whether a
+    progress bar may draw (not in a sweep's shared console), and the share of the device's free memory a
+    stack may plan for (vgbench.memory; None: no planning, as for a run alone)."""
 
     threads: int | None = None
     gpu_slot: int | None = None
     progress: bool = True
+    memory_share: float | None = None
 
 
 @dataclass(eq=False)  # a run is itself: compared by identity

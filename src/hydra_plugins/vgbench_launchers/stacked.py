@@ -27,8 +27,8 @@ from hydra.types import HydraContext, TaskFunction
 from omegaconf import DictConfig, OmegaConf, open_dict, read_write
 
 from hydra_plugins.vgbench_launchers.compose import compose_configs
-from vgbench.config import at_least, choice, group_into_stacks, stack_key
-from vgbench.placement import available_cores, jobs_at_once
+from vgbench.config import ConfigError, at_least, choice, group_into_stacks, stack_key
+from vgbench.placement import available_cores, jobs_at_once, jobs_per_device, visible_gpus
 
 log = logging.getLogger("vgbench.launcher")  # not under hydra_plugins: its one line stays in a quiet sweep
 
@@ -41,6 +41,9 @@ class StackedLauncherConf:
     max_stack: int = 64  # runs in one stack at most
     n_jobs: int = -1  # local: stacks trained at once (-1: one per core), at most jobs_per_gpu per GPU
     jobs_per_gpu: int = 4
+    # the share of a device's free memory the stacks running on it at once may plan for (vgbench.memory): a
+    # stack that would need more trains as smaller ones, one after another
+    memory_fraction: float = 0.8
     executor: str = "local"  # local, submitit_local or slurm
     # submitit's parameters for a stack's task: timeout_min, cpus_per_task, gpus_per_node, mem_gb,
     # partition, account, array_parallelism, max_num_timeout, ... (see conf/hydra/launcher/stacked_slurm.yaml)
@@ -90,7 +93,7 @@ class StackTask:
         self.hydra_context, self.config, self.task_function = hydra_context, config, task_function
 
     def __call__(self, jobs: list[Job], singleton_state: dict[Any, Any], threads: int | None,
-                 gpu_slot: int | None) -> list[JobReturn]:  # fmt: skip
+                 gpu_slot: int | None, memory_share: float) -> list[JobReturn]:  # fmt: skip
         from vgbench.app import console_level, train_jobs  # in the stack's process: torch loads here
         from vgbench.train import Placement
 
@@ -111,7 +114,8 @@ class StackTask:
             callbacks.on_job_start(config=sweep_config, task_function=self.task_function)
         progress = console_level(first.hydra.mode, first.hydra.verbose) == "INFO"
         results = train_jobs([task for _, task, _, _ in prepared], [out for *_, out in prepared],
-                             Placement(threads=threads, gpu_slot=gpu_slot, progress=progress))  # fmt: skip
+                             Placement(threads=threads, gpu_slot=gpu_slot, progress=progress,
+                                       memory_share=memory_share))  # fmt: skip
         returns = []
         for (sweep_config, task_cfg, hydra_cfg, _), result in zip(prepared, results, strict=True):
             ret = JobReturn(overrides=list(sweep_config.hydra.overrides.task), cfg=task_cfg,
@@ -134,11 +138,14 @@ class StackTask:
 
 
 class StackedLauncher(Launcher):
-    def __init__(self, max_stack: int = 64, n_jobs: int = -1, jobs_per_gpu: int = 4, executor: str = "local",
-                 submitit: dict[str, Any] | None = None) -> None:  # fmt: skip
+    def __init__(self, max_stack: int = 64, n_jobs: int = -1, jobs_per_gpu: int = 4, memory_fraction: float = 0.8,
+                 executor: str = "local", submitit: dict[str, Any] | None = None) -> None:  # fmt: skip
         choice("hydra.launcher.executor", executor, EXECUTORS)
         at_least("hydra.launcher.max_stack", max_stack, 1)
+        if not 0 < memory_fraction <= 1:
+            raise ConfigError(f"hydra.launcher.memory_fraction={memory_fraction!r} is not valid; it must be in (0, 1]")
         self.max_stack, self.n_jobs, self.jobs_per_gpu, self.executor = max_stack, n_jobs, jobs_per_gpu, executor
+        self.memory_fraction = memory_fraction
         self.submitit = OmegaConf.to_container(submitit, resolve=True) if OmegaConf.is_config(submitit) else dict(
             submitit or {})  # fmt: skip
         self.composed: dict[tuple[str, ...], DictConfig] = {}  # job overrides -> config, from the sweeper
@@ -177,17 +184,19 @@ class StackedLauncher(Launcher):
     def _run_local(self, task: StackTask, stacks: list[list[Job]], state: dict[Any, Any]) -> list[list[JobReturn]]:
         from joblib import Parallel, delayed
 
-        parallel = min(len(stacks), jobs_at_once(self.n_jobs, str(self.config.trainer.device), self.jobs_per_gpu))
+        device = str(self.config.trainer.device)
+        parallel = min(len(stacks), jobs_at_once(self.n_jobs, device, self.jobs_per_gpu))
         threads = max(1, available_cores() // parallel)
+        share = self.memory_fraction / jobs_per_device(parallel, device, visible_gpus() if device != "cpu" else 0)
         for job in (job for stack in stacks for job in stack):  # recorded in each run's .hydra/hydra.yaml
             with read_write(job.config.hydra), open_dict(job.config.hydra):
                 job.config.hydra.launcher.n_jobs = parallel
         log.warning("stacked launcher: %d runs in %d stack(s) of up to %d, %d at a time, %d torch thread(s) each",
                     sum(map(len, stacks)), len(stacks), self.max_stack, parallel, threads)  # fmt: skip
         if parallel == 1:
-            return [task(stack, state, threads, 0) for stack in stacks]
+            return [task(stack, state, threads, 0, share) for stack in stacks]
         return Parallel(n_jobs=parallel, backend="loky")(
-            delayed(task)(stack, state, threads, slot) for slot, stack in enumerate(stacks)
+            delayed(task)(stack, state, threads, slot, share) for slot, stack in enumerate(stacks)
         )
 
     def _run_submitit(self, task: StackTask, stacks: list[list[Job]], state: dict[Any, Any],
@@ -203,6 +212,8 @@ class StackedLauncher(Launcher):
         threads = int(params.get("cpus_per_task") or 1)
         log.warning("stacked launcher: %d runs in %d stack(s) of up to %d, one %s task each",
                     sum(map(len, stacks)), len(stacks), self.max_stack, cluster)  # fmt: skip
+        # a SLURM task has its own allocation; submitit's local tasks all run at once on this machine
+        share = self.memory_fraction / (len(stacks) if cluster == "local" else 1)
         submitted = executor.map_array(task, stacks, [state] * len(stacks), [threads] * len(stacks),
-                                       [None] * len(stacks))  # fmt: skip
+                                       [None] * len(stacks), [share] * len(stacks))  # fmt: skip
         return [job.results()[0] for job in submitted]

@@ -1,0 +1,116 @@
+import logging
+import os
+
+import pytest
+import torch
+
+import vgbench.memory
+from tests.conftest import TINY, make_cfg, peak_bytes
+from vgbench.app import train_jobs
+from vgbench.checkpoint import RunFolder
+from vgbench.memory import parameters_per_run, run_bytes, stack_sizes
+from vgbench.model import build_model
+from vgbench.train import Placement, evaluate, setup, train_epoch
+
+
+@pytest.mark.parametrize("overrides", [["model.width=[32,16,8]", "model.depth=3"], ["model.norm=batchnorm"],
+                                       ["model.norm=layernorm", "model.residual=true"]])  # fmt: skip
+def test_a_runs_parameters_are_counted_exactly(overrides):
+    cfg = make_cfg("data=synthetic", *overrides)
+    model = build_model([cfg, cfg], 784, 10)
+    assert parameters_per_run(cfg, 784, 10) == sum(p.numel() for p in model.parameters()) // 2
+
+
+# what fills memory: activations (deep and narrow, big batches, every layer option), parameters with each
+# optimizer's state and temporaries, the monitor's histograms
+SHAPES = {
+    "activations": ["model.width=64", "model.depth=24", "data.batch_size=256"],
+    "activations_options": ["model.width=64", "model.depth=24", "data.batch_size=256", "model.norm=batchnorm",
+                            "model.dropout=0.2", "model.residual=true", "activation=gelu"],
+    "adam": ["optimizer=adam", "optimizer.weight_decay=0.01"],
+    "rmsprop_wide": ["model.width=2048", "model.depth=2", "optimizer=rmsprop", "optimizer.momentum=0.9"],
+}  # fmt: skip
+
+
+def trained_stack(shape: str, folder, *overrides: str):  # noqa: ANN001, ANN201 - a path; a vgbench.train.Stack
+    """Two runs of a shape, every step measured with histograms, after one epoch: the state exists."""
+    cfgs = [make_cfg("data=synthetic", "data.limit_train=256", "model.width=256", "model.depth=6",
+                     "logger.tensorboard=false", "monitor.every_n_steps=1", "monitor.histogram_every_n_steps=1",
+                     *SHAPES[shape], *overrides, f"trainer.seed={seed}") for seed in range(2)]  # fmt: skip
+    stack = setup([RunFolder(folder / str(seed)) for seed in range(2)], cfgs, Placement(progress=False))
+    train_epoch(stack, 0)
+    return stack
+
+
+def held_bytes(stack) -> int:  # noqa: ANN001
+    """The parameters and the optimizer's state: what lives between steps."""
+    held = sum(p.numel() for p in stack.model.parameters())
+    held += sum(buffer.numel() for state in stack.optimizer.state.values() for buffer in state.values())
+    return 4 * held
+
+
+def estimate_of(stack) -> int:  # noqa: ANN001
+    return len(stack.runs) * run_bytes(stack.shape, stack.data.num_features, stack.data.num_classes)
+
+
+@pytest.mark.parametrize("shape", SHAPES)
+def test_the_estimate_bounds_what_a_stack_holds_and_is_not_loose(shape, tmp_path):
+    stack = trained_stack(shape, tmp_path)
+    step = peak_bytes(lambda: train_epoch(stack, 1))  # every step measured, with histograms
+    split, batch = stack.data.test, stack.shape.data.eval_batch_size
+    evaluation = peak_bytes(lambda: evaluate(stack.model, split, batch, stack.loss_fn))
+    measured, estimate = held_bytes(stack) + max(step, evaluation), estimate_of(stack)
+    assert measured <= estimate <= 1.6 * measured, (measured, estimate)  # measured here: 1.1 to 1.4 times
+
+
+@pytest.mark.cuda
+@pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA GPU")
+@pytest.mark.parametrize("shape", ["activations_options", "adam", "rmsprop_wide"])
+def test_on_cuda_the_estimate_bounds_the_allocators_peak(shape, tmp_path):
+    stack = trained_stack(shape, tmp_path, "trainer.device=cuda")
+    torch.cuda.synchronize()
+    start = torch.cuda.memory_allocated()  # the data, the parameters and state, cuBLAS's workspace
+    torch.cuda.reset_peak_memory_stats()
+    train_epoch(stack, 1)
+    evaluate(stack.model, stack.data.test, stack.shape.data.eval_batch_size, stack.loss_fn)
+    measured = held_bytes(stack) + torch.cuda.max_memory_allocated() - start
+    assert measured <= estimate_of(stack) <= 1.6 * measured, (measured, estimate_of(stack))
+    free = vgbench.memory.free_bytes(torch.device("cuda"))
+    assert free is not None and 0 < free <= torch.cuda.mem_get_info()[1]
+
+
+def fake_free(monkeypatch, free: int | None) -> None:
+    monkeypatch.setattr(vgbench.memory, "free_bytes", lambda device: free)
+
+
+def test_a_stack_too_big_for_its_share_trains_as_balanced_smaller_ones(monkeypatch, caplog):
+    cfgs = [make_cfg(*TINY, f"trainer.seed={seed}") for seed in range(5)]
+    per_run = run_bytes(cfgs[0], 784, 10)
+    fake_free(monkeypatch, int(2.5 * per_run / 0.5))  # half of it holds two and a half runs
+    with caplog.at_level(logging.WARNING, logger="vgbench.memory"):
+        assert stack_sizes(cfgs, memory_share=0.5) == [2, 2, 1]
+    assert "5 runs of this shape need about" in caplog.text and "as 3 stacks of up to 2" in caplog.text
+    assert stack_sizes(cfgs, memory_share=1.0) == [5]  # 5 runs fit in 5 runs' worth
+    assert stack_sizes(cfgs, memory_share=None) == [5]  # no planning (a run alone, the parallel launcher)
+    fake_free(monkeypatch, None)
+    assert stack_sizes(cfgs, memory_share=0.5) == [5]  # the free memory cannot be told
+    fake_free(monkeypatch, per_run // 2)
+    caplog.clear()
+    with caplog.at_level(logging.WARNING, logger="vgbench.memory"):
+        assert stack_sizes(cfgs, memory_share=1.0) == [1] * 5  # not even one fits: each alone, none refused
+    assert "one run of this shape needs about" in caplog.text
+
+
+def test_the_free_memory_of_the_cpu_is_what_the_machine_has_left():
+    free = vgbench.memory.free_bytes(torch.device("cpu"))
+    assert free is not None and 100e6 < free <= os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_PHYS_PAGES")
+    assert vgbench.memory.free_bytes(torch.device("meta")) is None
+
+
+def test_runs_split_for_memory_each_train_and_record_their_stack(monkeypatch, tmp_path):
+    cfgs = [make_cfg(*TINY, f"trainer.seed={seed}") for seed in range(3)]
+    fake_free(monkeypatch, int(2.2 * run_bytes(cfgs[0], 784, 10)))
+    results = train_jobs(cfgs, [tmp_path / str(seed) for seed in range(3)], Placement(memory_share=1.0))
+    assert [(r.status, r.stack_size) for r in results] == [("completed", 2), ("completed", 2), ("completed", 1)]
+    alone = train_jobs(cfgs[2:], [tmp_path / "alone"])[0]
+    assert results[2].test_acc == alone.test_acc
