@@ -53,6 +53,7 @@ def estimate_of(stack) -> int:  # noqa: ANN001
     return len(stack.runs) * run_bytes(stack.shape, stack.data.num_features, stack.data.num_classes)
 
 
+@pytest.mark.slow  # the profiler's record of every allocation: 6 s for the four
 @pytest.mark.parametrize("shape", SHAPES)
 def test_the_estimate_bounds_what_a_stack_holds_and_is_not_loose(shape, tmp_path):
     stack = trained_stack(shape, tmp_path)
