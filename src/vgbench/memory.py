@@ -75,8 +75,12 @@ def free_bytes(device: torch.device) -> int | None:
     return None
 
 
-def _gb(size: float) -> str:
-    return f"{size / 1e9:.1f} GB"
+def _size(size: float) -> str:
+    """'36.0 GB', '420.5 MB', '12.0 kB'."""
+    for unit, scale in (("GB", 1e9), ("MB", 1e6)):
+        if size >= scale:
+            return f"{size / scale:.1f} {unit}"
+    return f"{size / 1e3:.1f} kB"
 
 
 def stack_sizes(cfgs: Sequence[DictConfig], memory_share: float | None, gpu_slot: int | None = None,
@@ -102,9 +106,9 @@ def stack_sizes(cfgs: Sequence[DictConfig], memory_share: float | None, gpu_slot
     sizes = [len(cfgs) // stacks + (1 if i < len(cfgs) % stacks else 0) for i in range(stacks)]  # balanced
     log.warning("memory: %d runs of this shape need about %s as one stack, and it may plan for %s of the %s "
                 "free on %s (hydra.launcher.memory_fraction); training them as %d stacks of up to %d, one after "
-                "another", len(cfgs), _gb(per_run * len(cfgs)), _gb(budget), _gb(free), device, stacks,
+                "another", len(cfgs), _size(per_run * len(cfgs)), _size(budget), _size(free), device, stacks,
                 sizes[0])  # fmt: skip
     if per_run > budget:
         log.warning("memory: one run of this shape needs about %s, more than the %s it may plan for on %s",
-                    _gb(per_run), _gb(budget), device)  # fmt: skip
+                    _size(per_run), _size(budget), device)  # fmt: skip
     return sizes
