@@ -91,7 +91,7 @@ def test_a_stack_too_big_for_its_share_trains_as_balanced_smaller_ones(monkeypat
     with caplog.at_level(logging.WARNING, logger="vgbench.memory"):
         assert stack_sizes(cfgs, memory_share=0.5) == [2, 2, 1]
     assert "5 runs of this shape need about" in caplog.text and "as 3 stacks of up to 2" in caplog.text
-    assert f"need about {5 * per_run / 1e6:.1f} MB as one stack" in caplog.text  # this run: about 1.2 MB
+    assert f"need about {5 * per_run / 1e6:.1f} MB as one stack" in caplog.text  # 4 MB a run: in MB, not 0.0 GB
     assert stack_sizes(cfgs, memory_share=1.0) == [5]  # 5 runs fit in 5 runs' worth
     assert stack_sizes(cfgs, memory_share=None) == [5]  # no planning (a run alone, the parallel launcher)
     fake_free(monkeypatch, None)
