@@ -239,6 +239,15 @@ def at_least(key: str, value: Any, minimum: float, strict: bool = False) -> None
         raise ConfigError(f"{key}={value!r} is not valid; it must be {bound}")
 
 
+FRACTIONS = {"[0, 1)": lambda value: 0 <= value < 1, "(0, 1]": lambda value: 0 < value <= 1}
+
+
+def fraction(key: str, value: float, interval: str = "[0, 1)") -> None:
+    """A value in one of the unit intervals of FRACTIONS (dropout, momentum, betas: [0, 1); a share: (0, 1])."""
+    if not FRACTIONS[interval](value):
+        raise ConfigError(f"{key}={value!r} is not valid; it must be in {interval}")
+
+
 def hidden_widths(model: ModelConfig | DictConfig) -> list[int]:
     """The width of each hidden layer, from `model.width` (one int for all, or a list)."""
     width = model.width
@@ -290,8 +299,7 @@ def validate(cfg: Config | DictConfig) -> None:
     choice("model.init", cfg.model.init, WEIGHT_INITS)
     choice("model.bias_init", cfg.model.bias_init, ("auto", *BIAS_INITS))  # auto: see bias_scheme
     choice("model.norm", cfg.model.norm, NORMS)
-    if not 0.0 <= cfg.model.dropout < 1.0:
-        raise ConfigError(f"model.dropout={cfg.model.dropout!r} is not valid; it must be in [0, 1)")
+    fraction("model.dropout", cfg.model.dropout)
     choice("loss", cfg.loss, LOSSES)
     choice("optimizer.name", cfg.optimizer.name, OPTIMIZERS)
     OPTIMIZERS[cfg.optimizer.name].check(cfg.optimizer)

@@ -21,7 +21,7 @@ import torch
 from omegaconf import DictConfig
 from torch import Tensor, nn
 
-from vgbench.config import ConfigError, at_least
+from vgbench.config import ConfigError, at_least, fraction
 
 
 class PerRun:
@@ -67,11 +67,6 @@ class PerRun:
         tensors = [i.tensor if i.tensor is not None else torch.full((stack,), i.values[0], dtype=torch.float64,
                                                                     device=i.device) for i in inputs]  # fmt: skip
         return PerRun(fn(*tensors), inputs[0].device)
-
-
-def _check_fraction(key: str, value: float) -> None:
-    if not 0.0 <= value < 1.0:
-        raise ConfigError(f"{key}={value!r} is not valid; it must be in [0, 1)")
 
 
 class StackedOptimizer:
@@ -195,7 +190,7 @@ class SGD(StackedOptimizer):
     @classmethod
     def check(cls, cfg: DictConfig) -> None:
         super().check(cfg)
-        _check_fraction("optimizer.momentum", cfg.momentum)
+        fraction("optimizer.momentum", cfg.momentum)
         if cfg.nesterov and cfg.momentum <= 0:
             raise ConfigError("optimizer.nesterov=true needs optimizer.momentum > 0 (optimizer=momentum sets 0.9)")
 
@@ -239,7 +234,7 @@ class Adam(StackedOptimizer):
         if len(cfg.betas) != 2:
             raise ConfigError(f"optimizer.betas={list(cfg.betas)} is not valid; give two values, as [0.9, 0.999]")
         for beta in cfg.betas:
-            _check_fraction("optimizer.betas", beta)
+            fraction("optimizer.betas", beta)
         at_least("optimizer.eps", cfg.eps, 0.0, strict=True)
 
     @classmethod
@@ -279,8 +274,8 @@ class RMSprop(StackedOptimizer):
     @classmethod
     def check(cls, cfg: DictConfig) -> None:
         super().check(cfg)
-        _check_fraction("optimizer.alpha", cfg.alpha)
-        _check_fraction("optimizer.momentum", cfg.momentum)
+        fraction("optimizer.alpha", cfg.alpha)
+        fraction("optimizer.momentum", cfg.momentum)
         at_least("optimizer.eps", cfg.eps, 0.0, strict=True)
 
     @classmethod

@@ -27,7 +27,7 @@ from hydra.types import HydraContext, TaskFunction
 from omegaconf import DictConfig, OmegaConf, open_dict, read_write
 
 from hydra_plugins.vgbench_launchers.compose import compose_configs
-from vgbench.config import ConfigError, at_least, choice, group_into_stacks, stack_key
+from vgbench.config import at_least, choice, fraction, group_into_stacks, stack_key
 from vgbench.placement import available_cores, jobs_at_once, jobs_per_device, visible_gpus
 
 log = logging.getLogger("vgbench.launcher")  # not under hydra_plugins: its one line stays in a quiet sweep
@@ -142,8 +142,7 @@ class StackedLauncher(Launcher):
                  executor: str = "local", submitit: dict[str, Any] | None = None) -> None:  # fmt: skip
         choice("hydra.launcher.executor", executor, EXECUTORS)
         at_least("hydra.launcher.max_stack", max_stack, 1)
-        if not 0 < memory_fraction <= 1:
-            raise ConfigError(f"hydra.launcher.memory_fraction={memory_fraction!r} is not valid; it must be in (0, 1]")
+        fraction("hydra.launcher.memory_fraction", memory_fraction, "(0, 1]")
         self.max_stack, self.n_jobs, self.jobs_per_gpu, self.executor = max_stack, n_jobs, jobs_per_gpu, executor
         self.memory_fraction = memory_fraction
         self.submitit = OmegaConf.to_container(submitit, resolve=True) if OmegaConf.is_config(submitit) else dict(
