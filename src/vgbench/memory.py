@@ -7,7 +7,8 @@ float32, and the estimate does not count on 16-bit activations):
   gradient, the state buffers, the temporaries of its formula; on the monitor's measured steps, the
   weights before the update and the gradients' copy for the histograms);
 - the larger of a training step's activations and an evaluation batch's.
-The data is the process's, already on the device when the free memory is read, and shared by every run.
+The data is shared by every run: on the CPU it is already in the process's memory when the free memory
+is read; on a GPU the stack's setup copies it there, so its size is taken off the free memory.
 A stack that would not fit is trained as several smaller ones, one after another: nothing is refused.
 """
 
@@ -93,10 +94,13 @@ def stack_sizes(cfgs: Sequence[DictConfig], memory_share: float | None, gpu_slot
     shape = cfgs[0]
     device = resolve_device(shape.trainer.device, gpu_slot)
     configure_threads(shape.trainer.cpu_threads, threads)  # the data's preparation depends on the threads
-    data = load_data(shape.data, device)  # on the device before its free memory is read; prepared once
+    data = load_data(shape.data, torch.device("cpu"))  # prepared once per process; setup reuses it
     free = free_bytes(device)
     if free is None:
         return [len(cfgs)]
+    if device.type != "cpu":  # the copy setup makes
+        splits = [split for split in (data.train, data.val, data.test) if split is not None]
+        free = max(0, free - sum(split.x.nbytes + split.y.nbytes for split in splits))
     per_run = max(run_bytes(cfg, data.num_features, data.num_classes) for cfg in cfgs)
     budget = memory_share * free
     fit = max(1, int(budget // per_run))
