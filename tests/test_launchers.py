@@ -1,9 +1,10 @@
 """vgbench's launchers: how the stacked launcher groups jobs and derives their configs."""
 
 import pytest
-from omegaconf import OmegaConf
+from omegaconf import OmegaConf, open_dict, read_write
 
 from hydra_plugins.vgbench_launchers.compose import compose_configs, sibling_config
+from hydra_plugins.vgbench_launchers.stacked import record_yaml
 from tests.conftest import SWEEP_BASE as BASE
 from vgbench.config import group_into_stacks, stack_key
 
@@ -84,6 +85,19 @@ def test_a_batch_is_composed_once_per_family_of_siblings(hydra_loader):
     assert counting.calls == 2  # one per activation: the seeds and learning rates are siblings
     for overrides, config in zip(batch, configs, strict=True):
         assert OmegaConf.to_yaml(config) == OmegaConf.to_yaml(loader.load_sweep_config(master, overrides))
+
+
+def test_a_runs_record_is_written_as_omegaconf_writes_it(hydra_loader):
+    """The stacked launcher's .hydra/ files (C emitter) hold OmegaConf.to_yaml's text, strings that read as
+    other types quoted, interpolations kept, for the whole config and its parts."""
+    loader, master = hydra_loader
+    config = loader.load_sweep_config(master, ["trainer.seed=3", "optimizer.lr=1e-3"])
+    with read_write(config), open_dict(config):
+        config.note = {"looks_like": ["1", "1e-3", "true", "null", "~", "a: b", "é"], "ref": "${trainer.seed}"}
+    container = OmegaConf.to_container(config, enum_to_str=True)
+    assert record_yaml(container) == OmegaConf.to_yaml(config)
+    assert record_yaml(container["hydra"]["overrides"]["task"]) == OmegaConf.to_yaml(config.hydra.overrides.task)
+    assert "'1e-3'" in record_yaml(container) and "${trainer.seed}" in record_yaml(container)
 
 
 def test_a_bad_value_in_a_batch_fails_as_hydra_reports_it(hydra_loader):

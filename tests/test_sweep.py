@@ -7,6 +7,7 @@ import re
 import pytest
 import torch
 import yaml
+from omegaconf import OmegaConf
 
 import vgbench.placement
 from tests.conftest import run_app
@@ -134,6 +135,13 @@ def test_stacked_and_parallel_launchers_give_the_same_runs(tmp_path):
 
     reports = [write_report(tmp_path / launcher).findings for launcher in ("parallel", "stacked")]
     assert reports[0] == reports[1]
+    for name in parallel:  # each run's record: the stacked launcher writes what Hydra's run_job writes
+        records = [tmp_path / launcher / name / ".hydra" for launcher in ("parallel", "stacked")]
+        for file in ("config.yaml", "overrides.yaml"):
+            assert (records[1] / file).read_text() == (records[0] / file).read_text(), file
+        hydra = [OmegaConf.load(record / "hydra.yaml").hydra for record in records]
+        assert hydra[1].job.num == hydra[0].job.num and hydra[1].overrides.task == hydra[0].overrides.task
+        assert (records[1] / "hydra.yaml").read_text() == OmegaConf.to_yaml({"hydra": hydra[1]})
 
 
 def test_parallel_launcher_gives_each_job_its_share_of_the_cores():
