@@ -4,6 +4,7 @@
 #
 #   scripts/gpu_check.sh                    # writes outputs/gpu_check/gpu_check.json and gpu_check.log
 #   GPU_CHECK_OUT=/tmp/x scripts/gpu_check.sh
+#   GPU_CHECK_SKIP=stacked_3_epochs scripts/gpu_check.sh   # steps to leave out (comma-separated), for a short lease
 #
 # 1. the CUDA tests (fp32, bf16 and fp16 runs with the monitor against a CPU fp32 run of the same seed;
 #    resume on the GPU; a stack's memory estimate against the allocator's peak)
@@ -12,6 +13,7 @@
 # 4. the epoch benchmark on CUDA: vgbench against the pytorch/examples way, fp32 and bf16
 # 5. the monitor's overhead on CUDA
 # 6. a 16-run sweep on one GPU through the parallel launcher
+# 7. where a stacked step's time goes (scripts/profile_stack.py: host against device, and a CUDA graph's replay)
 set -uo pipefail
 cd "$(dirname "$0")/.."
 out=${GPU_CHECK_OUT:-outputs/gpu_check}
@@ -28,6 +30,7 @@ export PYTHONUNBUFFERED=1
 
 step() {  # step NAME TIMEOUT_S COMMAND...: run it, keep its output in the log, record its status and time
   local name=$1 limit=$2; shift 2
+  if [[ ",${GPU_CHECK_SKIP:-}," == *",$name,"* ]]; then echo "=== $name: skipped (GPU_CHECK_SKIP)" | tee -a "$log"; return; fi
   local started=$(date +%s)
   echo "=== $name: $*" | tee -a "$log"
   timeout "$limit" "$@" 2>&1 | tee -a "$log"
@@ -47,6 +50,7 @@ step epoch_fp32 60 "$python" scripts/bench_epoch.py --device cuda --repeats 2 --
 step epoch_bf16 60 "$python" scripts/bench_epoch.py --device cuda --amp bf16 --repeats 2 --json "$out/epoch_bf16.json"
 step monitor 60 "$python" scripts/bench_monitor.py --device cuda --repeats 2 --json "$out/monitor.json"
 step sweep16 120 "$python" scripts/bench_sweep.py --gpu-sweep --json "$out/sweep16.json"
+step profile 120 "$python" scripts/profile_stack.py --device cuda --runs 1,8,64 --json "$out/profile.json"
 
 "$python" - "$out" <<'PY'
 import json, subprocess, sys
@@ -55,7 +59,7 @@ import torch
 out = Path(sys.argv[1])
 figures = {"gpu": torch.cuda.get_device_name(0), "torch": torch.__version__,
            "steps": [json.loads(line) for line in (out / "steps.jsonl").read_text().splitlines()]}
-for name in ("stacked", "stacked_3_epochs", "precision", "epoch_fp32", "epoch_bf16", "monitor", "sweep16"):
+for name in ("stacked", "stacked_3_epochs", "precision", "epoch_fp32", "epoch_bf16", "monitor", "sweep16", "profile"):
     path = out / f"{name}.json"
     figures[name] = json.loads(path.read_text()) if path.exists() else None
 (out / "gpu_check.json").write_text(json.dumps(figures, indent=2))
