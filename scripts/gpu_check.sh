@@ -8,7 +8,8 @@
 #
 # 1. the CUDA tests (fp32, bf16 and fp16 runs with the monitor against a CPU fp32 run of the same seed;
 #    resume on the GPU; a stack's memory estimate against the allocator's peak)
-# 2. stacked runs against one process per run: K = 8 and 64 runs of one epoch, then 64 of three epochs
+# 2. stacked runs against one process per run: K = 8 and 64 runs of one epoch, then 64 of three epochs (from
+#    the two lengths, the throughput of one more epoch: the start-ups left out)
 # 3. fp16 and bf16 MNIST runs with the monitor against an fp32 run of the same seed (step-0 statistics)
 # 4. the epoch benchmark on CUDA: vgbench against the pytorch/examples way, fp32 and bf16
 # 5. the monitor's overhead on CUDA
@@ -62,6 +63,13 @@ figures = {"gpu": torch.cuda.get_device_name(0), "torch": torch.__version__,
 for name in ("stacked", "stacked_3_epochs", "precision", "epoch_fp32", "epoch_bf16", "monitor", "sweep16", "profile"):
     path = out / f"{name}.json"
     figures[name] = json.loads(path.read_text()) if path.exists() else None
+short, long = figures["stacked"], figures["stacked_3_epochs"]
+if short and long and "K=64" in short and "K=64" in long:  # steady-state throughput: what one more epoch costs
+    added = {side: (min(long["K=64"]["seconds"][side]) - min(short["K=64"]["seconds"][side]))
+                   / (long["epochs"] - short["epochs"]) for side in ("stacked", "processes")}
+    figures["stacked_per_added_epoch"] = {"seconds": added, "ratio": added["processes"] / added["stacked"]}
+    print(f"64 runs, one more epoch: stacked {added['stacked']:.1f} s, one process per run "
+          f"{added['processes']:.1f} s: {added['processes'] / added['stacked']:.1f}x throughput")
 (out / "gpu_check.json").write_text(json.dumps(figures, indent=2))
 failed = [s["step"] for s in figures["steps"] if s["exit"] != 0]
 print(f"gpu_check: {len(figures['steps']) - len(failed)} of {len(figures['steps'])} steps passed"
