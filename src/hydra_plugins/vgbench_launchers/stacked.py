@@ -65,7 +65,7 @@ class Job:
 
 class _RecordDumper(getattr(yaml, "CDumper", yaml.Dumper)):
     """OmegaConf.save's YAML through libyaml's C emitter where PyYAML has it: OmegaConf's representers, so
-    the same text (tests/test_launchers.py), written 3 to 4 times faster. A stack writes three records for
+    the same text (tests/test_launchers.py), written 2.5 to 3 times faster. A stack writes three records for
     each of its runs, up to 64 in a row before its first step."""
 
 
