@@ -1,15 +1,17 @@
 #!/usr/bin/env bash
 # Every check of vgbench's CUDA path, run once on a machine with a GPU, every figure into one JSON.
-# About 8 minutes on one GPU. Without CUDA it stops at once with one line (exit 1).
+# About 10 minutes on one GPU. Without CUDA it stops at once with one line (exit 1).
 #
 #   scripts/gpu_check.sh                    # writes outputs/gpu_check/gpu_check.json and gpu_check.log
 #   GPU_CHECK_OUT=/tmp/x scripts/gpu_check.sh
 #   GPU_CHECK_SKIP=stacked_3_epochs scripts/gpu_check.sh   # steps to leave out (comma-separated), for a short lease
 #
 # 1. the CUDA tests (fp32, bf16 and fp16 runs with the monitor against a CPU fp32 run of the same seed;
-#    resume on the GPU; a stack's memory estimate against the allocator's peak)
-# 2. stacked runs against one process per run: K = 8 and 64 runs of one epoch, then 64 of three epochs (from
-#    the two lengths, the throughput of one more epoch: the start-ups left out)
+#    resume on the GPU; a stack's memory estimate against the allocator's peak; steps replayed from a CUDA
+#    graph against the same steps launched op by op)
+# 2. stacked runs against one process per run: K = 8 and 64 runs of one epoch; 64 with both sides' steps
+#    replayed from CUDA graphs; then 64 of three epochs (from the two lengths, the throughput of one more
+#    epoch: the start-ups left out)
 # 3. fp16 and bf16 MNIST runs with the monitor against an fp32 run of the same seed (step-0 statistics)
 # 4. the epoch benchmark on CUDA: vgbench against the pytorch/examples way, fp32 and bf16
 # 5. the monitor's overhead on CUDA
@@ -42,8 +44,11 @@ step() {  # step NAME TIMEOUT_S COMMAND...: run it, keep its output in the log, 
 rm -f "$out/steps.jsonl"
 
 "$python" -m vgbench.provision data=mnist >> "$log" 2>&1
-step cuda_tests 120 "$python" -m pytest -q -m cuda -p no:cacheprovider tests/test_train.py tests/test_memory.py
+step cuda_tests 180 "$python" -m pytest -q -m cuda -p no:cacheprovider tests/test_train.py tests/test_memory.py \
+  tests/test_graphs.py
 step stacked 180 "$python" scripts/bench_stacked.py --mode gpu --runs 8,64 --repeats 1 --json "$out/stacked.json"
+step stacked_graphs 120 "$python" scripts/bench_stacked.py --mode gpu --runs 64 --graphs --repeats 1 \
+  --json "$out/stacked_graphs.json"
 step stacked_3_epochs 300 "$python" scripts/bench_stacked.py --mode gpu --runs 64 --epochs 3 --repeats 1 \
   --json "$out/stacked_3_epochs.json"
 step precision 60 "$python" scripts/precision_check.py --json "$out/precision.json"
@@ -60,7 +65,7 @@ import torch
 out = Path(sys.argv[1])
 figures = {"gpu": torch.cuda.get_device_name(0), "torch": torch.__version__,
            "steps": [json.loads(line) for line in (out / "steps.jsonl").read_text().splitlines()]}
-for name in ("stacked", "stacked_3_epochs", "precision", "epoch_fp32", "epoch_bf16", "monitor", "sweep16", "profile"):
+for name in ("stacked", "stacked_graphs", "stacked_3_epochs", "precision", "epoch_fp32", "epoch_bf16", "monitor", "sweep16", "profile"):
     path = out / f"{name}.json"
     figures[name] = json.loads(path.read_text()) if path.exists() else None
 short, long = figures["stacked"], figures["stacked_3_epochs"]

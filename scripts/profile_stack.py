@@ -4,8 +4,8 @@ monitor off and at its default frequency, and the profiler's busiest operators a
 The trainer's own setup and epoch (vgbench.train) on MNIST, 10x128 ReLU at batch 64 (bench_stacked's
 shape). On a GPU the question is whether a step is bound by the host launching kernels (device busy
 well under the wall time) or by the device; on a CPU, how close the matmuls run to the cores' peak.
-On a GPU it also replays the same unmeasured step from a CUDA graph (`graphed_ms_per_step`): what a
-step would cost with no launch overhead, to weigh graph capture before building it into the trainer.
+On a GPU it also times the bare step replayed from a CUDA graph (`trainer.cuda_graphs=true`,
+vgbench.graphs; `graphed_ms_per_step`): what a step costs without the host's launches.
 
     python scripts/profile_stack.py --device cuda --runs 1,64 [--steps 200] [--json out.json]
 """
@@ -23,18 +23,17 @@ from torch.profiler import ProfilerActivity, profile
 
 from vgbench.checkpoint import RunFolder
 from vgbench.config import compose_config
-from vgbench.data import epoch_orders
 from vgbench.train import Placement, setup, train_epoch
 
 SHAPE = ["data=mnist", "activation=relu", "model.depth=10", "model.width=128", "logger.tensorboard=false",
          "trainer.checkpoint=false", "optimizer.lr=0.01"]  # fmt: skip
 
 
-def make_stack(runs: int, device: str, steps: int, monitor: bool, folder: Path):  # noqa: ANN201 - a vgbench.train.Stack
+def make_stack(runs: int, device: str, steps: int, monitor: bool, folder: Path, graphs: bool = False):  # noqa: ANN201 - a vgbench.train.Stack
     # no held-out split: the training split is exactly `steps` batches, which the per-step figures divide by
     cfgs = [compose_config([*SHAPE, f"trainer.device={device}", f"data.limit_train={64 * steps}", "data.val_size=0",
-                            f"monitor.enabled={str(monitor).lower()}", f"trainer.seed={seed}"])
-            for seed in range(runs)]  # fmt: skip
+                            f"monitor.enabled={str(monitor).lower()}", f"trainer.cuda_graphs={str(graphs).lower()}",
+                            f"trainer.seed={seed}"]) for seed in range(runs)]  # fmt: skip
     return setup([RunFolder(folder / str(seed)) for seed in range(runs)], cfgs, Placement(progress=False))
 
 
@@ -45,41 +44,6 @@ def epoch_ms_per_step(stack, epoch: int, steps: int) -> float:  # noqa: ANN001
     train_epoch(stack, epoch)
     sync()
     return 1000 * (time.perf_counter() - started) / steps
-
-
-def graphed_ms_per_step(stack) -> float:  # noqa: ANN001
-    """The bare step (no monitor, no log event) captured once in a CUDA graph and replayed per batch: the
-    batch's indices are copied into the graph's input, as torch's whole-network capture example does."""
-    model, optimizer, train = stack.model, stack.optimizer, stack.data.train
-    batch_size = stack.shape.data.batch_size
-    orders = epoch_orders(len(train), stack.seeds, 3, stack.device)
-    batch_indices = orders[:, :batch_size].clone()
-
-    def step() -> None:
-        x, y = train.gather(batch_indices)
-        losses = stack.loss_fn(model(x).float(), y).mean(dim=1)
-        losses.sum().backward()
-        optimizer.step()
-
-    side = torch.cuda.Stream()  # warm-up on a side stream before capture (torch.cuda.graphs' rule)
-    side.wait_stream(torch.cuda.current_stream())
-    with torch.cuda.stream(side):
-        for _ in range(3):
-            optimizer.zero_grad()
-            step()
-    torch.cuda.current_stream().wait_stream(side)
-    optimizer.zero_grad()  # the captured backward then writes, not accumulates, the gradients
-    graph = torch.cuda.CUDAGraph()
-    with torch.cuda.graph(graph):
-        step()
-    full_batches = len(train) // batch_size  # the graph's input has one shape: the last, smaller batch is left out
-    torch.cuda.synchronize()
-    started = time.perf_counter()
-    for batch in range(full_batches):
-        batch_indices.copy_(orders[:, batch * batch_size : (batch + 1) * batch_size])
-        graph.replay()
-    torch.cuda.synchronize()
-    return 1000 * (time.perf_counter() - started) / full_batches
 
 
 def busiest(events, attribute: str, steps: int) -> dict[str, float]:  # noqa: ANN001 - the profiler's events
@@ -115,10 +79,9 @@ def main() -> None:
             figures["top_host_ops"] = busiest(events, "self_cpu_time_total", args.steps)
             if args.device == "cuda":
                 figures["top_device_ops"] = busiest(events, "self_device_time_total", args.steps)
-                try:
-                    figures["graphed_ms_per_step"] = graphed_ms_per_step(stack)
-                except RuntimeError as error:  # a step that cannot be captured says why
-                    figures["graphed_ms_per_step"] = f"not capturable: {error}".splitlines()[0]
+                graphed = make_stack(runs, args.device, args.steps, False, Path(tmp) / f"{runs}-graphed", graphs=True)
+                epoch_ms_per_step(graphed, 0, args.steps)  # warm-up and capture
+                figures["graphed_ms_per_step"] = epoch_ms_per_step(graphed, 1, args.steps)
             result[f"K={runs}"] = figures
             print(f"K={runs}: " + json.dumps(figures, indent=1), flush=True)
     if args.json:

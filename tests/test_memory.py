@@ -80,6 +80,25 @@ def test_on_cuda_the_estimate_bounds_the_allocators_peak(shape, tmp_path):
     assert free is not None and 0 < free <= torch.cuda.mem_get_info()[1]
 
 
+@pytest.mark.cuda
+@pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA GPU")
+def test_on_cuda_a_graphed_stacks_estimate_bounds_the_allocators_peak(tmp_path):
+    """A CUDA graph's pool keeps a step's activations and gradients beside the measured steps' own."""
+    cfgs = [make_cfg("data=synthetic", "data.limit_train=1024", "model.width=256", "model.depth=6",
+                     "logger.tensorboard=false", "trainer.device=cuda", "trainer.cuda_graphs=true",
+                     "monitor.every_n_steps=5", f"trainer.seed={seed}") for seed in range(2)]  # fmt: skip
+    stack = setup([RunFolder(tmp_path / str(seed)) for seed in range(2)], cfgs, Placement(progress=False))
+    torch.cuda.synchronize()
+    start = torch.cuda.memory_allocated()
+    torch.cuda.reset_peak_memory_stats()
+    train_epoch(stack, 0)  # measured steps, warm-up, the capture, replays
+    evaluate(stack.model, stack.data.test, stack.shape.data.eval_batch_size, stack.loss_fn)
+    assert stack.graphed is not None and stack.graphed.captures == 1
+    measured = held_bytes(stack) + torch.cuda.max_memory_allocated() - start
+    estimate = 2 * run_bytes(stack.shape, stack.data.num_features, stack.data.num_classes, graphed=True)
+    assert measured <= estimate <= 2.0 * measured, (measured, estimate)
+
+
 def fake_free(monkeypatch, free: int | None) -> None:
     monkeypatch.setattr(vgbench.memory, "free_bytes", lambda device: free)
 

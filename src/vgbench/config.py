@@ -109,6 +109,9 @@ class TrainerConfig:
     checkpoint: bool = True  # checkpoint.pt in the run folder at each epoch end, written atomically
     resume: bool = False  # continue from the run folder's checkpoint.pt (set hydra.run.dir to that folder)
     amp: str = "none"  # none, bf16, fp16 (fp16 needs CUDA)
+    # CUDA: replay the step of each full, unmeasured batch from a CUDA graph, launched in one call instead of
+    # kernel by kernel (vgbench.graphs: what it applies to). Not yet run on a GPU (see the README): off
+    cuda_graphs: bool = False
     fail_on_divergence: bool = False  # a non-finite loss ends the run with status diverged; true also exits 1
     skip_completed: bool = True  # a run whose summary.json already records this very run is not run again
 
@@ -163,8 +166,8 @@ PER_RUN_KEYS = (
 )
 # Where and how a run computes, not what it computes: two configs that differ only here are one run.
 PLACEMENT_KEYS = ("trainer.device", "trainer.cpu_threads", "trainer.resume", "trainer.skip_completed",
-                  "trainer.checkpoint", "trainer.fail_on_divergence", "data.root", "data.eval_batch_size",
-                  "logger.tensorboard")  # fmt: skip
+                  "trainer.checkpoint", "trainer.fail_on_divergence", "trainer.cuda_graphs", "data.root",
+                  "data.eval_batch_size", "logger.tensorboard")  # fmt: skip
 
 
 def register_configs() -> None:

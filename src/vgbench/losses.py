@@ -23,7 +23,9 @@ def cross_entropy(logits: Tensor, target: Tensor) -> Tensor:
 def quadratic_cost(logits: Tensor, target: Tensor) -> Tensor:
     """C = 1/2 ||softmax(z) - onehot(y)||^2: the quadratic cost of textbook treatments."""
     probabilities = torch.softmax(logits, dim=-1)
-    return 0.5 * (probabilities - F.one_hot(target, logits.shape[-1])).pow(2).sum(dim=-1)
+    # the one-hot targets by scatter: F.one_hot checks the targets' range on the host, a sync every step
+    onehot = torch.zeros_like(probabilities).scatter_(-1, target.unsqueeze(-1), 1.0)
+    return 0.5 * (probabilities - onehot).pow(2).sum(dim=-1)
 
 
 LossFunction = Callable[[Tensor, Tensor], Tensor]

@@ -23,6 +23,7 @@ from omegaconf import DictConfig
 
 from vgbench.config import hidden_widths
 from vgbench.data import load_data
+from vgbench.graphs import why_not_graphed
 from vgbench.optim import OPTIMIZERS
 from vgbench.placement import available_memory
 from vgbench.runtime import configure_threads, resolve_device
@@ -50,8 +51,10 @@ def parameters_per_run(cfg: DictConfig, num_features: int, num_classes: int) -> 
     return linear + (2 * sum(widths) if cfg.model.norm != "none" else 0)
 
 
-def run_bytes(cfg: DictConfig, num_features: int, num_classes: int) -> int:
-    """Bytes one run of this config takes in a stack, at most."""
+def run_bytes(cfg: DictConfig, num_features: int, num_classes: int, graphed: bool = False) -> int:
+    """Bytes one run of this config takes in a stack, at most. `graphed`: its step is replayed from a CUDA
+    graph (vgbench.graphs), whose memory pool keeps a training step's activations, gradients and the
+    update's temporaries for good, beside what the measured steps launched op by op take."""
     widths = hidden_widths(cfg.model)
     parameters = parameters_per_run(cfg, num_features, num_classes)
     per_parameter = OPTIMIZERS[cfg.optimizer.name].floats_per_parameter(cfg.optimizer)
@@ -61,7 +64,8 @@ def run_bytes(cfg: DictConfig, num_features: int, num_classes: int) -> int:
     per_unit += DROPOUT_FLOATS_PER_UNIT * (model.dropout > 0) + RESIDUAL_FLOATS_PER_UNIT * model.residual
     train = cfg.data.batch_size * (num_features + per_unit * sum(widths) + 4 * num_classes)
     evaluate = cfg.data.eval_batch_size * (num_features + EVAL_FLOATS_PER_UNIT * max(widths) + 2 * num_classes)
-    return FLOAT_BYTES * (parameters * per_parameter + max(train, evaluate))
+    graph = train + parameters * (per_parameter - 1) if graphed else 0  # all but the weights themselves
+    return FLOAT_BYTES * (parameters * per_parameter + max(train, evaluate) + graph)
 
 
 def free_bytes(device: torch.device) -> int | None:
@@ -101,7 +105,8 @@ def stack_sizes(cfgs: Sequence[DictConfig], memory_share: float | None, gpu_slot
     if device.type != "cpu":  # the copy setup makes
         splits = [split for split in (data.train, data.val, data.test) if split is not None]
         free = max(0, free - sum(split.x.nbytes + split.y.nbytes for split in splits))
-    per_run = max(run_bytes(cfg, data.num_features, data.num_classes) for cfg in cfgs)
+    graphed = shape.trainer.cuda_graphs and why_not_graphed(shape, device) is None
+    per_run = max(run_bytes(cfg, data.num_features, data.num_classes, graphed) for cfg in cfgs)
     budget = memory_share * free
     fit = max(1, int(budget // per_run))
     if fit >= len(cfgs):

@@ -44,7 +44,9 @@ class MixedPrecision:
     def autocast(self) -> contextlib.AbstractContextManager:
         if self.dtype is None:
             return contextlib.nullcontext()
-        return torch.autocast(self.device_type, dtype=self.dtype)
+        # no cast cache: each weight is cast once per forward pass anyway, and a CUDA graph's capture needs
+        # it off (vgbench.graphs)
+        return torch.autocast(self.device_type, dtype=self.dtype, cache_enabled=False)
 
     def backward_and_step(self, loss: Tensor, optimizer: StackedOptimizer, keep_updates: bool = False) -> Stepped:
         """Backward, step, and (fp16) the scale update, in the one order GradScaler allows. The updates come

@@ -33,6 +33,7 @@ from vgbench.config import hidden_widths, validate
 from vgbench.data import Data, Split, epoch_orders, input_second_moment, load_data
 from vgbench.files import finite_or_none
 from vgbench.flow import classify
+from vgbench.graphs import CaptureError, GraphedStep, why_not_graphed
 from vgbench.losses import LOSSES, LossFunction
 from vgbench.model import MLP, Trace, auto_weight_init, build_model
 from vgbench.monitor import GradientMonitor, jacobian_spectrum
@@ -97,6 +98,15 @@ class Stack:
     train_seconds: float = 0.0
     input_second_moment: float = 1.0  # vgbench.data.input_second_moment: where the theory's q map starts
     predictions: dict[str, dict[str, Any]] = field(default_factory=dict)
+    # this epoch's running sums of each run's training loss (times its examples) and correct predictions: on
+    # the device, kept across epochs (a CUDA graph adds to these very tensors)
+    loss_sum: Tensor | None = None
+    correct: Tensor | None = None
+    graphed: GraphedStep | None = None  # trainer.cuda_graphs: the full batches' step, replayed (vgbench.graphs)
+
+    def __post_init__(self) -> None:
+        self.loss_sum = torch.zeros(len(self.training), device=self.device)
+        self.correct = torch.zeros(len(self.training), device=self.device)
 
     @property
     def seeds(self) -> list[int]:
@@ -111,9 +121,12 @@ class Stack:
         rows = [i for i, run in enumerate(self.training) if run not in leaving]
         self.training = [self.training[i] for i in rows]
         rows = torch.tensor(rows, dtype=torch.long, device=self.device)
+        self.loss_sum, self.correct = self.loss_sum[rows], self.correct[rows]
         if self.training:  # else nothing is left to compute
             self.model.keep_runs(rows)
             self.optimizer.keep_runs(rows, list(self.model.parameters()))
+            if self.graphed is not None:  # its graph holds the old parameters
+                self.graphed.reset(len(rows))
         return rows
 
 
@@ -165,9 +178,46 @@ def setup(folders: Sequence[RunFolder], cfgs: Sequence[DictConfig], placement: P
     step = folders[0].checkpoint["step"] if folders[0].checkpoint else 0
     log.info("%d run(s) of a %s on %s (%d torch threads)", len(runs), model.describe(), device, threads)
     log.debug("model: %s", model)
-    return Stack(runs, list(runs), shape, device, threads, data, model, optimizer, LOSSES[shape.loss], precision,
-                 monitor, placement, started, epoch=epochs.pop(), step=step, steps_before=step,
-                 input_second_moment=input_second_moment(data))  # fmt: skip
+    stack = Stack(runs, list(runs), shape, device, threads, data, model, optimizer, LOSSES[shape.loss], precision,
+                  monitor, placement, started, epoch=epochs.pop(), step=step, steps_before=step,
+                  input_second_moment=input_second_moment(data))  # fmt: skip
+    if shape.trainer.cuda_graphs:
+        reason = why_not_graphed(shape, device)
+        if reason is None:
+            stack.graphed = GraphedStep(lambda indices: train_step(stack, indices), len(runs), shape.data.batch_size,
+                                        device)  # fmt: skip
+        else:
+            log.warning("trainer.cuda_graphs: %s; each step is launched op by op", reason)
+    return stack
+
+
+def train_step(stack: Stack, idx: Tensor, measured_in_epoch: int | None = None) -> None:
+    """One optimizer step of every run still training, each on its own examples `idx` ([K, batch]
+    indices); each run's loss and correct predictions add to the stack's running sums. With
+    `measured_in_epoch` (from 1) the monitor measures the step and each run records it under that epoch.
+
+    Unmeasured, on a full batch, this is what a CUDA graph captures and replays (vgbench.graphs): no host
+    sync, and what it leaves behind lives in tensors that outlive it."""
+    model, optimizer, precision, monitor = stack.model, stack.optimizer, stack.precision, stack.monitor
+    measuring = measured_in_epoch is not None
+    x, y = stack.data.train.gather(idx)  # [K, batch, features]: each run's own examples
+    trace = Trace() if measuring else None
+    if measuring and monitor.jacobian and stack.step == 0:  # the initialised network's Jacobian
+        for run, spectrum in zip(stack.training, jacobian_spectrum(model, x), strict=True):
+            run.recorder.jacobian = spectrum
+    with precision.autocast():
+        logits = model(x, trace)
+    losses = stack.loss_fn(logits.float(), y).mean(dim=1)  # each run's own mean loss
+    optimizer.zero_grad()
+    # the sum: each run gets its own gradient
+    stepped = precision.backward_and_step(losses.sum(), optimizer, keep_updates=measuring)
+    if measuring:
+        measurements = monitor.measure(stack.step, trace, stepped, {"train/batch_loss": losses.detach()},
+                                       histograms=monitor.histograms_due(stack.step))  # fmt: skip
+        for run, measurement in zip(stack.training, measurements, strict=True):
+            run.recorder.measurement(measurement, measured_in_epoch)
+    stack.loss_sum += losses.detach() * y.shape[1]
+    stack.correct += (logits.argmax(dim=-1) == y).sum(dim=1)
 
 
 def train_epoch(stack: Stack, epoch: int) -> None:
@@ -178,44 +228,36 @@ def train_epoch(stack: Stack, epoch: int) -> None:
     is NaN or infinite its running sum stays so, and checking every step would cost a host sync per
     step. A diverged run leaves the stack there (`Stack.drop`); its stack-mates go on.
     """
-    model, train, optimizer, precision, monitor = stack.model, stack.data.train, stack.optimizer, \
-        stack.precision, stack.monitor  # fmt: skip
+    train, monitor = stack.data.train, stack.monitor
     batch_size, log_every = stack.shape.data.batch_size, stack.shape.trainer.log_every_n_steps
-    model.train()
-    model.seed_dropout(stack.seeds, epoch, stack.device)
+    stack.model.train()
+    stack.model.seed_dropout(stack.seeds, epoch, stack.device)
     orders = epoch_orders(len(train), stack.seeds, epoch, stack.device)  # each run's own order of the examples
-    loss_sum = torch.zeros(len(stack.training), device=stack.device)
-    correct = torch.zeros(len(stack.training), device=stack.device)
+    stack.loss_sum.zero_()
+    stack.correct.zero_()
     seen = 0
     num_batches = math.ceil(len(train) / batch_size)
     progress = tqdm(total=num_batches, desc=f"epoch {epoch + 1}/{stack.shape.trainer.epochs}",
                     disable=None if stack.placement.progress else True, leave=False)  # fmt: skip
     for batch in range(1, num_batches + 1):
         idx = orders[:, (batch - 1) * batch_size : batch * batch_size]
-        x, y = train.gather(idx)  # [K, batch, features]: each run's own examples
         measuring = monitor is not None and monitor.due(stack.step, batch == num_batches)
-        trace = Trace() if measuring else None
-        if measuring and monitor.jacobian and stack.step == 0:  # the initialised network's Jacobian
-            for run, spectrum in zip(stack.training, jacobian_spectrum(model, x), strict=True):
-                run.recorder.jacobian = spectrum
-        with precision.autocast():
-            logits = model(x, trace)
-        losses = stack.loss_fn(logits.float(), y).mean(dim=1)  # each run's own mean loss
-        optimizer.zero_grad()
-        # the sum: each run gets its own gradient
-        stepped = precision.backward_and_step(losses.sum(), optimizer, keep_updates=measuring)
-        if measuring:
-            measurements = monitor.measure(stack.step, trace, stepped, {"train/batch_loss": losses.detach()},
-                                           histograms=monitor.histograms_due(stack.step))  # fmt: skip
-            for run, measurement in zip(stack.training, measurements, strict=True):
-                run.recorder.measurement(measurement, epoch + 1)
+        if stack.graphed is not None and not measuring and idx.shape[1] == batch_size:
+            steps = stack.optimizer.steps
+            try:
+                if stack.graphed(idx):  # replayed alone: the optimizer's step count is the host's to keep
+                    stack.optimizer.steps += 1
+            except CaptureError as error:  # nothing of the step ran: it and the rest go op by op
+                log.warning("trainer.cuda_graphs: the step could not be captured (%s); each step is launched op "
+                            "by op", error)  # fmt: skip
+                stack.graphed, stack.optimizer.steps = None, steps
+                train_step(stack, idx)
+        else:
+            train_step(stack, idx, epoch + 1 if measuring else None)
         stack.step += 1
-
-        loss_sum += losses.detach() * y.shape[1]
-        correct += (logits.argmax(dim=-1) == y).sum(dim=1)
-        seen += y.shape[1]
+        seen += idx.shape[1]
         if batch % log_every == 0 or batch == num_batches:
-            mean_loss, accuracy = (torch.stack([loss_sum, correct]) / seen).tolist()  # the one host sync
+            mean_loss, accuracy = (torch.stack([stack.loss_sum, stack.correct]) / seen).tolist()  # the one host sync
             for run, loss, acc in zip(stack.training, mean_loss, accuracy, strict=True):
                 run.epoch_loss, run.epoch_acc = loss, acc
             progress.update(batch - progress.n)
@@ -226,8 +268,7 @@ def train_epoch(stack: Stack, epoch: int) -> None:
                 log.warning("%sepoch %d: the training loss is %s; stopping it (status: diverged)",
                             stack.describe(run), epoch + 1, run.epoch_loss)  # fmt: skip
             if leaving:
-                rows = stack.drop(leaving)
-                orders, loss_sum, correct = orders[rows], loss_sum[rows], correct[rows]
+                orders = orders[stack.drop(leaving)]
             if not stack.training:
                 break
     progress.close()
