@@ -220,6 +220,20 @@ def train_step(stack: Stack, idx: Tensor, measured_in_epoch: int | None = None) 
     stack.correct += (logits.argmax(dim=-1) == y).sum(dim=1)
 
 
+def graphed_step(stack: Stack, idx: Tensor) -> None:
+    """train_step through the stack's CUDA graph (vgbench.graphs). A step that cannot be captured goes op
+    by op, and so does the rest of the stack's training."""
+    steps = stack.optimizer.steps
+    try:
+        if stack.graphed(idx):  # replayed alone: the step's Python, the optimizer's count in it, did not run
+            stack.optimizer.steps += 1
+    except CaptureError as error:  # nothing of the step ran
+        log.warning("trainer.cuda_graphs: the step could not be captured (%s); each step is launched op by op",
+                    error)  # fmt: skip
+        stack.graphed, stack.optimizer.steps = None, steps
+        train_step(stack, idx)
+
+
 def train_epoch(stack: Stack, epoch: int) -> None:
     """One pass over the training split for every run still training; each run's mean loss and accuracy
     go to its `epoch_loss` and `epoch_acc`.
@@ -243,15 +257,7 @@ def train_epoch(stack: Stack, epoch: int) -> None:
         idx = orders[:, (batch - 1) * batch_size : batch * batch_size]
         measuring = monitor is not None and monitor.due(stack.step, batch == num_batches)
         if stack.graphed is not None and not measuring and idx.shape[1] == batch_size:
-            steps = stack.optimizer.steps
-            try:
-                if stack.graphed(idx):  # replayed alone: the optimizer's step count is the host's to keep
-                    stack.optimizer.steps += 1
-            except CaptureError as error:  # nothing of the step ran: it and the rest go op by op
-                log.warning("trainer.cuda_graphs: the step could not be captured (%s); each step is launched op "
-                            "by op", error)  # fmt: skip
-                stack.graphed, stack.optimizer.steps = None, steps
-                train_step(stack, idx)
+            graphed_step(stack, idx)
         else:
             train_step(stack, idx, epoch + 1 if measuring else None)
         stack.step += 1
