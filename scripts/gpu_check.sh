@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
 # Every check of vgbench's CUDA path, run once on a machine with a GPU, every figure into one JSON.
-# About 10 minutes on one GPU. Without CUDA it stops at once with one line (exit 1).
+# About 11 minutes on one GPU (7 to 8 without the three-epoch step). Without CUDA it stops at once with one
+# line (exit 1).
 #
 #   scripts/gpu_check.sh                    # writes outputs/gpu_check/gpu_check.json and gpu_check.log
 #   GPU_CHECK_OUT=/tmp/x scripts/gpu_check.sh
