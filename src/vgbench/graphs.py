@@ -22,14 +22,11 @@ capture fails (`CaptureError`: an operation that syncs with the host, in a custo
 
 from __future__ import annotations
 
-import logging
 from collections.abc import Callable
 
 import torch
 from omegaconf import DictConfig
 from torch import Tensor
-
-log = logging.getLogger(__name__)
 
 WARMUP_STEPS = 2  # op by op on a side stream before a capture: cuBLAS's and the allocator's first use
 
