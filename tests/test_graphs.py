@@ -57,7 +57,7 @@ class ReplayOpByOp:
     step count to the trainer as a replay does. `fail_first`: the first call fails as a capture would."""
 
     def __init__(self, stack, fail_first: bool = False) -> None:  # noqa: ANN001
-        self.stack, self.fail_first, self.steps, self.resets = stack, fail_first, [], []
+        self.stack, self.fail_first, self.steps, self.resets, self.replays = stack, fail_first, [], [], 0
 
     def __call__(self, indices: torch.Tensor) -> bool:
         if self.fail_first:
@@ -67,6 +67,7 @@ class ReplayOpByOp:
         train_step(self.stack, indices)
         self.stack.optimizer.steps = count
         self.steps.append(self.stack.step)
+        self.replays += 1
         return True
 
     def reset(self, runs: int) -> None:
@@ -87,6 +88,8 @@ def test_the_graph_takes_the_unmeasured_full_batches_and_the_trainer_counts_them
     graphed, plain = stack_of(tmp_path / "graphed", graphed=True), stack_of(tmp_path / "plain")
     assert graphed.graphed.steps == [1, 2, 3, 6, 7, 9, 10]  # not 0, 4, 8 (measured), nor 5, 11 (smaller, measured)
     assert graphed.optimizer.steps == plain.optimizer.steps == 12
+    assert graphed.graphed_steps == 7 and plain.graphed_steps == 0
+    assert summarize(graphed)[0]["graphed_steps"] == 7
     assert [r.history for r in graphed.runs] == [r.history for r in plain.runs]
 
 
@@ -94,7 +97,7 @@ def test_a_step_that_cannot_be_captured_goes_op_by_op(tmp_path, caplog):
     with caplog.at_level(logging.WARNING, logger="vgbench.train"):
         graphed = stack_of(tmp_path / "graphed", graphed=True, fail_first=True)
     assert "the step could not be captured (operation not permitted when stream is capturing)" in caplog.text
-    assert graphed.graphed is None and graphed.optimizer.steps == 12
+    assert graphed.graphed is None and graphed.optimizer.steps == 12 and graphed.graphed_steps == 0
     plain = stack_of(tmp_path / "plain")
     assert [r.history for r in graphed.runs] == [r.history for r in plain.runs]
 
@@ -137,6 +140,7 @@ def test_a_replayed_step_is_the_step_launched_op_by_op(shape, tmp_path):
     graphed, plain = trained(shape, tmp_path / "graphed", True), trained(shape, tmp_path / "plain", False)
     assert graphed.graphed is not None and graphed.graphed.captures == 1 and plain.graphed is None
     assert graphed.optimizer.steps == plain.optimizer.steps == graphed.step == 12
+    assert graphed.graphed_steps == 5  # of the 7 full, unmeasured batches, 2 warmed up
     for k in range(3):
         a, b = (json.loads((tmp_path / side / str(k) / "summary.json").read_text()) for side in ("graphed", "plain"))
         assert [h["train_loss"] for h in a["history"]] == pytest.approx([h["train_loss"] for h in b["history"]],

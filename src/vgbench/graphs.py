@@ -59,7 +59,7 @@ class GraphedStep:
     def __init__(self, step: Callable[[Tensor], None], runs: int, batch_size: int, device: torch.device) -> None:
         self.step, self.batch_size, self.device = step, batch_size, device
         self.side_stream = torch.cuda.Stream(device)
-        self.captures = 0
+        self.captures = self.replays = 0
         self.reset(runs)
 
     def reset(self, runs: int) -> None:
@@ -90,7 +90,11 @@ class GraphedStep:
                 raise CaptureError(str(error).splitlines()[0] if str(error) else type(error).__name__) from error
             self.graph = graph
             self.captures += 1
-            graph.replay()
+            self.replay()
             return False
-        self.graph.replay()
+        self.replay()
         return True
+
+    def replay(self) -> None:
+        self.graph.replay()
+        self.replays += 1

@@ -39,6 +39,7 @@ class Summary(TypedDict, total=False):
     history: list[dict[str, float | None]]  # one record per epoch: epoch, train_loss, train_acc, [val|test]_*
     wall_time_s: float
     steps_per_s: float | None
+    graphed_steps: int  # of `steps`, those this process ran from a CUDA graph (trainer.cuda_graphs; vgbench.graphs)
     device: str
     cpu_threads: int
     stack_size: int  # runs trained together in one stack (1: alone)

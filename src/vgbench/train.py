@@ -103,6 +103,7 @@ class Stack:
     loss_sum: Tensor | None = None
     correct: Tensor | None = None
     graphed: GraphedStep | None = None  # trainer.cuda_graphs: the full batches' step, replayed (vgbench.graphs)
+    graphed_steps: int = 0  # steps this process ran from a CUDA graph
 
     def __post_init__(self) -> None:
         self.loss_sum = torch.zeros(len(self.training), device=self.device)
@@ -223,10 +224,11 @@ def train_step(stack: Stack, idx: Tensor, measured_in_epoch: int | None = None) 
 def graphed_step(stack: Stack, idx: Tensor) -> None:
     """train_step through the stack's CUDA graph (vgbench.graphs). A step that cannot be captured goes op
     by op, and so does the rest of the stack's training."""
-    steps = stack.optimizer.steps
+    steps, replays = stack.optimizer.steps, stack.graphed.replays
     try:
         if stack.graphed(idx):  # replayed alone: the step's Python, the optimizer's count in it, did not run
             stack.optimizer.steps += 1
+        stack.graphed_steps += stack.graphed.replays - replays
     except CaptureError as error:  # nothing of the step ran
         log.warning("trainer.cuda_graphs: the step could not be captured (%s); each step is launched op by op",
                     error)  # fmt: skip
@@ -357,6 +359,7 @@ def summarize(stack: Stack) -> list[Summary]:
             history=run.history,
             wall_time_s=time.perf_counter() - stack.started,
             steps_per_s=steps_taken / stack.train_seconds if stack.train_seconds > 0 else None,
+            graphed_steps=stack.graphed_steps,
             device=str(stack.device),
             cpu_threads=stack.threads,
             stack_size=len(stack.runs),
