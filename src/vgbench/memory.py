@@ -6,7 +6,9 @@ float32, and the estimate does not count on 16-bit activations):
 - its parameters, each with what a step holds beside it (the optimizer's `floats_per_parameter`: the
   gradient, the state buffers, the temporaries of its formula; on the monitor's measured steps, the
   weights before the update and the gradients' copy for the histograms);
-- the larger of a training step's activations and an evaluation batch's.
+- the larger of a training step's activations and an evaluation batch's;
+- with trainer.cuda_graphs on CUDA, a second training step's activations, gradients and temporaries: the
+  graph's pool keeps them (vgbench.graphs).
 The data is shared by every run: on the CPU it is already in the process's memory when the free memory
 is read; on a GPU the stack's setup copies it there, so its size is taken off the free memory.
 A stack that would not fit is trained as several smaller ones, one after another: nothing is refused.
