@@ -100,8 +100,8 @@ class Stack:
     predictions: dict[str, dict[str, Any]] = field(default_factory=dict)
     # this epoch's running sums of each run's training loss (times its examples) and correct predictions: on
     # the device, kept across epochs (a CUDA graph adds to these very tensors)
-    loss_sum: Tensor | None = None
-    correct: Tensor | None = None
+    loss_sum: Tensor = field(init=False)
+    correct: Tensor = field(init=False)
     graphed: GraphedStep | None = None  # trainer.cuda_graphs: the full batches' step, replayed (vgbench.graphs)
     graphed_steps: int = 0  # steps this process ran from a CUDA graph
 
