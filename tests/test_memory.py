@@ -8,7 +8,8 @@ import vgbench.memory
 from tests.conftest import TINY, make_cfg, peak_bytes
 from vgbench.app import train_jobs
 from vgbench.checkpoint import RunFolder
-from vgbench.memory import parameters_per_run, run_bytes, stack_sizes
+from vgbench.data import load_data
+from vgbench.memory import GRAPH_STREAM_BYTES, parameters_per_run, run_bytes, stack_sizes
 from vgbench.model import build_model
 from vgbench.train import Placement, evaluate, setup, train_epoch
 
@@ -68,14 +69,16 @@ def test_the_estimate_bounds_what_a_stack_holds_and_is_not_loose(shape, tmp_path
 @pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA GPU")
 @pytest.mark.parametrize("shape", ["activations_options", "adam", "rmsprop_wide"])
 def test_on_cuda_the_estimate_bounds_the_allocators_peak(shape, tmp_path):
-    stack = trained_stack(shape, tmp_path, "trainer.device=cuda")
+    stack = trained_stack(shape, tmp_path, "trainer.device=cuda", "trainer.cuda_graphs=false")
     torch.cuda.synchronize()
     start = torch.cuda.memory_allocated()  # the data, the parameters and state, cuBLAS's workspace
     torch.cuda.reset_peak_memory_stats()
     train_epoch(stack, 1)
     evaluate(stack.model, stack.data.test, stack.shape.data.eval_batch_size, stack.loss_fn)
     measured = held_bytes(stack) + torch.cuda.max_memory_allocated() - start
-    assert measured <= estimate_of(stack) <= 1.6 * measured, (measured, estimate_of(stack))
+    # the estimate is fitted to the CPU's step (1.1 to 1.4 times, above); a CUDA step makes fewer temporaries:
+    # Adam's estimate was 1.75 times its peak on an H200
+    assert measured <= estimate_of(stack) <= 2.0 * measured, (measured, estimate_of(stack))
     free = vgbench.memory.free_bytes(torch.device("cuda"))
     assert free is not None and 0 < free <= torch.cuda.mem_get_info()[1]
 
@@ -88,6 +91,7 @@ def test_on_cuda_a_graphed_stacks_estimate_bounds_the_allocators_peak(tmp_path):
                      "logger.tensorboard=false", "trainer.device=cuda", "trainer.cuda_graphs=true",
                      "monitor.every_n_steps=5", f"trainer.seed={seed}") for seed in range(2)]  # fmt: skip
     stack = setup([RunFolder(tmp_path / str(seed)) for seed in range(2)], cfgs, Placement(progress=False))
+    evaluate(stack.model, stack.data.test, stack.shape.data.eval_batch_size, stack.loss_fn)  # cuBLAS's workspace
     torch.cuda.synchronize()
     start = torch.cuda.memory_allocated()
     torch.cuda.reset_peak_memory_stats()
@@ -96,7 +100,23 @@ def test_on_cuda_a_graphed_stacks_estimate_bounds_the_allocators_peak(tmp_path):
     assert stack.graphed is not None and stack.graphed.captures == 1
     measured = held_bytes(stack) + torch.cuda.max_memory_allocated() - start
     estimate = 2 * run_bytes(stack.shape, stack.data.num_features, stack.data.num_classes, graphed=True)
+    estimate += GRAPH_STREAM_BYTES  # the side stream's cuBLAS workspace
     assert measured <= estimate <= 2.0 * measured, (measured, estimate)
+
+
+@pytest.mark.cuda
+@pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA GPU")
+def test_on_cuda_a_new_streams_cublas_workspace_fits_the_graphs_reserve():
+    """What a graphed stack's side stream costs once, whatever its runs: cuBLAS's workspace for it."""
+    square = torch.ones(2, 64, 64, device="cuda")
+    torch.baddbmm(square, square, square)  # the default stream's workspace
+    torch.cuda.synchronize()
+    before = torch.cuda.memory_allocated()
+    with torch.cuda.stream(torch.cuda.Stream()):
+        torch.baddbmm(square, square, square)
+    torch.cuda.synchronize()
+    workspace = torch.cuda.memory_allocated() - before
+    assert 0 < workspace <= GRAPH_STREAM_BYTES, workspace
 
 
 def fake_free(monkeypatch, free: int | None) -> None:
@@ -120,6 +140,19 @@ def test_a_stack_too_big_for_its_share_trains_as_balanced_smaller_ones(monkeypat
     with caplog.at_level(logging.WARNING, logger="vgbench.memory"):
         assert stack_sizes(cfgs, memory_share=1.0) == [1] * 5  # not even one fits: each alone, none refused
     assert "one run of this shape needs about" in caplog.text
+
+
+def test_a_graphed_stack_plans_for_the_data_copy_the_graphs_pool_and_its_side_stream(monkeypatch):
+    cfgs = [make_cfg(*TINY, "trainer.cuda_graphs=true", f"trainer.seed={seed}") for seed in range(4)]
+    monkeypatch.setattr(vgbench.memory, "resolve_device", lambda name, slot: torch.device("cuda"))
+    data = load_data(cfgs[0].data, torch.device("cpu"))
+    copied = sum(split.x.nbytes + split.y.nbytes for split in (data.train, data.val, data.test) if split is not None)
+    per_run = run_bytes(cfgs[0], data.num_features, data.num_classes, graphed=True)
+    assert per_run > run_bytes(cfgs[0], data.num_features, data.num_classes)
+    fake_free(monkeypatch, copied + GRAPH_STREAM_BYTES + 4 * per_run)
+    assert stack_sizes(cfgs, memory_share=1.0) == [4]
+    fake_free(monkeypatch, copied + GRAPH_STREAM_BYTES + 4 * per_run - 1)
+    assert stack_sizes(cfgs, memory_share=1.0) == [2, 2]
 
 
 def test_the_free_memory_of_the_cpu_is_what_the_machine_has_left():

@@ -7,8 +7,10 @@ float32, and the estimate does not count on 16-bit activations):
   gradient, the state buffers, the temporaries of its formula; on the monitor's measured steps, the
   weights before the update and the gradients' copy for the histograms);
 - the larger of a training step's activations and an evaluation batch's;
-- with trainer.cuda_graphs on CUDA, a second training step's activations, gradients and temporaries: the
-  graph's pool keeps them (vgbench.graphs).
+- when its step is replayed from a CUDA graph (trainer.cuda_graphs, on CUDA by default), a second
+  training step's activations, gradients and temporaries: the graph's pool keeps them (vgbench.graphs);
+  and once per stack, cuBLAS's workspace for the side stream the graph is warmed up and captured on
+  (GRAPH_STREAM_BYTES).
 The data is shared by every run: on the CPU it is already in the process's memory when the free memory
 is read; on a GPU the stack's setup copies it there, so its size is taken off the free memory.
 A stack that would not fit is trained as several smaller ones, one after another: nothing is refused.
@@ -25,7 +27,7 @@ from omegaconf import DictConfig
 
 from vgbench.config import hidden_widths
 from vgbench.data import load_data
-from vgbench.graphs import why_not_graphed
+from vgbench.graphs import will_graph
 from vgbench.optim import OPTIMIZERS
 from vgbench.placement import available_memory
 from vgbench.runtime import configure_threads, resolve_device
@@ -41,6 +43,9 @@ TRAIN_FLOATS_PER_UNIT = 5
 NORM_FLOATS_PER_UNIT, DROPOUT_FLOATS_PER_UNIT, RESIDUAL_FLOATS_PER_UNIT = 2, 1, 1
 # Per parameter on the monitor's measured steps: the weights before the update, the histograms' gradients.
 MONITOR_FLOATS_PER_PARAMETER = 2
+# A graphed stack's side stream: cuBLAS keeps a workspace per stream, 32 MiB with torch's default on Hopper
+# (CUBLAS_WORKSPACE_CONFIG; less on older GPUs); tests/test_memory.py measures it on the GPU at hand.
+GRAPH_STREAM_BYTES = 64 * 2**20
 # Per example of an evaluation batch (no autograd): the widest layer's input and output, and its norm's output.
 EVAL_FLOATS_PER_UNIT = 3
 
@@ -107,7 +112,8 @@ def stack_sizes(cfgs: Sequence[DictConfig], memory_share: float | None, gpu_slot
     if device.type != "cpu":  # the copy setup makes
         splits = [split for split in (data.train, data.val, data.test) if split is not None]
         free = max(0, free - sum(split.x.nbytes + split.y.nbytes for split in splits))
-    graphed = shape.trainer.cuda_graphs and why_not_graphed(shape, device) is None
+    graphed = will_graph(shape, device)
+    free = max(0, free - GRAPH_STREAM_BYTES) if graphed else free
     per_run = max(run_bytes(cfg, data.num_features, data.num_classes, graphed) for cfg in cfgs)
     budget = memory_share * free
     fit = max(1, int(budget // per_run))
