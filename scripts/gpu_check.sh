@@ -10,9 +10,9 @@
 # 1. the CUDA tests (fp32, bf16 and fp16 runs with the monitor against a CPU fp32 run of the same seed;
 #    resume on the GPU; a stack's memory estimate against the allocator's peak; steps replayed from a CUDA
 #    graph against the same steps launched op by op)
-# 2. stacked runs against one process per run: K = 8 and 64 runs of one epoch; 64 with both sides' steps
-#    replayed from CUDA graphs; then 64 of three epochs (from the two lengths, the throughput of one more
-#    epoch: the start-ups left out)
+# 2. stacked runs against one process per run, both sides' steps replayed from CUDA graphs (the default):
+#    K = 8 and 64 runs of one epoch, then 64 of three epochs (from the two lengths, the throughput of one
+#    more epoch: the start-ups left out); and 64 of one epoch with every step launched op by op
 # 3. fp16 and bf16 MNIST runs with the monitor against an fp32 run of the same seed (step-0 statistics)
 # 4. the epoch benchmark on CUDA: vgbench against the pytorch/examples way, fp32 and bf16
 # 5. the monitor's overhead on CUDA
@@ -48,8 +48,8 @@ rm -f "$out/steps.jsonl"
 step cuda_tests 180 "$python" -m pytest -q -m cuda -p no:cacheprovider tests/test_train.py tests/test_memory.py \
   tests/test_graphs.py
 step stacked 180 "$python" scripts/bench_stacked.py --mode gpu --runs 8,64 --repeats 1 --json "$out/stacked.json"
-step stacked_graphs 120 "$python" scripts/bench_stacked.py --mode gpu --runs 64 --graphs --repeats 1 \
-  --json "$out/stacked_graphs.json"
+step stacked_no_graphs 180 "$python" scripts/bench_stacked.py --mode gpu --runs 64 --no-graphs --repeats 1 \
+  --json "$out/stacked_no_graphs.json"
 step stacked_3_epochs 300 "$python" scripts/bench_stacked.py --mode gpu --runs 64 --epochs 3 --repeats 1 \
   --json "$out/stacked_3_epochs.json"
 step precision 60 "$python" scripts/precision_check.py --json "$out/precision.json"
@@ -66,7 +66,7 @@ import torch
 out = Path(sys.argv[1])
 figures = {"gpu": torch.cuda.get_device_name(0), "torch": torch.__version__,
            "steps": [json.loads(line) for line in (out / "steps.jsonl").read_text().splitlines()]}
-for name in ("stacked", "stacked_graphs", "stacked_3_epochs", "precision", "epoch_fp32", "epoch_bf16", "monitor", "sweep16", "profile"):
+for name in ("stacked", "stacked_no_graphs", "stacked_3_epochs", "precision", "epoch_fp32", "epoch_bf16", "monitor", "sweep16", "profile"):
     path = out / f"{name}.json"
     figures[name] = json.loads(path.read_text()) if path.exists() else None
 short, long = figures["stacked"], figures["stacked_3_epochs"]

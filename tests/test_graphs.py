@@ -10,7 +10,7 @@ from tests.conftest import TINY, make_cfg, read_rows
 from vgbench.app import train_jobs
 from vgbench.checkpoint import RunFolder
 from vgbench.config import run_identity, stack_key
-from vgbench.graphs import CaptureError, why_not_graphed
+from vgbench.graphs import CaptureError, why_not_graphed, will_graph
 from vgbench.train import Placement, fit, run, setup, summarize, train_step
 
 CUDA = torch.device("cuda")
@@ -32,9 +32,13 @@ GRAPHED = ["data=synthetic", "data.num_train=384", "data.val_size=32", "data.num
     (["model.dropout=0.1"], "model.dropout > 0: each run's masks come from its own generator"),
 ])  # fmt: skip
 def test_which_steps_a_cuda_graph_can_replay(overrides, reason):
-    cfg = make_cfg(*TINY, "trainer.cuda_graphs=true", *overrides)
+    cfg = make_cfg(*TINY, *overrides)  # trainer.cuda_graphs=null: wherever it can
     assert why_not_graphed(cfg, CUDA) == reason
+    assert will_graph(cfg, CUDA) == (reason is None)
     assert why_not_graphed(cfg, torch.device("cpu")) == "CUDA graphs need a CUDA device, not cpu"
+    assert not will_graph(cfg, torch.device("cpu"))
+    assert will_graph(make_cfg(*TINY, *overrides, "trainer.cuda_graphs=true"), CUDA) == (reason is None)
+    assert not will_graph(make_cfg(*TINY, *overrides, "trainer.cuda_graphs=false"), CUDA)
 
 
 def test_cuda_graphs_are_placement_not_identity():
@@ -48,7 +52,10 @@ def test_on_the_cpu_the_switch_says_so_and_changes_nothing(tmp_path, caplog):
     with caplog.at_level(logging.WARNING, logger="vgbench.train"):
         graphed = run(make_cfg(*TINY, "trainer.cuda_graphs=true"), tmp_path / "graphed")
     assert "trainer.cuda_graphs: CUDA graphs need a CUDA device, not cpu; each step is launched op by op" in caplog.text
-    plain = run(make_cfg(*TINY), tmp_path / "plain")
+    caplog.clear()
+    with caplog.at_level(logging.WARNING, logger="vgbench.train"):
+        plain = run(make_cfg(*TINY), tmp_path / "plain")  # the default: graphs wherever they can be, quietly
+    assert "cuda_graphs" not in caplog.text
     assert graphed["history"] == plain["history"] and graphed["final"] == plain["final"]
 
 
@@ -152,6 +159,20 @@ def test_a_replayed_step_is_the_step_launched_op_by_op(shape, tmp_path):
             [float(r["train/batch_loss"]) for r in rows_b], rel=1e-5)  # fmt: skip
     for p, q in zip(graphed.model.parameters(), plain.model.parameters(), strict=True):
         torch.testing.assert_close(p, q, rtol=1e-4, atol=1e-6)
+
+
+@pytest.mark.cuda
+@pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA GPU")
+def test_on_cuda_steps_are_graphed_by_default_where_they_can_be(tmp_path, caplog):
+    def stack(*overrides: str):  # noqa: ANN202 - a Stack
+        cfg = make_cfg(*GRAPHED, "trainer.device=cuda", *overrides)
+        return setup([RunFolder(tmp_path / "_".join(overrides))], [cfg], Placement(progress=False))
+
+    with caplog.at_level(logging.WARNING, logger="vgbench.train"):
+        assert stack().graphed is not None
+        assert stack("optimizer=adam").graphed is None  # quietly: it was not asked for by name
+        assert stack("trainer.cuda_graphs=false").graphed is None
+    assert "cuda_graphs" not in caplog.text
 
 
 @pytest.mark.cuda

@@ -110,8 +110,9 @@ class TrainerConfig:
     resume: bool = False  # continue from the run folder's checkpoint.pt (set hydra.run.dir to that folder)
     amp: str = "none"  # none, bf16, fp16 (fp16 needs CUDA)
     # CUDA: replay the step of each full, unmeasured batch from a CUDA graph, launched in one call instead of
-    # kernel by kernel (vgbench.graphs: what it applies to). Not yet run on a GPU (see the README): off
-    cuda_graphs: bool = False
+    # kernel by kernel (vgbench.graphs). null: wherever the step can be (not fp16, Adam or dropout), else op by
+    # op; true: the same, with a warning where it cannot be; false: always op by op
+    cuda_graphs: bool | None = None
     fail_on_divergence: bool = False  # a non-finite loss ends the run with status diverged; true also exits 1
     skip_completed: bool = True  # a run whose summary.json already records this very run is not run again
 

@@ -33,7 +33,7 @@ from vgbench.config import hidden_widths, validate
 from vgbench.data import Data, Split, epoch_orders, input_second_moment, load_data
 from vgbench.files import finite_or_none
 from vgbench.flow import classify
-from vgbench.graphs import CaptureError, GraphedStep, why_not_graphed
+from vgbench.graphs import CaptureError, GraphedStep, why_not_graphed, will_graph
 from vgbench.losses import LOSSES, LossFunction
 from vgbench.model import MLP, Trace, auto_weight_init, build_model
 from vgbench.monitor import GradientMonitor, jacobian_spectrum
@@ -182,13 +182,11 @@ def setup(folders: Sequence[RunFolder], cfgs: Sequence[DictConfig], placement: P
     stack = Stack(runs, list(runs), shape, device, threads, data, model, optimizer, LOSSES[shape.loss], precision,
                   monitor, placement, started, epoch=epochs.pop(), step=step, steps_before=step,
                   input_second_moment=input_second_moment(data))  # fmt: skip
-    if shape.trainer.cuda_graphs:
-        reason = why_not_graphed(shape, device)
-        if reason is None:
-            stack.graphed = GraphedStep(lambda indices: train_step(stack, indices), len(runs), shape.data.batch_size,
-                                        device)  # fmt: skip
-        else:
-            log.warning("trainer.cuda_graphs: %s; each step is launched op by op", reason)
+    if will_graph(shape, device):
+        stack.graphed = GraphedStep(lambda indices: train_step(stack, indices), len(runs), shape.data.batch_size,
+                                    device)  # fmt: skip
+    elif shape.trainer.cuda_graphs:  # asked for by name: say why not
+        log.warning("trainer.cuda_graphs: %s; each step is launched op by op", why_not_graphed(shape, device))
     return stack
 
 
