@@ -140,7 +140,7 @@ def test_run_state_round_trip():
     for _ in range(2):
         p.grad = torch.randn(3, 4)
         optimizer.step(keep_updates=True)
-    saved = optimizer.run_state(2)
+    saved = optimizer.run_states()[2]
     assert saved["steps"] == 2 and saved["buffers"]["exp_avg"][0].shape == (1, 4)
     fresh = build_optimizer(cfgs[:1], [torch.nn.Parameter(p[2:].detach().clone())])
     fresh.load_run_state(0, saved)

@@ -161,11 +161,15 @@ class StackedOptimizer:
         in `grads`)."""
         raise NotImplementedError
 
-    def run_state(self, run: int) -> dict[str, Any]:
-        """Run `run`'s share of the state, as a stack of one: what its checkpoint keeps."""
-        buffers = {name: [self.state[p][name][run : run + 1].clone() if name in self.state[p] else None
-                          for p in self.params] for name in self.state_names}  # fmt: skip
-        return {"steps": self.steps, "buffers": buffers}
+    def run_states(self) -> list[dict[str, Any]]:
+        """Each run's share of the state, as a stack of one: what its checkpoint keeps. Each buffer leaves the
+        device once, not once per run."""
+        host = {name: [self.state[p][name].cpu() if name in self.state[p] else None for p in self.params]
+                for name in self.state_names}  # fmt: skip
+        return [{"steps": self.steps,
+                 "buffers": {name: [None if buffer is None else buffer[run : run + 1].clone() for buffer in buffers]
+                             for name, buffers in host.items()}}
+                for run in range(self.params[0].shape[0])]  # fmt: skip
 
     def load_run_state(self, run: int, saved: dict[str, Any]) -> None:
         self.steps = saved["steps"]

@@ -12,11 +12,13 @@ accuracies accumulate as tensors and reach the host once per log event.
 
 from __future__ import annotations
 
+import functools
 import json
 import logging
 import math
 import time
 from collections.abc import Sequence
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -28,8 +30,8 @@ from tqdm import tqdm
 
 import vgbench
 from vgbench import theory
-from vgbench.checkpoint import RunFolder, inspect_run_folder, load_run_slice, save_checkpoint
-from vgbench.config import hidden_widths, validate
+from vgbench.checkpoint import RunFolder, inspect_run_folder, load_run_slice, run_slices, save_checkpoint
+from vgbench.config import hidden_widths, run_identity, validate
 from vgbench.data import Data, Split, epoch_orders, input_second_moment, load_data
 from vgbench.files import finite_or_none
 from vgbench.flow import classify
@@ -44,6 +46,10 @@ from vgbench.runtime import apply_job_settings, configure_threads, resolve_devic
 from vgbench.summary import CHECKPOINT_FILE, COMPLETED, DIVERGED, Summary, write_summary
 
 log = logging.getLogger(__name__)
+FILE_WRITERS = 8  # threads writing the runs' files at an epoch's end
+# what each run's checkpoint takes from its stack: its share of the model and of the optimizer's state (one
+# per training run), and the loss scaler's state
+CheckpointStates = tuple[list[dict[str, Tensor]], list[dict[str, Any]], dict[str, Any]]
 
 
 @dataclass
@@ -70,6 +76,11 @@ class Run:
     diverged: bool = False
     epoch_loss: float = math.nan  # this epoch's running mean training loss and accuracy, at the last log event
     epoch_acc: float = math.nan
+
+    @functools.cached_property
+    def identity(self) -> str:
+        """vgbench.config.run_identity, which each checkpoint records: worked out once, not at each epoch."""
+        return run_identity(self.cfg)
 
 
 def run_prefix(run_dir: Path, stack_size: int) -> str:
@@ -316,12 +327,27 @@ def fit(stack: Stack) -> None:
             run.epochs_done = epoch + 1
             log.info("%sepoch %d/%d: %s", stack.describe(run), epoch + 1, trainer.epochs,
                      ", ".join(f"{k} {v:.4f}" for k, v in record.items() if k != "epoch"))  # fmt: skip
-            run.recorder.epoch_end(stack.step - 1, record, run.cfg.optimizer.lr)
-            if trainer.checkpoint:
-                save_checkpoint(run.run_dir / CHECKPOINT_FILE, run.cfg, index, stack.model,
-                                stack.optimizer.run_state(index), stack.precision.scaler.state_dict(), run.epochs_done,
-                                stack.step, run.history, run.recorder.state())  # fmt: skip
+        states = checkpoint_states(stack) if trainer.checkpoint else None
+        # the runs' files side by side: much of their time is the file system's (fsync, rename), not Python's
+        with ThreadPoolExecutor(min(FILE_WRITERS, len(stack.training))) as writers:
+            list(writers.map(functools.partial(write_epoch_files, stack, states), range(len(stack.training))))
     stack.train_seconds = time.perf_counter() - train_started
+
+
+def checkpoint_states(stack: Stack) -> CheckpointStates:
+    model_states = run_slices(stack.model.state_dict(), len(stack.training))
+    return model_states, stack.optimizer.run_states(), stack.precision.scaler.state_dict()
+
+
+def write_epoch_files(stack: Stack, states: CheckpointStates | None, index: int) -> None:
+    """At an epoch's end, the files of training run `index`: its series (and TensorBoard's), and with
+    `states` (checkpoint_states) its checkpoint."""
+    run = stack.training[index]
+    run.recorder.epoch_end(stack.step - 1, run.history[-1], run.cfg.optimizer.lr)
+    if states is not None:
+        model_states, optimizer_states, scaler_state = states
+        save_checkpoint(run.run_dir / CHECKPOINT_FILE, run.identity, model_states[index], optimizer_states[index],
+                        scaler_state, run.epochs_done, stack.step, run.history, run.recorder.state())  # fmt: skip
 
 
 def prediction(stack: Stack, run: Run) -> dict[str, Any]:
