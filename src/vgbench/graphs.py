@@ -1,9 +1,9 @@
 """The training step replayed from a CUDA graph (`trainer.cuda_graphs`: on CUDA by default).
 
 On a GPU a small network's step is bound by the host launching its kernels, one by one: 10x128 ReLU at
-batch 64 takes 4.6 ms a step for one run and 5.4 ms for a stack of 64 on an H200, while the device works
+batch 64 takes 4.4 ms a step for one run and 4.7 ms for a stack of 64 on an H200, while the device works
 0.6 and 1.1 ms of it. A CUDA graph records the step's kernels once and launches them all with one call:
-the same step replayed took 0.31 and 0.54 ms (scripts/profile_stack.py).
+the same step replayed takes 0.33 and 0.61 ms (scripts/profile_stack.py).
 
 The trainer's step (vgbench.train.train_step: gather the batch, forward, loss, backward, update, the
 epoch's running sums) is captured as it is, on a full batch, and replayed with each batch's indices
@@ -16,8 +16,9 @@ replayed step and one launched op by op are the same step. What a graph cannot h
 
 Some steps cannot be captured at all (`why_not_graphed`): fp16's loss scaler reads its overflow flag on
 the host every step, Adam's bias corrections come from the host's step count, and dropout draws each
-run's masks from its own generator. Those stacks train op by op, with one warning; so does a stack whose
-capture fails (`CaptureError`: an operation that syncs with the host, in a custom activation say).
+run's masks from its own generator. Those stacks train op by op (with a warning when trainer.cuda_graphs
+is true rather than the default null); so does a stack whose capture fails, with a warning (`CaptureError`:
+an operation that syncs with the host, in a custom activation say).
 """
 
 from __future__ import annotations

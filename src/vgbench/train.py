@@ -18,7 +18,6 @@ import logging
 import math
 import time
 from collections.abc import Sequence
-from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -46,10 +45,6 @@ from vgbench.runtime import apply_job_settings, configure_threads, resolve_devic
 from vgbench.summary import CHECKPOINT_FILE, COMPLETED, DIVERGED, Summary, write_summary
 
 log = logging.getLogger(__name__)
-FILE_WRITERS = 8  # threads writing the runs' files at an epoch's end
-# what each run's checkpoint takes from its stack: its share of the model and of the optimizer's state (one
-# per training run), and the loss scaler's state
-CheckpointStates = tuple[list[dict[str, Tensor]], list[dict[str, Any]], dict[str, Any]]
 
 
 @dataclass
@@ -320,6 +315,9 @@ def fit(stack: Stack) -> None:
             loss, accuracy = evaluate(stack.model, split, stack.shape.data.eval_batch_size, stack.loss_fn)
             held_out = {f"{split_name}_loss": loss, f"{split_name}_acc": accuracy}
         stack.epoch = epoch + 1
+        if trainer.checkpoint:  # each tensor leaves the device once, then is cut into the runs' shares
+            model_states = run_slices(stack.model.state_dict(), len(stack.training))
+            optimizer_states, scaler_state = stack.optimizer.run_states(), stack.precision.scaler.state_dict()
         for index, run in enumerate(stack.training):
             record = {"epoch": epoch + 1, "train_loss": run.epoch_loss, "train_acc": run.epoch_acc}
             record |= {key: values[index] for key, values in held_out.items()}
@@ -327,27 +325,12 @@ def fit(stack: Stack) -> None:
             run.epochs_done = epoch + 1
             log.info("%sepoch %d/%d: %s", stack.describe(run), epoch + 1, trainer.epochs,
                      ", ".join(f"{k} {v:.4f}" for k, v in record.items() if k != "epoch"))  # fmt: skip
-        states = checkpoint_states(stack) if trainer.checkpoint else None
-        # the runs' files side by side: much of their time is the file system's (fsync, rename), not Python's
-        with ThreadPoolExecutor(min(FILE_WRITERS, len(stack.training))) as writers:
-            list(writers.map(functools.partial(write_epoch_files, stack, states), range(len(stack.training))))
+            run.recorder.epoch_end(stack.step - 1, record, run.cfg.optimizer.lr)
+            if trainer.checkpoint:
+                save_checkpoint(run.run_dir / CHECKPOINT_FILE, run.identity, model_states[index],
+                                optimizer_states[index], scaler_state, run.epochs_done, stack.step, run.history,
+                                run.recorder.state())  # fmt: skip
     stack.train_seconds = time.perf_counter() - train_started
-
-
-def checkpoint_states(stack: Stack) -> CheckpointStates:
-    model_states = run_slices(stack.model.state_dict(), len(stack.training))
-    return model_states, stack.optimizer.run_states(), stack.precision.scaler.state_dict()
-
-
-def write_epoch_files(stack: Stack, states: CheckpointStates | None, index: int) -> None:
-    """At an epoch's end, the files of training run `index`: its series (and TensorBoard's), and with
-    `states` (checkpoint_states) its checkpoint."""
-    run = stack.training[index]
-    run.recorder.epoch_end(stack.step - 1, run.history[-1], run.cfg.optimizer.lr)
-    if states is not None:
-        model_states, optimizer_states, scaler_state = states
-        save_checkpoint(run.run_dir / CHECKPOINT_FILE, run.identity, model_states[index], optimizer_states[index],
-                        scaler_state, run.epochs_done, stack.step, run.history, run.recorder.state())  # fmt: skip
 
 
 def prediction(stack: Stack, run: Run) -> dict[str, Any]:
