@@ -1,3 +1,5 @@
+import csv
+import io
 import json
 import math
 import os
@@ -72,6 +74,22 @@ def test_checkpoints_hold_no_device_random_state(tmp_path):
     checkpoint = torch.load(tmp_path / "checkpoint.pt", weights_only=True)
     assert not {"cpu_rng", "cuda_rng"} & set(checkpoint)
     assert checkpoint["model"]["hidden.0.linear.weight"].shape == (1, 784, 32)  # one run, as a stack of one
+
+
+def test_a_checkpoint_of_the_older_format_still_resumes(tmp_path):
+    """A checkpoint keeps the recorder's state as JSON text and its series as CSV text; checkpoints written
+    before hold a dict, with the series' rows."""
+    common = [*TINY, "monitor.every_n_steps=3"]
+    straight = run(make_cfg(*common, "trainer.epochs=2"), tmp_path / "straight")
+    run(make_cfg(*common, "trainer.epochs=1"), tmp_path / "older")
+    path = tmp_path / "older" / "checkpoint.pt"
+    checkpoint = torch.load(path, weights_only=True)
+    recorder = json.loads(checkpoint["recorder"])
+    recorder["series"] = {name: list(csv.DictReader(io.StringIO(text))) for name, text in recorder["series"].items()}
+    torch.save(checkpoint | {"recorder": recorder}, path)
+    resumed = run(make_cfg(*common, "trainer.epochs=2", "trainer.resume=true"), tmp_path / "older")
+    assert resumed["profile"] == straight["profile"] and resumed["history"] == straight["history"]
+    assert (tmp_path / "older" / "layers.csv").read_text() == (tmp_path / "straight" / "layers.csv").read_text()
 
 
 def test_checkpoint_is_never_overwritten_by_a_fresh_run(tmp_path):
