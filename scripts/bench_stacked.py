@@ -7,9 +7,11 @@
   --mode gpu    K = 1, 8, 64 runs of one shape on one device: one stack of K against K processes through
                 the parallel launcher (its default: at most jobs_per_gpu processes per GPU). Throughput in
                 run-epochs per minute; target at K = 64: stacked >= 10x. `--epochs` sets the runs' length:
-                the stack's start-up is paid once, the processes' once per job. Both sides replay their
-                steps from CUDA graphs (trainer.cuda_graphs, on by default); `--no-graphs` launches them
-                op by op.
+                the stack's start-up is paid once, the processes' once per job. Given two lengths
+                (`--epochs 1,3`), it also takes their difference: the throughput of one more epoch, the
+                start-ups left out (the steady state, what a longer sweep gets); that ratio is printed last.
+                Both sides replay their steps from CUDA graphs (trainer.cuda_graphs, on by default);
+                `--no-graphs` launches them op by op.
   --mode demo   `make demo`'s sweep (the vanishing preset: 3 seeds, one epoch, stacked, report) against the
                 demo before stacking (one seed, three epochs, the parallel launcher, report). Target: <= 1.3x.
 
@@ -61,7 +63,7 @@ def main() -> None:
     parser.add_argument("--device", default=None, help="trainer.device (sweep: cpu; gpu: cuda)")
     parser.add_argument("--limit-train", type=int, default=None, help="gpu mode: data.limit_train, to fit a budget")
     parser.add_argument("--runs", default="1,8,64", help="gpu mode: the stack sizes K")
-    parser.add_argument("--epochs", type=int, default=1, help="gpu mode: epochs per run")
+    parser.add_argument("--epochs", default="1", help="gpu mode: epochs per run; 1,3: the steady state too")
     parser.add_argument("--no-graphs", action="store_true", help="gpu mode: trainer.cuda_graphs=false on both sides")
     parser.add_argument("--json", type=Path, default=None)
     args = parser.parse_args()
@@ -87,22 +89,32 @@ def main() -> None:
     else:
         device = args.device or "cuda"
         limit = [f"data.limit_train={args.limit_train}"] if args.limit_train else []
-        ratios = {}
-        sizes = [int(k) for k in args.runs.split(",")]
-        for runs in sizes:
-            grid = [*SHAPE, *limit, f"trainer.epochs={args.epochs}", f"trainer.device={device}",
-                    f"trainer.cuda_graphs={str(not args.no_graphs).lower()}", "logger.tensorboard=false",
-                    "trainer.seed=" + ",".join(map(str, range(runs)))]  # fmt: skip
-            times = side_by_side({"stacked": ([*grid, "hydra/launcher=stacked"], runs),
-                                  "processes": ([*grid, "hydra/launcher=parallel"], runs)}, args.repeats)  # fmt: skip
-            throughput = {name: 60 * runs * args.epochs / min(seconds) for name, seconds in times.items()}
-            ratios[runs] = throughput["stacked"] / throughput["processes"]
-            result[f"K={runs}"] = {"seconds": times, "run_epochs_per_minute": throughput, "ratio": ratios[runs]}
-            print(f"K={runs}: stacked {throughput['stacked']:.1f}, one process per run {throughput['processes']:.1f}"
-                  f" run-epochs/min: {ratios[runs]:.1f}x", flush=True)  # fmt: skip
-        result |= {"epochs": args.epochs, "cuda_graphs": not args.no_graphs, "ratio": ratios[sizes[-1]]}
-        line = (f"throughput ratio stacked / one process per run at K={sizes[-1]}, {args.epochs} epoch(s): "
-                f"{ratios[sizes[-1]]:.1f}x (target >= 10)")  # fmt: skip
+        lengths = [int(e) for e in args.epochs.split(",")]
+        ratios: dict[str, float] = {}
+        for runs in (int(k) for k in args.runs.split(",")):
+            figures = result[f"K={runs}"] = {}
+            for epochs in lengths:
+                grid = [*SHAPE, *limit, f"trainer.epochs={epochs}", f"trainer.device={device}",
+                        f"trainer.cuda_graphs={str(not args.no_graphs).lower()}", "logger.tensorboard=false",
+                        "trainer.seed=" + ",".join(map(str, range(runs)))]  # fmt: skip
+                sides = {"stacked": ([*grid, "hydra/launcher=stacked"], runs),
+                         "processes": ([*grid, "hydra/launcher=parallel"], runs)}  # fmt: skip
+                times = side_by_side(sides, args.repeats)
+                throughput = {name: 60 * runs * epochs / min(seconds) for name, seconds in times.items()}
+                ratio = ratios[f"K={runs}, {epochs} epoch(s)"] = throughput["stacked"] / throughput["processes"]
+                figures[f"epochs={epochs}"] = {"seconds": times, "run_epochs_per_minute": throughput, "ratio": ratio}
+                print(f"K={runs}, {epochs} epoch(s): stacked {throughput['stacked']:.1f}, one process per run "
+                      f"{throughput['processes']:.1f} run-epochs/min: {ratio:.1f}x", flush=True)  # fmt: skip
+            if len(lengths) == 2:  # the steady state: what one more epoch costs each side
+                best = {side: [min(figures[f"epochs={e}"]["seconds"][side]) for e in lengths] for side in sides}
+                added = {side: (long - short) / (lengths[1] - lengths[0]) for side, (short, long) in best.items()}
+                ratio = ratios[f"K={runs}, one more epoch"] = added["processes"] / added["stacked"]
+                figures["one_more_epoch"] = {"seconds": added, "ratio": ratio}
+                print(f"K={runs}, one more epoch: stacked {added['stacked']:.2f} s, one process per run "
+                      f"{added['processes']:.2f} s: {ratio:.1f}x", flush=True)  # fmt: skip
+        last = list(ratios)[-1]
+        result |= {"epochs": lengths, "cuda_graphs": not args.no_graphs, "ratios": ratios, "ratio": ratios[last]}
+        line = f"throughput ratio stacked / one process per run at {last}: {ratios[last]:.1f}x (target >= 10)"
     if args.json:
         args.json.write_text(json.dumps(result, indent=2))
     print(line)

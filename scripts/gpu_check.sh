@@ -5,19 +5,20 @@
 #
 #   scripts/gpu_check.sh                    # writes outputs/gpu_check/gpu_check.json and gpu_check.log
 #   GPU_CHECK_OUT=/tmp/x scripts/gpu_check.sh
-#   GPU_CHECK_SKIP=stacked_3_epochs scripts/gpu_check.sh   # steps to leave out (comma-separated), for a short lease
+#   GPU_CHECK_SKIP=stacked_no_graphs scripts/gpu_check.sh  # steps to leave out (comma-separated), for a short lease
 #
 # 1. the CUDA tests (fp32, bf16 and fp16 runs with the monitor against a CPU fp32 run of the same seed;
 #    resume on the GPU; a stack's memory estimate against the allocator's peak; steps replayed from a CUDA
 #    graph against the same steps launched op by op)
 # 2. stacked runs against one process per run, both sides' steps replayed from CUDA graphs (the default):
-#    K = 8 and 64 runs of one epoch, then 64 of three epochs (from the two lengths, the throughput of one
-#    more epoch: the start-ups left out); and 64 of one epoch with every step launched op by op
+#    K = 8 and 64 runs of one and of three epochs (from the two lengths, the throughput of one more epoch:
+#    the start-ups left out); and 64 of one epoch with every step launched op by op
 # 3. fp16 and bf16 MNIST runs with the monitor against an fp32 run of the same seed (step-0 statistics)
 # 4. the epoch benchmark on CUDA: vgbench against the pytorch/examples way, fp32 and bf16
 # 5. the monitor's overhead on CUDA
 # 6. a 16-run sweep on one GPU through the parallel launcher
 # 7. where a stacked step's time goes (scripts/profile_stack.py: host against device, and a CUDA graph's replay)
+#    and a 64-run stack's epoch (scripts/profile_epoch.py: replayed steps, measured steps, files, ...)
 set -uo pipefail
 cd "$(dirname "$0")/.."
 out=${GPU_CHECK_OUT:-outputs/gpu_check}
@@ -47,17 +48,17 @@ rm -f "$out/steps.jsonl"
 "$python" -m vgbench.provision data=mnist >> "$log" 2>&1
 step cuda_tests 180 "$python" -m pytest -q -m cuda -p no:cacheprovider tests/test_train.py tests/test_memory.py \
   tests/test_graphs.py
-step stacked 180 "$python" scripts/bench_stacked.py --mode gpu --runs 8,64 --repeats 1 --json "$out/stacked.json"
+step stacked 300 "$python" scripts/bench_stacked.py --mode gpu --runs 8,64 --epochs 1,3 --repeats 1 \
+  --json "$out/stacked.json"
 step stacked_no_graphs 180 "$python" scripts/bench_stacked.py --mode gpu --runs 64 --no-graphs --repeats 1 \
   --json "$out/stacked_no_graphs.json"
-step stacked_3_epochs 300 "$python" scripts/bench_stacked.py --mode gpu --runs 64 --epochs 3 --repeats 1 \
-  --json "$out/stacked_3_epochs.json"
 step precision 60 "$python" scripts/precision_check.py --json "$out/precision.json"
 step epoch_fp32 60 "$python" scripts/bench_epoch.py --device cuda --repeats 2 --json "$out/epoch_fp32.json"
 step epoch_bf16 60 "$python" scripts/bench_epoch.py --device cuda --amp bf16 --repeats 2 --json "$out/epoch_bf16.json"
 step monitor 60 "$python" scripts/bench_monitor.py --device cuda --repeats 2 --json "$out/monitor.json"
 step sweep16 120 "$python" scripts/bench_sweep.py --gpu-sweep --json "$out/sweep16.json"
 step profile 120 "$python" scripts/profile_stack.py --device cuda --runs 1,8,64 --json "$out/profile.json"
+step epoch_phases 90 "$python" scripts/profile_epoch.py --device cuda --runs 64 --json "$out/epoch_phases.json"
 
 "$python" - "$out" <<'PY'
 import json, subprocess, sys
@@ -66,16 +67,10 @@ import torch
 out = Path(sys.argv[1])
 figures = {"gpu": torch.cuda.get_device_name(0), "torch": torch.__version__,
            "steps": [json.loads(line) for line in (out / "steps.jsonl").read_text().splitlines()]}
-for name in ("stacked", "stacked_no_graphs", "stacked_3_epochs", "precision", "epoch_fp32", "epoch_bf16", "monitor", "sweep16", "profile"):
+for name in ("stacked", "stacked_no_graphs", "precision", "epoch_fp32", "epoch_bf16", "monitor", "sweep16", "profile",
+             "epoch_phases"):
     path = out / f"{name}.json"
     figures[name] = json.loads(path.read_text()) if path.exists() else None
-short, long = figures["stacked"], figures["stacked_3_epochs"]
-if short and long and "K=64" in short and "K=64" in long:  # steady-state throughput: what one more epoch costs
-    added = {side: (min(long["K=64"]["seconds"][side]) - min(short["K=64"]["seconds"][side]))
-                   / (long["epochs"] - short["epochs"]) for side in ("stacked", "processes")}
-    figures["stacked_per_added_epoch"] = {"seconds": added, "ratio": added["processes"] / added["stacked"]}
-    print(f"64 runs, one more epoch: stacked {added['stacked']:.1f} s, one process per run "
-          f"{added['processes']:.1f} s: {added['processes'] / added['stacked']:.1f}x throughput")
 (out / "gpu_check.json").write_text(json.dumps(figures, indent=2))
 failed = [s["step"] for s in figures["steps"] if s["exit"] != 0]
 print(f"gpu_check: {len(figures['steps']) - len(failed)} of {len(figures['steps'])} steps passed"
