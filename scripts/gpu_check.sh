@@ -11,7 +11,7 @@
 #    resume on the GPU; a stack's memory estimate against the allocator's peak; steps replayed from a CUDA
 #    graph against the same steps launched op by op)
 # 2. stacked runs against one process per run, both sides' steps replayed from CUDA graphs (the default):
-#    K = 8 and 64 runs of one and of three epochs (from the two lengths, the throughput of one more epoch:
+#    K = 8 and 64 runs of one and of five epochs (from the two lengths, the throughput of one more epoch:
 #    the start-ups left out); and 64 of one epoch with every step launched op by op
 # 3. fp16 and bf16 MNIST runs with the monitor against an fp32 run of the same seed (step-0 statistics)
 # 4. the epoch benchmark on CUDA: vgbench against the pytorch/examples way, fp32 and bf16
@@ -32,6 +32,15 @@ if ! "$python" -c "import sys, torch; sys.exit(0 if torch.cuda.is_available() el
   exit 1
 fi
 export PYTHONUNBUFFERED=1
+# torch's bytecode: pip compiles it at install time, but a read-only install without it (a shared or container
+# one, as on the lent H200) makes every process compile torch again, 2.2 s of its 3.5 s import; the benchmarks
+# would measure that. Python then keeps the bytecode in a folder of its own.
+torch_bytecode=$("$python" -c "import importlib.util as u, sys; print(u.cache_from_source(u.find_spec('torch').origin))")
+if [[ ! -f $torch_bytecode && -z ${PYTHONPYCACHEPREFIX:-} ]]; then
+  export PYTHONPYCACHEPREFIX=${TMPDIR:-/tmp}/vgbench-pycache
+  echo "gpu_check: torch's bytecode is not there ($torch_bytecode); Python keeps it in $PYTHONPYCACHEPREFIX" \
+    | tee -a "$log"
+fi
 
 step() {  # step NAME TIMEOUT_S COMMAND...: run it, keep its output in the log, record its status and time
   local name=$1 limit=$2; shift 2
@@ -48,7 +57,7 @@ rm -f "$out/steps.jsonl"
 "$python" -m vgbench.provision data=mnist >> "$log" 2>&1
 step cuda_tests 180 "$python" -m pytest -q -m cuda -p no:cacheprovider tests/test_train.py tests/test_memory.py \
   tests/test_graphs.py
-step stacked 300 "$python" scripts/bench_stacked.py --mode gpu --runs 8,64 --epochs 1,3 --repeats 1 \
+step stacked 300 "$python" scripts/bench_stacked.py --mode gpu --runs 8,64 --epochs 1,5 --repeats 1 \
   --json "$out/stacked.json"
 step stacked_no_graphs 180 "$python" scripts/bench_stacked.py --mode gpu --runs 64 --no-graphs --repeats 1 \
   --json "$out/stacked_no_graphs.json"
