@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
 # Every check of vgbench's CUDA path, run once on a machine with a GPU, every figure into one JSON.
-# About 8 minutes on an H200 (its steps' times add up to 7.5). Without CUDA it stops at once with one
+# About 9 minutes on an H200 (5.6 without stacked_no_graphs and profile). Without CUDA it stops at once with one
 # line (exit 1).
 #
 #   scripts/gpu_check.sh                    # writes outputs/gpu_check/gpu_check.json and gpu_check.log

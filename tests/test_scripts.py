@@ -1,6 +1,9 @@
-"""The scripts a user runs by hand: the GPU check fails in one line where there is no GPU."""
+"""The scripts a user runs by hand: the GPU check fails in one line where there is no GPU; the epoch profile
+accounts for the trainer's epoch."""
 
+import json
 import subprocess
+import sys
 
 import pytest
 import torch
@@ -16,3 +19,19 @@ def test_gpu_check_fails_in_one_line_without_cuda(tmp_path):
     assert result.stdout == ("gpu_check: no CUDA device here (torch.cuda.is_available() is false); run it on a "
                              "machine with an NVIDIA GPU\n")  # fmt: skip
     assert not list((tmp_path / "out").glob("*.json"))
+
+
+@pytest.mark.slow
+def test_profile_epoch_times_every_phase_of_the_trainers_epoch(tmp_path):
+    """scripts/profile_epoch.py wraps the trainer's own functions: each phase is found and timed, and
+    together they account for the epoch (what is left, the loop's own Python, is small)."""
+    out = tmp_path / "phases.json"
+    subprocess.run([sys.executable, REPO / "scripts" / "profile_epoch.py", "--device", "cpu", "--runs", "2",
+                    "--epochs", "3", "--limit-train", "640", "--json", out], check=True, capture_output=True,
+                   timeout=300)  # fmt: skip
+    result = json.loads(out.read_text())
+    phases = result["phases_seconds_per_epoch"]
+    for name in ("op_by_op", "measured", "held_out", "to_host", "series", "checkpoints"):
+        assert phases[name] > 0, name
+    assert 0 <= phases["other"] < 0.25 * result["epoch_seconds"]
+    assert "train_epoch" in result["cprofile"]
