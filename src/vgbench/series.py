@@ -56,8 +56,14 @@ class CsvTable:
 
     def __init__(self, text: str = "", columns: Sequence[str] = ()) -> None:
         self.columns: list[str] = next(csv.reader([text.split("\n", 1)[0]])) if text else []
-        self.text = text
+        self.chunks = [text] if text else []  # joined when read: a long run adds thousands of rows
         self.add([], columns)
+
+    @property
+    def text(self) -> str:
+        if len(self.chunks) > 1:
+            self.chunks = ["".join(self.chunks)]
+        return self.chunks[0] if self.chunks else ""
 
     def add(self, rows: list[dict[str, Any]], columns: Sequence[str] = ()) -> None:
         keys = dict.fromkeys([*columns, *(key for row in rows for key in row)])
@@ -66,13 +72,13 @@ class CsvTable:
             return
         if new_columns:  # the first rows, or a key the loop sent along anew: every row again, under a new header
             rows = [*csv.DictReader(io.StringIO(self.text)), *rows]
-            self.columns, self.text = self.columns + new_columns, ""
+            self.columns, self.chunks = self.columns + new_columns, []
         buffer = io.StringIO()
         writer = csv.DictWriter(buffer, fieldnames=self.columns, lineterminator="\n")
-        if not self.text and self.columns:
+        if not self.chunks and self.columns:
             writer.writeheader()
         writer.writerows(rows)
-        self.text += buffer.getvalue()
+        self.chunks.append(buffer.getvalue())
 
 
 class Series:
