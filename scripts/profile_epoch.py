@@ -2,8 +2,8 @@
 their phases, each timed with the device synchronised around it.
 
 bench_stacked's shape (MNIST, 10x128 ReLU at batch 64, the monitor every 100 steps, a checkpoint per run,
-no TensorBoard). The first epoch (warm-up, the CUDA graph's capture) is left out; the phases of the
-next ones are summed and divided by their number:
+no TensorBoard). The first epoch (warm-up, the CUDA graph's capture) is left out and the second runs
+under cProfile; the phases of the others are summed and divided by their number:
   replayed     steps replayed from the CUDA graph      op_by_op   full-batch steps launched op by op
   measured     the monitor's measured steps            last_batch the epoch's smaller last batch
   log_events   the host reads of the running sums      held_out   the held-out evaluation
@@ -86,15 +86,16 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--device", default="cuda" if torch.cuda.is_available() else "cpu")
     parser.add_argument("--runs", type=int, default=64)
-    parser.add_argument("--epochs", type=int, default=3, help="the first is the warm-up, left out")
+    parser.add_argument("--epochs", type=int, default=3, help="at least 3: a warm-up, one profiled, the rest timed")
     parser.add_argument("--limit-train", type=int, default=None, help="data.limit_train (a quick try on a CPU)")
     parser.add_argument("--json", type=Path, default=None)
     parser.add_argument("overrides", nargs="*", help="more overrides, after the shape's")
     args = parser.parse_args()
-    limit = [f"data.limit_train={args.limit_train}"] if args.limit_train else []
-    limit += args.overrides
+    if args.epochs < 3:
+        parser.error(f"--epochs={args.epochs}: at least 3 (a warm-up, one under cProfile, then the timed ones)")
+    overrides = [*([f"data.limit_train={args.limit_train}"] if args.limit_train else []), *args.overrides]
     with tempfile.TemporaryDirectory() as tmp:
-        cfgs = [compose_config([*SHAPE, *limit, f"trainer.device={args.device}", f"trainer.epochs={args.epochs}",
+        cfgs = [compose_config([*SHAPE, *overrides, f"trainer.device={args.device}", f"trainer.epochs={args.epochs}",
                                 f"trainer.seed={seed}"]) for seed in range(args.runs)]  # fmt: skip
         stack = setup([RunFolder(Path(tmp) / str(seed)) for seed in range(args.runs)], cfgs, Placement(progress=False))
         # the warm-up epoch, untimed, then the profile of one epoch without synchronisations
@@ -106,7 +107,7 @@ def main() -> None:
         profiler.runcall(fit, stack)
         profiled_seconds = time.perf_counter() - started
         clock = PhaseClock(stack.device)
-        clock.wrap(train, "graphed_step", "replayed")
+        clock.wrap(train, "graphed_step", "replayed")  # and a new graph's warm-up and capture (none here)
         clock.wrap(train, "train_step", step_phase)
         clock.wrap(train, "evaluate", "held_out")
         clock.wrap(train, "run_slices", "to_host")
@@ -120,7 +121,6 @@ def main() -> None:
         fit(stack)
         clock.sync()
         total = time.perf_counter() - started
-    # a replayed step's own count: the wrapped graphed_step also times the op-by-op warm-up and capture
     seconds = {name: value / timed_epochs for name, value in clock.seconds.items()}
     seconds["other"] = total / timed_epochs - sum(seconds.values())
     text = io.StringIO()
