@@ -49,6 +49,7 @@ class RunFolder:
     run_dir: Path
     completed: Summary | None = None  # the summary of this very run, completed: skip it
     checkpoint: dict[str, Any] | None = None  # loaded, to resume from
+    identity: str | None = None  # the config's run_identity, as inspect_run_folder worked it out
 
     @property
     def start_epoch(self) -> int:
@@ -85,9 +86,9 @@ def inspect_run_folder(cfg: DictConfig, run_dir: Path) -> RunFolder:
                     + "; use another folder (hydra.run.dir, or another hydra.sweep.dir for a sweep)"
                 )
             if cfg.trainer.skip_completed and summary.get("epochs_done") == cfg.trainer.epochs:
-                return RunFolder(run_dir, completed=summary)
+                return RunFolder(run_dir, completed=summary, identity=identity)
     if not checkpoint_path.exists():
-        return RunFolder(run_dir)
+        return RunFolder(run_dir, identity=identity)
     if not cfg.trainer.resume:
         raise ConfigError(
             f"{checkpoint_path} exists; set trainer.resume=true to continue it, or use another run folder"
@@ -103,7 +104,7 @@ def inspect_run_folder(cfg: DictConfig, run_dir: Path) -> RunFolder:
         raise ConfigError(
             f"{checkpoint_path} has {checkpoint['epoch']} epochs done, more than trainer.epochs={cfg.trainer.epochs}"
         )
-    return RunFolder(run_dir, checkpoint=checkpoint)
+    return RunFolder(run_dir, checkpoint=checkpoint, identity=identity)
 
 
 CHECKPOINT_KEYS = ("identity", "model", "optimizer", "scaler", "epoch", "step", "history", "recorder")

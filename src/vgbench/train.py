@@ -12,7 +12,6 @@ accuracies accumulate as tensors and reach the host once per log event.
 
 from __future__ import annotations
 
-import functools
 import json
 import logging
 import math
@@ -65,17 +64,13 @@ class Run:
 
     cfg: DictConfig
     run_dir: Path
+    identity: str  # vgbench.config.run_identity, which each checkpoint records
     recorder: Recorder
     history: list[dict[str, float]] = field(default_factory=list)
     epochs_done: int = 0
     diverged: bool = False
     epoch_loss: float = math.nan  # this epoch's running mean training loss and accuracy, at the last log event
     epoch_acc: float = math.nan
-
-    @functools.cached_property
-    def identity(self) -> str:
-        """vgbench.config.run_identity, which each checkpoint records: worked out once, not at each epoch."""
-        return run_identity(self.cfg)
 
 
 def run_prefix(run_dir: Path, stack_size: int) -> str:
@@ -176,8 +171,8 @@ def setup(folders: Sequence[RunFolder], cfgs: Sequence[DictConfig], placement: P
                      folder.run_dir / CHECKPOINT_FILE, saved["epoch"])  # fmt: skip
         recorder = Recorder(folder.run_dir, len(model.linears()), cfg.logger.tensorboard,
                             saved["recorder"] if saved else None, saved["step"] if saved else None)  # fmt: skip
-        runs.append(Run(cfg, folder.run_dir, recorder, saved["history"] if saved else [],
-                        saved["epoch"] if saved else 0))  # fmt: skip
+        runs.append(Run(cfg, folder.run_dir, folder.identity or run_identity(cfg), recorder,
+                        saved["history"] if saved else [], saved["epoch"] if saved else 0))  # fmt: skip
     monitor = None
     if shape.monitor.enabled:
         monitor = GradientMonitor(model, shape.monitor.every_n_steps, shape.monitor.histogram_every_n_steps,
