@@ -128,7 +128,7 @@ def load_checkpoint(path: Path) -> dict[str, Any]:
     return checkpoint
 
 
-def run_slices(state: dict[str, torch.Tensor], runs: int) -> list[dict[str, torch.Tensor]]:
+def run_slices(state: dict[Any, torch.Tensor], runs: int) -> list[dict[Any, torch.Tensor]]:
     """Each run's share of a stacked state dict, as a stack of one. Each tensor leaves the device once, not
     once per run: on a GPU that is one copy (and host sync) where a 64-run stack would make 64."""
     host = {name: tensor.cpu() for name, tensor in state.items()}

@@ -21,6 +21,7 @@ import torch
 from omegaconf import DictConfig
 from torch import Tensor, nn
 
+from vgbench.checkpoint import run_slices
 from vgbench.config import ConfigError, at_least, fraction
 
 
@@ -162,14 +163,14 @@ class StackedOptimizer:
         raise NotImplementedError
 
     def run_states(self) -> list[dict[str, Any]]:
-        """Each run's share of the state, as a stack of one: what its checkpoint keeps. Each buffer leaves the
-        device once, not once per run."""
-        host = {name: [self.state[p][name].cpu() if name in self.state[p] else None for p in self.params]
-                for name in self.state_names}  # fmt: skip
-        return [{"steps": self.steps,
-                 "buffers": {name: [None if buffer is None else buffer[run : run + 1].clone() for buffer in buffers]
-                             for name, buffers in host.items()}}
-                for run in range(self.params[0].shape[0])]  # fmt: skip
+        """Each run's share of the state, as a stack of one: what its checkpoint keeps (vgbench.checkpoint's
+        run_slices: each buffer leaves the device once). A buffer not made yet is None."""
+        buffers = {(name, i): self.state[p][name] for name in self.state_names for i, p in enumerate(self.params)
+                   if name in self.state[p]}  # fmt: skip
+        indices = range(len(self.params))
+        return [{"steps": self.steps, "buffers": {name: [shares.get((name, i)) for i in indices]
+                                                  for name in self.state_names}}
+                for shares in run_slices(buffers, self.stack)]  # fmt: skip
 
     def load_run_state(self, run: int, saved: dict[str, Any]) -> None:
         self.steps = saved["steps"]
