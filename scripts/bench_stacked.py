@@ -106,7 +106,8 @@ def main() -> None:
                 print(f"K={runs}, {epochs} epoch(s): stacked {throughput['stacked']:.1f}, one process per run "
                       f"{throughput['processes']:.1f} run-epochs/min: {ratio:.1f}x", flush=True)  # fmt: skip
             if len(lengths) == 2:  # the steady state: what one more epoch costs each side
-                best = {side: [min(figures[f"epochs={e}"]["seconds"][side]) for e in lengths] for side in sides}
+                best = {side: [min(figures[f"epochs={e}"]["seconds"][side]) for e in lengths]
+                        for side in ("stacked", "processes")}  # fmt: skip
                 added = {side: (long - short) / (lengths[1] - lengths[0]) for side, (short, long) in best.items()}
                 ratio = ratios[f"K={runs}, one more epoch"] = added["processes"] / added["stacked"]
                 figures["one_more_epoch"] = {"seconds": added, "ratio": ratio}
