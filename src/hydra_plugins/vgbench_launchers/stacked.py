@@ -30,7 +30,7 @@ from omegaconf._utils import get_omega_conf_dumper  # the representers OmegaConf
 
 from hydra_plugins.vgbench_launchers.compose import compose_configs
 from vgbench.config import at_least, choice, fraction, group_into_stacks, stack_key
-from vgbench.placement import available_cores, jobs_at_once, jobs_per_device, visible_gpus
+from vgbench.placement import available_cores, jobs_per_device, local_parallel_jobs, visible_gpus
 
 log = logging.getLogger("vgbench.launcher")  # not under hydra_plugins: its one line stays in a quiet sweep
 
@@ -200,9 +200,10 @@ class StackedLauncher(Launcher):
         from joblib import Parallel, delayed
 
         device = str(self.config.trainer.device)
-        parallel = min(len(stacks), jobs_at_once(self.n_jobs, device, self.jobs_per_gpu))
-        threads = max(1, available_cores() // parallel)
-        share = self.memory_fraction / jobs_per_device(parallel, device, visible_gpus() if device != "cpu" else 0)
+        gpus, cores = (visible_gpus() if device != "cpu" else 0), available_cores()
+        parallel = min(len(stacks), local_parallel_jobs(self.n_jobs, cores, device, gpus, self.jobs_per_gpu))
+        threads = max(1, cores // parallel)
+        share = self.memory_fraction / jobs_per_device(parallel, device, gpus)
         for job in (job for stack in stacks for job in stack):  # recorded in each run's .hydra/hydra.yaml
             with read_write(job.config.hydra), open_dict(job.config.hydra):
                 job.config.hydra.launcher.n_jobs = parallel
