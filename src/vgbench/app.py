@@ -10,24 +10,29 @@ each job. So the launcher's own start-up, `--cfg job` and `--help` take a fracti
 
 A job's faults are the job's: a bad value, an unreadable checkpoint, a folder that holds another run or
 missing data is one line (exit 2 alone, `status: failed` in its folder in a sweep, where the other runs
-go on); a completed run's summary is never overwritten by a failed attempt.
+go on); a completed run's summary is never overwritten by a failed attempt. A command line Hydra cannot
+compose (an option a group lacks, a key a schema lacks, a value of the wrong type) is one line and exit 2
+too, where Hydra prints a block and its search path (`HYDRA_FULL_ERROR=1` brings Hydra's report back).
 """
 
 from __future__ import annotations
 
+import difflib
 import logging
 import os
 import sys
 import traceback
 from collections.abc import Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, fields, is_dataclass
 from pathlib import Path
 from typing import Any
 
 import hydra
 from hydra.core.hydra_config import HydraConfig
+from hydra.errors import ConfigCompositionException, MissingConfigException, OverrideParseException
 from hydra.types import RunMode
 from omegaconf import DictConfig, OmegaConf
+from omegaconf.errors import ConfigAttributeError, ConfigKeyError, OmegaConfBaseException
 
 import vgbench
 from vgbench.config import CONF_PACKAGE, UserError, group_into_stacks, register_configs, stack_key
@@ -167,10 +172,42 @@ def _hydra_main(cfg: DictConfig) -> JobResult:
     return run_job(cfg)
 
 
+def command_line_error(error: Exception) -> str:
+    """What Hydra reports in a block when it cannot compose the command line, in one line that names the
+    bad override and the valid choices (the group's options, the schema's keys)."""
+    if isinstance(error, OverrideParseException):
+        return f"cannot parse the override {error.override!r}: {error.message.splitlines()[0]}"
+    if isinstance(error, MissingConfigException) and error.options and error.missing_cfg_file:
+        group, _, option = error.missing_cfg_file.rpartition("/")
+        return f"{group}={option!r} is not valid; choose one of: {', '.join(error.options)}"
+    cause = error.__cause__
+    if isinstance(cause, ConfigAttributeError | ConfigKeyError) and is_dataclass(cause.object_type):
+        parent = str(cause.full_key).rpartition(".")[0]
+        keys = [f"{parent}.{field.name}" if parent else field.name for field in fields(cause.object_type)]
+        close = difflib.get_close_matches(str(cause.full_key), keys, n=1)
+        hint = f" (did you mean {close[0]}?)" if close else ""
+        return f"{cause.full_key} is not a setting{hint}; choose one of: {', '.join(keys)}"
+    if isinstance(cause, OmegaConfBaseException) and cause.full_key:  # a value of the wrong type
+        return f"{cause.full_key}={cause.value!r} is not valid; {str(cause.msg).splitlines()[0]}"
+    report = str(error).split("Config search path:")[0]
+    return " ".join(line.strip() for line in report.splitlines() if line.strip())
+
+
 def main() -> None:
-    """`vgbench-train`: Hydra's command line, plus --version."""
+    """`vgbench-train`: Hydra's command line, plus --version; a command line Hydra cannot compose stops
+    with one line and exit 2 (command_line_error)."""
     _version_flag()
-    _hydra_main()
+    if os.environ.get("HYDRA_FULL_ERROR") == "1":  # the user asked for Hydra's own report
+        _hydra_main()
+        return
+    os.environ["HYDRA_FULL_ERROR"] = "1"  # so that Hydra raises what it would print
+    try:
+        _hydra_main()
+    except (ConfigCompositionException, OverrideParseException) as error:
+        print(f"error: {command_line_error(error)}", file=sys.stderr)
+        sys.exit(2)
+    finally:
+        del os.environ["HYDRA_FULL_ERROR"]
 
 
 if __name__ == "__main__":
