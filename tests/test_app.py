@@ -4,11 +4,9 @@ import subprocess
 import sys
 
 import pytest
-from hydra.errors import ConfigCompositionException, OverrideParseException
 
 import vgbench
-from tests.conftest import make_cfg, run_app
-from vgbench.app import command_line_error
+from tests.conftest import run_app
 
 TORCH_FREE = ("vgbench.app", "vgbench.config", "vgbench.callbacks", "vgbench.summary", "vgbench.placement",
               "vgbench.files", "vgbench.report", "hydra_plugins.vgbench_launchers.parallel",
@@ -34,34 +32,6 @@ def test_version(tmp_path):
     result = run_app("--version", cwd=tmp_path)
     assert result.returncode == 0 and result.stdout.strip() == f"vgbench {vgbench.__version__}"
     assert vgbench.__version__ != "0+unknown"  # the installed package's version
-
-
-@pytest.mark.parametrize(
-    ("override", "expected"),
-    [
-        ("activation=swishy", "activation='swishy' is not valid; choose one of: binary_step, custom, elu, gelu, "
-                              "hardtanh, leaky_relu, linear, mish, relu, selu, sigmoid, silu, softmax, softplus, tanh"),
-        ("+experiment=nope", "experiment='nope' is not valid; choose one of: criticality, init_study, isometry, "
-                             "lr_study, mnist_default, vanishing"),
-        ("model.depht=3", "model.depht is not a setting (did you mean model.depth?); choose one of: model.depth, "
-                          "model.width, model.init, model.init_std, model.sigma_w2, model.bias_init, model.bias_std, "
-                          "model.norm, model.residual, model.dropout"),
-        ("depth=3", "depth is not a setting; choose one of: activation, model, optimizer, data, trainer, monitor, "
-                    "logger, loss"),
-        ("model.depth=three", "model.depth='three' is not valid; Value 'three' of type 'str' could not be converted "
-                              "to Integer"),
-        ("data.batch_size=1.5", "data.batch_size=1.5 is not valid; Value '1.5' of type 'float' could not be "
-                                "converted to Integer"),
-        ("model.depth=[", "cannot parse the override 'model.depth=[': no viable alternative at input '['"),
-        ("+model.depth=3", "Could not append to config. An item is already at 'model.depth'. Either remove + "
-                           "prefix: 'model.depth=3' Or add a second + to add or override 'model.depth': "
-                           "'++model.depth=3'"),
-    ],
-)  # fmt: skip
-def test_a_command_line_hydra_cannot_compose_is_one_line(override, expected):
-    with pytest.raises((ConfigCompositionException, OverrideParseException)) as error:
-        make_cfg(override)
-    assert command_line_error(error.value) == expected
 
 
 def test_a_bad_command_line_is_one_line_and_exit_2_unless_hydra_full_error_is_set(tmp_path):

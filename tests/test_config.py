@@ -4,7 +4,6 @@ from pathlib import Path
 
 import pytest
 import yaml
-from hydra.errors import ConfigCompositionException
 from omegaconf import OmegaConf
 
 from tests.conftest import make_cfg, run_app
@@ -95,12 +94,39 @@ def test_every_preset_composes_and_validates(preset):
 
 @pytest.mark.parametrize("group", list(SCHEMAS))
 def test_schemas_are_not_offered_as_choices(group):
-    with pytest.raises(ConfigCompositionException) as error:
+    with pytest.raises(ConfigError) as error:
         make_cfg(f"{group}=nope")
-    message = str(error.value)
-    assert f"Could not find '{group}/nope'" in message
-    options = message.split(f"Available options in '{group}':")[1].split("Config search path")[0].split()
-    assert options == sorted(p.stem for p in (CONF_DIR / group).glob("*.yaml"))  # the files, no schema
+    prefix, options = str(error.value).split("; choose one of: ")
+    assert prefix == f"{group}='nope' is not valid"
+    assert options.split(", ") == sorted(p.stem for p in (CONF_DIR / group).glob("*.yaml"))  # the files, no schema
+
+
+@pytest.mark.parametrize(
+    ("override", "expected"),
+    [
+        ("activation=swishy", "activation='swishy' is not valid; choose one of: binary_step, custom, elu, gelu, "
+                              "hardtanh, leaky_relu, linear, mish, relu, selu, sigmoid, silu, softmax, softplus, tanh"),
+        ("+experiment=nope", "experiment='nope' is not valid; choose one of: criticality, init_study, isometry, "
+                             "lr_study, mnist_default, vanishing"),
+        ("model.depht=3", "model.depht is not a setting (did you mean model.depth?); choose one of: model.depth, "
+                          "model.width, model.init, model.init_std, model.sigma_w2, model.bias_init, model.bias_std, "
+                          "model.norm, model.residual, model.dropout"),
+        ("depth=3", "depth is not a setting; choose one of: activation, model, optimizer, data, trainer, monitor, "
+                    "logger, loss"),
+        ("model.depth=three", "model.depth='three' is not valid; Value 'three' of type 'str' could not be converted "
+                              "to Integer"),
+        ("data.batch_size=1.5", "data.batch_size=1.5 is not valid; Value '1.5' of type 'float' could not be "
+                                "converted to Integer"),
+        ("model.depth=[", "cannot parse the override 'model.depth=[': no viable alternative at input '['"),
+        ("+model.depth=3", "Could not append to config. An item is already at 'model.depth'. Either remove + "
+                           "prefix: 'model.depth=3' Or add a second + to add or override 'model.depth': "
+                           "'++model.depth=3'"),
+    ],
+)  # fmt: skip
+def test_a_command_line_hydra_cannot_compose_is_one_line(override, expected):
+    with pytest.raises(ConfigError) as error:
+        make_cfg(override)
+    assert str(error.value) == expected  # command_line_error's line
 
 
 def test_every_group_option_composes():
@@ -133,3 +159,21 @@ def test_cli_rejects_bad_input_before_loading_data(tmp_path, args, expected):
 
 def test_conf_dir_is_the_repository_conf():
     assert Path(__file__).resolve().parents[1] / "conf" == CONF_DIR
+
+
+def test_every_command_stops_on_a_bad_argument_with_one_line_and_exit_2(tmp_path, capsys):
+    from vgbench.lessons import main as lesson_main
+    from vgbench.provision import main as data_main
+    from vgbench.theory import main as theory_main
+
+    for command, args, expected in [
+        (theory_main, ["activation=swishy"], "activation='swishy' is not valid; choose one of: binary_step, custom,"),
+        (theory_main, ["model.depth=0"], "model.depth=0 is not valid; it must be >= 1"),
+        (data_main, ["data=synthetic"], "data='synthetic' needs no provisioning; choose one of: mnist, fashion_mnist"),
+        (data_main, ["data.roots=x"], "data.roots is not a setting (did you mean data.root?); choose one of:"),
+        (lesson_main, ["calculus"], "lesson 'calculus' does not exist; choose one of: gradient-descent,"),
+    ]:  # fmt: skip
+        with pytest.raises(SystemExit) as stop:
+            command(args)
+        error = capsys.readouterr().err
+        assert stop.value.code == 2 and error.startswith(f"error: {expected}") and error.count("\n") == 1, error

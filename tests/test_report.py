@@ -187,9 +187,15 @@ def test_partial_sweep_names_what_is_missing(tmp_path):
     assert "Missing (1 of the sweep's runs have no summary yet): activation=relu,model.depth=2." in report
 
 
-def test_report_on_an_empty_folder_is_a_clear_error(tmp_path):
-    with pytest.raises(SystemExit, match="no summary.json under"):
+def test_report_on_an_empty_folder_is_a_clear_error(tmp_path, capsys):
+    with pytest.raises(SystemExit) as stop:
         main([str(tmp_path)])
+    assert stop.value.code == 2
+    assert capsys.readouterr().err == (f"error: no summary.json under {tmp_path}: is it a run or sweep folder of "
+                                       "vgbench?\n")  # fmt: skip
+    with pytest.raises(SystemExit) as stop:
+        main([str(tmp_path / "nope")])
+    assert (stop.value.code, capsys.readouterr().err) == (2, f"error: {tmp_path / 'nope'} is not a folder\n")
 
 
 def test_ratio_sentences_are_right_for_each_sign():

@@ -17,25 +17,31 @@ too, where Hydra prints a block and its search path (`HYDRA_FULL_ERROR=1` brings
 
 from __future__ import annotations
 
-import difflib
 import logging
 import os
 import sys
 import traceback
 from collections.abc import Sequence
-from dataclasses import dataclass, fields, is_dataclass
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 import hydra
 from hydra.core.hydra_config import HydraConfig
-from hydra.errors import ConfigCompositionException, MissingConfigException, OverrideParseException
+from hydra.errors import ConfigCompositionException, OverrideParseException
 from hydra.types import RunMode
 from omegaconf import DictConfig, OmegaConf
-from omegaconf.errors import ConfigAttributeError, ConfigKeyError, OmegaConfBaseException
 
 import vgbench
-from vgbench.config import CONF_PACKAGE, UserError, group_into_stacks, register_configs, stack_key
+from vgbench.config import (
+    CONF_PACKAGE,
+    UserError,
+    command_line_error,
+    exit_with_error,
+    group_into_stacks,
+    register_configs,
+    stack_key,
+)
 
 log = logging.getLogger(__name__)
 register_configs()
@@ -152,8 +158,7 @@ def run_job(cfg: DictConfig) -> JobResult:
     if in_sweep:
         return result
     if result.status == "failed":
-        print(f"error: {result.error}", file=sys.stderr)
-        sys.exit(2)
+        exit_with_error(result.error)
     accuracy = "n/a" if result.test_acc is None else f"{result.test_acc:.4f}"
     print(f"test accuracy: {accuracy} ({result.status}); summary: {run_dir / 'summary.json'}")
     if result.status == "diverged" and cfg.trainer.fail_on_divergence:
@@ -172,27 +177,6 @@ def _hydra_main(cfg: DictConfig) -> JobResult:
     return run_job(cfg)
 
 
-def command_line_error(error: Exception) -> str:
-    """What Hydra reports in a block when it cannot compose the command line, in one line that names the
-    bad override and the valid choices (the group's options, the schema's keys)."""
-    if isinstance(error, OverrideParseException):
-        return f"cannot parse the override {error.override!r}: {error.message.splitlines()[0]}"
-    if isinstance(error, MissingConfigException) and error.options and error.missing_cfg_file:
-        group, _, option = error.missing_cfg_file.rpartition("/")
-        return f"{group}={option!r} is not valid; choose one of: {', '.join(error.options)}"
-    cause = error.__cause__
-    if isinstance(cause, ConfigAttributeError | ConfigKeyError) and is_dataclass(cause.object_type):
-        parent = str(cause.full_key).rpartition(".")[0]
-        keys = [f"{parent}.{field.name}" if parent else field.name for field in fields(cause.object_type)]
-        close = difflib.get_close_matches(str(cause.full_key), keys, n=1)
-        hint = f" (did you mean {close[0]}?)" if close else ""
-        return f"{cause.full_key} is not a setting{hint}; choose one of: {', '.join(keys)}"
-    if isinstance(cause, OmegaConfBaseException) and cause.full_key:  # a value of the wrong type
-        return f"{cause.full_key}={cause.value!r} is not valid; {str(cause.msg).splitlines()[0]}"
-    report = str(error).split("Config search path:")[0]
-    return " ".join(line.strip() for line in report.splitlines() if line.strip())
-
-
 def main() -> None:
     """`vgbench-train`: Hydra's command line, plus --version; a command line Hydra cannot compose stops
     with one line and exit 2 (command_line_error)."""
@@ -204,8 +188,7 @@ def main() -> None:
     try:
         _hydra_main()
     except (ConfigCompositionException, OverrideParseException) as error:
-        print(f"error: {command_line_error(error)}", file=sys.stderr)
-        sys.exit(2)
+        exit_with_error(command_line_error(error))
     finally:
         del os.environ["HYDRA_FULL_ERROR"]
 

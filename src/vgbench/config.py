@@ -3,26 +3,30 @@
 The dataclasses below are the single home of every default. The YAML files under `conf/` name the
 option a group offers (`optimizer/adam.yaml` sets `name: adam` and Adam's own learning rate) and never
 repeat a default (tests/test_config.py keeps it so). Hydra rejects a wrong type or an unknown key at
-start-up; `validate` checks what a type cannot express (which activation, which init), naming the bad
-value and the valid choices in one line. The choices come from the registries next to the code that
-implements them (`vgbench.optim.OPTIMIZERS`, `vgbench.model.WEIGHT_INITS`, ...), so adding an option
-touches one function and one YAML file.
+start-up (`command_line_error` says so in one line); `validate` checks what a type cannot express (which
+activation, which init), naming the bad value and the valid choices in one line. The choices come from
+the registries next to the code that implements them (`vgbench.optim.OPTIMIZERS`,
+`vgbench.model.WEIGHT_INITS`, ...), so adding an option touches one function and one YAML file.
 
 This module imports no torch: the launcher process of a sweep reads it to compose and group jobs.
 """
 
 from __future__ import annotations
 
+import difflib
 import json
+import sys
 from collections.abc import Hashable, Iterable, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, fields, is_dataclass
 from importlib import resources
 from pathlib import Path
-from typing import Any
+from typing import Any, NoReturn
 
 from hydra import compose, initialize_config_module
 from hydra.core.config_store import ConfigStore
+from hydra.errors import ConfigCompositionException, MissingConfigException, OverrideParseException
 from omegaconf import MISSING, DictConfig, OmegaConf
+from omegaconf.errors import ConfigAttributeError, ConfigKeyError, OmegaConfBaseException
 
 # The config files: conf/ at the top of the repository, shipped in the wheel as the package vgbench.conf
 # (pyproject.toml maps one onto the other), so a checkout and an installed vgbench read the same files.
@@ -37,6 +41,12 @@ class UserError(Exception):
 
 class ConfigError(UserError, ValueError):
     """A config value that is well-typed but not allowed."""
+
+
+def exit_with_error(message: object) -> NoReturn:
+    """How every vgbench command stops on a user's mistake: one line on stderr, exit code 2."""
+    print(f"error: {message}", file=sys.stderr)
+    sys.exit(2)
 
 
 @dataclass
@@ -184,10 +194,35 @@ def register_configs() -> None:
 
 def compose_config(overrides: Sequence[str] = ()) -> DictConfig:
     """The app's config with command-line style overrides, composed outside a Hydra run (the lessons,
-    `vgbench-data`, the benchmarks, the tests)."""
+    `vgbench-data`, `vgbench-theory`, the benchmarks, the tests). Overrides Hydra cannot compose raise
+    ConfigError with `command_line_error`'s line."""
     register_configs()
     with initialize_config_module(CONF_PACKAGE, version_base="1.3"):
-        return compose("config", overrides=list(overrides))
+        try:
+            return compose("config", overrides=list(overrides))
+        except (ConfigCompositionException, OverrideParseException) as error:
+            raise ConfigError(command_line_error(error)) from error
+
+
+def command_line_error(error: Exception) -> str:
+    """What Hydra reports in a block when it cannot compose a command line, in one line that names the
+    bad override and the valid choices (the group's options, the schema's keys)."""
+    if isinstance(error, OverrideParseException):
+        return f"cannot parse the override {error.override!r}: {error.message.splitlines()[0]}"
+    if isinstance(error, MissingConfigException) and error.options and error.missing_cfg_file:
+        group, _, option = error.missing_cfg_file.rpartition("/")
+        return f"{group}={option!r} is not valid; choose one of: {', '.join(error.options)}"
+    cause = error.__cause__
+    if isinstance(cause, ConfigAttributeError | ConfigKeyError) and is_dataclass(cause.object_type):
+        parent = str(cause.full_key).rpartition(".")[0]
+        keys = [f"{parent}.{item.name}" if parent else item.name for item in fields(cause.object_type)]
+        close = difflib.get_close_matches(str(cause.full_key), keys, n=1)
+        hint = f" (did you mean {close[0]}?)" if close else ""
+        return f"{cause.full_key} is not a setting{hint}; choose one of: {', '.join(keys)}"
+    if isinstance(cause, OmegaConfBaseException) and cause.full_key:  # a value of the wrong type
+        return f"{cause.full_key}={cause.value!r} is not valid; {str(cause.msg).splitlines()[0]}"
+    report = str(error).split("Config search path:")[0]
+    return " ".join(line.strip() for line in report.splitlines() if line.strip())
 
 
 def flat_items(config: Any, prefix: str = "") -> dict[str, Any]:

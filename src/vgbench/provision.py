@@ -26,7 +26,7 @@ from pathlib import Path
 import numpy as np
 from filelock import FileLock
 
-from vgbench.config import UserError
+from vgbench.config import UserError, exit_with_error
 from vgbench.files import write_atomic
 
 log = logging.getLogger(__name__)
@@ -253,13 +253,13 @@ def main(argv: list[str] | None = None) -> None:
     from vgbench.config import compose_config
 
     logging.basicConfig(level=logging.INFO, format="%(message)s")
-    data = compose_config(sys.argv[1:] if argv is None else argv).data
-    if data.name not in MD5:
-        sys.exit(f"error: data={data.name!r} needs no provisioning; choose one of: {', '.join(MD5)}")
     try:
+        data = compose_config(sys.argv[1:] if argv is None else argv).data
+        if data.name not in MD5:
+            exit_with_error(f"data={data.name!r} needs no provisioning; choose one of: {', '.join(MD5)}")
         result = provision(data.name, data.root)
-    except ProvisionError as error:
-        sys.exit(f"error: {error}")
+    except UserError as error:
+        exit_with_error(error)
     print(f"{data.name}: verified files in {result.raw_dir} (source: {result.source})")
 
 

@@ -326,7 +326,7 @@ def main(argv: list[str] | None = None) -> None:
     from pathlib import Path
 
     from vgbench.activations import activation_from_config
-    from vgbench.config import UserError, compose_config, hidden_widths, validate
+    from vgbench.config import UserError, compose_config, exit_with_error, hidden_widths, validate
     from vgbench.data import data_shape
 
     args = sys.argv[1:] if argv is None else argv
@@ -336,7 +336,7 @@ def main(argv: list[str] | None = None) -> None:
         cfg = compose_config(overrides)
         validate(cfg)
     except UserError as error:
-        sys.exit(f"error: {error}")
+        exit_with_error(error)
     activation = activation_from_config(cfg.activation)
     if diagram:
         from vgbench.figures import save_figure

@@ -11,8 +11,9 @@ from __future__ import annotations
 
 import argparse
 import importlib
-import sys
 from pathlib import Path
+
+from vgbench.config import exit_with_error
 
 LESSONS = {
     "gradient-descent": "vgbench.lessons.gradient_descent",
@@ -28,7 +29,7 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--out", type=Path, default=None, help="folder (default: outputs/lessons/NAME)")
     args = parser.parse_args(argv)
     if args.name not in LESSONS:
-        sys.exit(f"error: lesson {args.name!r} does not exist; choose one of: {', '.join(LESSONS)}")
+        exit_with_error(f"lesson {args.name!r} does not exist; choose one of: {', '.join(LESSONS)}")
     out_dir = args.out or Path("outputs") / "lessons" / args.name
     result = importlib.import_module(LESSONS[args.name]).run_lesson(out_dir)
     print(result if isinstance(result, str) else result.text)

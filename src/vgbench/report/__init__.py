@@ -10,13 +10,13 @@ partial sweep, a merged folder and a single run, and says what is missing, faile
 from __future__ import annotations
 
 import argparse
-import sys
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 from matplotlib.figure import Figure
 
+from vgbench.config import exit_with_error
 from vgbench.figures import save_figure
 from vgbench.files import write_atomic
 from vgbench.report import figures as draw
@@ -135,11 +135,11 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("folder", type=Path, help="a sweep folder (outputs/sweeps/...) or a single run's folder")
     args = parser.parse_args(argv)
     if not args.folder.is_dir():
-        sys.exit(f"error: {args.folder} is not a folder")
+        exit_with_error(f"{args.folder} is not a folder")
     try:
         report = write_report(args.folder)
     except (FileNotFoundError, ValueError) as error:
-        sys.exit(f"error: {error}")
+        exit_with_error(error)
     print_report(report, args.folder)
 
 

@@ -1,0 +1,5 @@
+"""python -m vgbench.report: the same as vgbench-report."""
+
+from vgbench.report import main
+
+main()
