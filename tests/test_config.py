@@ -161,8 +161,7 @@ def test_conf_dir_is_the_repository_conf():
     assert Path(__file__).resolve().parents[1] / "conf" == CONF_DIR
 
 
-def test_every_command_stops_on_a_bad_argument_with_one_line_and_exit_2(tmp_path, capsys):
-    from vgbench.lessons import main as lesson_main
+def test_the_commands_that_compose_a_config_stop_on_bad_input_with_one_line_and_exit_2(capsys):
     from vgbench.provision import main as data_main
     from vgbench.theory import main as theory_main
 
@@ -171,7 +170,6 @@ def test_every_command_stops_on_a_bad_argument_with_one_line_and_exit_2(tmp_path
         (theory_main, ["model.depth=0"], "model.depth=0 is not valid; it must be >= 1"),
         (data_main, ["data=synthetic"], "data='synthetic' needs no provisioning; choose one of: mnist, fashion_mnist"),
         (data_main, ["data.roots=x"], "data.roots is not a setting (did you mean data.root?); choose one of:"),
-        (lesson_main, ["calculus"], "lesson 'calculus' does not exist; choose one of: gradient-descent,"),
     ]:  # fmt: skip
         with pytest.raises(SystemExit) as stop:
             command(args)

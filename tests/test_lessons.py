@@ -83,6 +83,9 @@ def test_lesson_command_writes_figures_and_summary(tmp_path, capsys):
     lesson_main(["gradient-descent", "--out", str(tmp_path)])
     assert "Largest stable rate found by bisection" in capsys.readouterr().out
     assert {p.name for p in tmp_path.iterdir()} == {"line_fit.png", "quadratic_paths.png", "summary.md"}
+
+
+def test_an_unknown_lesson_is_one_line_and_exit_2(capsys):
     with pytest.raises(SystemExit) as stop:
         lesson_main(["calculus"])
     assert stop.value.code == 2
