@@ -26,8 +26,9 @@ from torchvision import datasets, transforms
 
 from vgbench.checkpoint import RunFolder
 from vgbench.config import compose_config
+from vgbench.placement import Placement
 from vgbench.precision import AMP_MODES
-from vgbench.train import Placement, setup, train_epoch
+from vgbench.train import setup, train_epoch
 
 OVERRIDES = ["activation=sigmoid", "model.depth=5", "model.width=256", "data.batch_size=64", "data.val_size=0",
              "trainer.epochs=1", "trainer.log_every_n_steps=100", "monitor.enabled=false",

@@ -27,7 +27,8 @@ import torch
 
 from vgbench.checkpoint import RunFolder
 from vgbench.config import compose_config
-from vgbench.train import Placement, setup, train_epoch
+from vgbench.placement import Placement
+from vgbench.train import setup, train_epoch
 
 
 def epoch_seconds(overrides: list[str]) -> tuple[float, float]:

@@ -33,8 +33,9 @@ import torch
 from vgbench import train
 from vgbench.checkpoint import RunFolder
 from vgbench.config import compose_config
+from vgbench.placement import Placement
 from vgbench.recorder import Recorder
-from vgbench.train import Placement, fit, setup
+from vgbench.train import fit, setup
 
 SHAPE = ["data=mnist", "activation=relu", "model.depth=10", "model.width=128", "monitor.every_n_steps=100",
          "logger.tensorboard=false", "optimizer.lr=0.01"]  # fmt: skip

@@ -23,7 +23,8 @@ from torch.profiler import ProfilerActivity, profile
 
 from vgbench.checkpoint import RunFolder
 from vgbench.config import compose_config
-from vgbench.train import Placement, setup, train_epoch
+from vgbench.placement import Placement
+from vgbench.train import setup, train_epoch
 
 SHAPE = ["data=mnist", "activation=relu", "model.depth=10", "model.width=128", "logger.tensorboard=false",
          "trainer.checkpoint=false", "optimizer.lr=0.01"]  # fmt: skip

@@ -5,7 +5,8 @@ import torch
 
 from tests.conftest import make_cfg
 from vgbench.activations import ACTIVATIONS, build_activation
-from vgbench.config import CONF_DIR, ConfigError
+from vgbench.config import CONF_DIR
+from vgbench.errors import ConfigError
 
 NAMES = sorted(ACTIVATIONS)
 

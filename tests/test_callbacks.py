@@ -2,8 +2,8 @@
 
 from omegaconf import open_dict, read_write
 
-from vgbench.app import JobResult
 from vgbench.callbacks import job_line, sweep_shape
+from vgbench.jobs import JobResult
 
 
 def with_sweep(master, sweeper_target, task, params=None):

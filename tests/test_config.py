@@ -7,11 +7,13 @@ import yaml
 from omegaconf import OmegaConf
 
 from tests.conftest import make_cfg, run_app
-from vgbench.config import CONF_DIR, SCHEMAS, ConfigError, flat_items, validate
+from vgbench.config import CONF_DIR, SCHEMAS, flat_items
 from vgbench.data import DATASETS
+from vgbench.errors import ConfigError
 from vgbench.losses import LOSSES
 from vgbench.model import BIAS_INITS, NORMS, WEIGHT_INITS
 from vgbench.optim import OPTIMIZERS
+from vgbench.validate import validate
 
 GROUP_FILES = sorted(p for group in SCHEMAS for p in (CONF_DIR / group).glob("*.yaml"))
 PRESETS = sorted(p.stem for p in (CONF_DIR / "experiment").glob("*.yaml"))

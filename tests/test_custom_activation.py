@@ -8,8 +8,9 @@ import torch
 from tests.conftest import TINY, make_cfg, run_app
 from tests.custom_activations import scaled_softsign
 from vgbench.activations import CustomActivation, activation_from_config
-from vgbench.config import ConfigError, validate
+from vgbench.errors import ConfigError
 from vgbench.train import run
+from vgbench.validate import validate
 
 TARGET = ["activation=custom", "activation.target=tests.custom_activations.scaled_softsign"]
 

@@ -3,8 +3,8 @@ import torch
 
 import vgbench.data
 from tests.conftest import make_cfg
-from vgbench.config import ConfigError
 from vgbench.data import Split, epoch_order, epoch_orders, load_data, prepare_splits, synthetic_splits
+from vgbench.errors import ConfigError
 
 CPU = torch.device("cpu")
 

@@ -7,11 +7,12 @@ import pytest
 import torch
 
 from tests.conftest import TINY, make_cfg, read_rows
-from vgbench.app import train_jobs
 from vgbench.checkpoint import RunFolder
 from vgbench.config import run_identity, stack_key
 from vgbench.graphs import CaptureError, why_not_graphed, will_graph
-from vgbench.train import Placement, fit, run, setup, summarize, train_step
+from vgbench.jobs import train_jobs
+from vgbench.placement import Placement
+from vgbench.train import fit, run, setup, summarize, train_step
 
 CUDA = torch.device("cuda")
 

@@ -55,7 +55,7 @@ def test_stack_keys_ignore_per_run_keys_and_placement():
 
 def test_the_stacked_launcher_names_a_bad_setting_and_its_choices():
     from hydra_plugins.vgbench_launchers.stacked import StackedLauncher
-    from vgbench.config import ConfigError
+    from vgbench.errors import ConfigError
 
     with pytest.raises(ConfigError, match=r"hydra.launcher.max_stack=0 is not valid; it must be >= 1"):
         StackedLauncher(max_stack=0)

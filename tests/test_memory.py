@@ -6,12 +6,13 @@ import torch
 
 import vgbench.memory
 from tests.conftest import TINY, make_cfg, peak_bytes
-from vgbench.app import train_jobs
 from vgbench.checkpoint import RunFolder
 from vgbench.data import load_data
+from vgbench.jobs import train_jobs
 from vgbench.memory import GRAPH_STREAM_BYTES, parameters_per_run, run_bytes, stack_sizes
 from vgbench.model import build_model
-from vgbench.train import Placement, evaluate, setup, train_epoch
+from vgbench.placement import Placement
+from vgbench.train import evaluate, setup, train_epoch
 
 
 @pytest.mark.parametrize("overrides", [["model.width=[32,16,8]", "model.depth=3"], ["model.norm=batchnorm"],
@@ -123,36 +124,41 @@ def fake_free(monkeypatch, free: int | None) -> None:
     monkeypatch.setattr(vgbench.memory, "free_bytes", lambda device: free)
 
 
+CPU = torch.device("cpu")
+
+
 def test_a_stack_too_big_for_its_share_trains_as_balanced_smaller_ones(monkeypatch, caplog):
     cfgs = [make_cfg(*TINY, f"trainer.seed={seed}") for seed in range(5)]
+    data = load_data(cfgs[0].data, CPU)
     per_run = run_bytes(cfgs[0], 784, 10)
     fake_free(monkeypatch, int(2.5 * per_run / 0.5))  # half of it holds two and a half runs
     with caplog.at_level(logging.WARNING, logger="vgbench.memory"):
-        assert stack_sizes(cfgs, memory_share=0.5) == [2, 2, 1]
+        assert stack_sizes(cfgs, 0.5, CPU, data) == [2, 2, 1]
     assert "5 runs of this shape need about" in caplog.text and "as 3 stacks of up to 2" in caplog.text
     assert f"need about {5 * per_run / 1e6:.1f} MB as one stack" in caplog.text  # 4 MB a run: in MB, not 0.0 GB
-    assert stack_sizes(cfgs, memory_share=1.0) == [5]  # 5 runs fit in 5 runs' worth
-    assert stack_sizes(cfgs, memory_share=None) == [5]  # no planning (a run alone, the parallel launcher)
+    assert stack_sizes(cfgs, 1.0, CPU, data) == [5]  # 5 runs fit in 5 runs' worth
+    assert stack_sizes(cfgs, None, CPU, data) == [5]  # no planning (a run alone, the parallel launcher)
     fake_free(monkeypatch, None)
-    assert stack_sizes(cfgs, memory_share=0.5) == [5]  # the free memory cannot be told
+    assert stack_sizes(cfgs, 0.5, CPU, data) == [5]  # the free memory cannot be told
     fake_free(monkeypatch, per_run // 2)
     caplog.clear()
     with caplog.at_level(logging.WARNING, logger="vgbench.memory"):
-        assert stack_sizes(cfgs, memory_share=1.0) == [1] * 5  # not even one fits: each alone, none refused
+        assert stack_sizes(cfgs, 1.0, CPU, data) == [1] * 5  # not even one fits: each alone, none refused
     assert "one run of this shape needs about" in caplog.text
 
 
-def test_a_graphed_stack_plans_for_the_data_copy_the_graphs_pool_and_its_side_stream(monkeypatch):
+def test_a_graphed_stack_plans_for_the_graphs_pool_and_its_side_stream(monkeypatch):
+    """The data is already on the device when the free memory is read (vgbench.train.prepare), so the plan
+    takes off only what a graph adds: its pool (in run_bytes) and its side stream's workspace."""
     cfgs = [make_cfg(*TINY, "trainer.cuda_graphs=true", f"trainer.seed={seed}") for seed in range(4)]
-    monkeypatch.setattr(vgbench.memory, "resolve_device", lambda name, slot: torch.device("cuda"))
-    data = load_data(cfgs[0].data, torch.device("cpu"))
-    copied = sum(split.x.nbytes + split.y.nbytes for split in (data.train, data.val, data.test) if split is not None)
+    data = load_data(cfgs[0].data, CPU)
+    cuda = torch.device("cuda")
     per_run = run_bytes(cfgs[0], data.num_features, data.num_classes, graphed=True)
     assert per_run > run_bytes(cfgs[0], data.num_features, data.num_classes)
-    fake_free(monkeypatch, copied + GRAPH_STREAM_BYTES + 4 * per_run)
-    assert stack_sizes(cfgs, memory_share=1.0) == [4]
-    fake_free(monkeypatch, copied + GRAPH_STREAM_BYTES + 4 * per_run - 1)
-    assert stack_sizes(cfgs, memory_share=1.0) == [2, 2]
+    fake_free(monkeypatch, GRAPH_STREAM_BYTES + 4 * per_run)
+    assert stack_sizes(cfgs, 1.0, cuda, data) == [4]
+    fake_free(monkeypatch, GRAPH_STREAM_BYTES + 4 * per_run - 1)
+    assert stack_sizes(cfgs, 1.0, cuda, data) == [2, 2]
 
 
 def test_the_free_memory_of_the_cpu_is_what_the_machine_has_left():

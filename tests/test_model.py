@@ -6,7 +6,7 @@ import pytest
 import torch
 
 from tests.conftest import make_cfg
-from vgbench.config import ConfigError
+from vgbench.errors import ConfigError
 from vgbench.model import WEIGHT_INITS, build_model
 
 FAN_IN, FAN_OUT = 600, 500  # 300k weights: sample variances land within about 0.3% of the truth

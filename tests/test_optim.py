@@ -4,7 +4,7 @@ import pytest
 import torch
 
 from tests.conftest import make_cfg, peak_bytes
-from vgbench.config import ConfigError
+from vgbench.errors import ConfigError
 from vgbench.optim import OPTIMIZERS, build_optimizer
 
 SHAPES = [(1, 6, 5), (1, 6), (1, 3, 6), (1, 3)]  # two layers' weights and biases, as a stack of one

@@ -11,7 +11,8 @@ from omegaconf import OmegaConf
 
 import vgbench.placement
 from tests.conftest import run_app
-from vgbench.config import CONF_DIR, ConfigError
+from vgbench.config import CONF_DIR
+from vgbench.errors import ConfigError
 from vgbench.placement import (
     available_memory,
     gpu_slot,

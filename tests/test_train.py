@@ -1,5 +1,3 @@
-import csv
-import io
 import json
 import math
 import os
@@ -11,9 +9,9 @@ import pytest
 import torch
 
 from tests.conftest import TINY, make_cfg, read_rows, run_app
-from vgbench.app import train_jobs
 from vgbench.checkpoint import CheckpointError
-from vgbench.config import ConfigError, UserError
+from vgbench.errors import ConfigError, UserError
+from vgbench.jobs import train_jobs
 from vgbench.provision import ProvisionError
 from vgbench.train import run
 
@@ -40,7 +38,7 @@ def test_end_to_end_app_writes_summary(tmp_path):
 @pytest.mark.slow
 def test_app_and_console_script_run_from_another_folder(tmp_path):
     result = run_app(*TINY, "trainer.epochs=1", f"hydra.run.dir={tmp_path / 'module'}", cwd=tmp_path,
-                     module="vgbench.train")  # fmt: skip
+                     module="vgbench")  # fmt: skip
     assert result.returncode == 0, result.stderr
     script = Path(sys.executable).parent / "vgbench-train"
     result = subprocess.run([script, *TINY, "trainer.epochs=1", f"hydra.run.dir={tmp_path / 'script'}"],
@@ -76,20 +74,14 @@ def test_checkpoints_hold_no_device_random_state(tmp_path):
     assert checkpoint["model"]["hidden.0.linear.weight"].shape == (1, 784, 32)  # one run, as a stack of one
 
 
-def test_a_checkpoint_of_the_older_format_still_resumes(tmp_path):
-    """A checkpoint keeps the recorder's state as JSON text and its series as CSV text; checkpoints written
-    before hold a dict, with the series' rows."""
-    common = [*TINY, "monitor.every_n_steps=3"]
-    straight = run(make_cfg(*common, "trainer.epochs=2"), tmp_path / "straight")
-    run(make_cfg(*common, "trainer.epochs=1"), tmp_path / "older")
-    path = tmp_path / "older" / "checkpoint.pt"
+def test_a_checkpoint_whose_monitor_series_are_not_json_text_is_one_error(tmp_path):
+    """The recorder's state is JSON text; anything else (a hand-edited or foreign file) is refused whole."""
+    run(make_cfg(*TINY, "trainer.epochs=1"), tmp_path)
+    path = tmp_path / "checkpoint.pt"
     checkpoint = torch.load(path, weights_only=True)
-    recorder = json.loads(checkpoint["recorder"])
-    recorder["series"] = {name: list(csv.DictReader(io.StringIO(text))) for name, text in recorder["series"].items()}
-    torch.save(checkpoint | {"recorder": recorder}, path)
-    resumed = run(make_cfg(*common, "trainer.epochs=2", "trainer.resume=true"), tmp_path / "older")
-    assert resumed["profile"] == straight["profile"] and resumed["history"] == straight["history"]
-    assert (tmp_path / "older" / "layers.csv").read_text() == (tmp_path / "straight" / "layers.csv").read_text()
+    torch.save(checkpoint | {"recorder": {"series": {}}}, path)
+    with pytest.raises(CheckpointError, match="holds no readable monitor series"):
+        run(make_cfg(*TINY, "trainer.epochs=2", "trainer.resume=true"), tmp_path)
 
 
 def test_checkpoint_is_never_overwritten_by_a_fresh_run(tmp_path):

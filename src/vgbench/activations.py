@@ -22,7 +22,7 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
-from vgbench.config import ConfigError
+from vgbench.errors import ConfigError
 
 
 class Activation(nn.Module):

@@ -21,9 +21,9 @@ from typing import Any
 
 import torch
 from omegaconf import DictConfig, OmegaConf
-from torch import nn
 
-from vgbench.config import ConfigError, UserError, run_identity
+from vgbench.config import run_identity
+from vgbench.errors import ConfigError, UserError
 from vgbench.files import save_torch_atomic
 from vgbench.summary import CHECKPOINT_FILE, COMPLETED, SUMMARY_FILE, Summary, read_summary
 
@@ -123,29 +123,18 @@ def load_checkpoint(path: Path) -> dict[str, Any]:
     missing = [key for key in CHECKPOINT_KEYS if not isinstance(checkpoint, dict) or key not in checkpoint]
     if missing:
         raise CheckpointError(f"{path} is not a vgbench checkpoint (it lacks {', '.join(missing)}); move it away")
-    if isinstance(checkpoint["recorder"], str):  # JSON text (save_checkpoint); older checkpoints hold a dict
+    try:  # the recorder's state is JSON text (save_checkpoint)
         checkpoint["recorder"] = json.loads(checkpoint["recorder"])
+    except (TypeError, ValueError) as error:
+        raise CheckpointError(f"{path} holds no readable monitor series (its recorder state is not JSON text); "
+                              "move it away") from error
     return checkpoint
-
-
-def run_slices(state: dict[Any, torch.Tensor], runs: int) -> list[dict[Any, torch.Tensor]]:
-    """Each run's share of a stacked state dict, as a stack of one. Each tensor leaves the device once, not
-    once per run: on a GPU that is one copy (and host sync) where a 64-run stack would make 64."""
-    host = {name: tensor.cpu() for name, tensor in state.items()}
-    return [{name: tensor[run : run + 1].clone() for name, tensor in host.items()} for run in range(runs)]
-
-
-@torch.no_grad()
-def load_run_slice(module: nn.Module, run: int, saved: dict[str, torch.Tensor]) -> None:
-    state = module.state_dict()
-    for name, tensor in saved.items():
-        state[name][run].copy_(tensor[0])
 
 
 def save_checkpoint(path: Path, identity: str, model_state: dict[str, torch.Tensor], optimizer_state: dict[str, Any],
                     scaler_state: dict[str, Any], epoch: int, step: int, history: list[dict[str, Any]],
                     recorder_state: dict[str, Any]) -> None:  # fmt: skip
-    """One run (its `run_identity`, its `run_slices` share of the model), written atomically: a crash leaves
+    """One run (its `run_identity`, its `vgbench.run_slices` share of the model), written atomically: a crash leaves
     the previous checkpoint whole. The recorder's state (its tables as CSV text, its profiles) goes in as one
     JSON text: torch.save pickles each small object with a Python call (the tables as rows took 0.55 s an
     epoch for a 64-run stack), json encodes in C."""

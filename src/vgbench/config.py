@@ -3,24 +3,22 @@
 The dataclasses below are the single home of every default. The YAML files under `conf/` name the
 option a group offers (`optimizer/adam.yaml` sets `name: adam` and Adam's own learning rate) and never
 repeat a default (tests/test_config.py keeps it so). Hydra rejects a wrong type or an unknown key at
-start-up (`command_line_error` says so in one line); `validate` checks what a type cannot express (which
-activation, which init), naming the bad value and the valid choices in one line. The choices come from
-the registries next to the code that implements them (`vgbench.optim.OPTIMIZERS`,
-`vgbench.model.WEIGHT_INITS`, ...), so adding an option touches one function and one YAML file.
+start-up (`command_line_error` says so in one line); `vgbench.validate` checks what a type cannot express
+(which activation, which init) against the registries next to the code that implements them.
 
-This module imports no torch: the launcher process of a sweep reads it to compose and group jobs.
+This module imports no torch and nothing of vgbench but its errors: the launcher process of a sweep reads
+it to compose and group jobs, and every registry reads its helpers.
 """
 
 from __future__ import annotations
 
 import difflib
 import json
-import sys
 from collections.abc import Hashable, Iterable, Sequence
 from dataclasses import dataclass, field, fields, is_dataclass
 from importlib import resources
 from pathlib import Path
-from typing import Any, NoReturn
+from typing import Any
 
 from hydra import compose, initialize_config_module
 from hydra.core.config_store import ConfigStore
@@ -28,25 +26,13 @@ from hydra.errors import ConfigCompositionException, MissingConfigException, Ove
 from omegaconf import MISSING, DictConfig, OmegaConf
 from omegaconf.errors import ConfigAttributeError, ConfigKeyError, OmegaConfBaseException
 
+from vgbench.errors import ConfigError
+
 # The config files: conf/ at the top of the repository, shipped in the wheel as the package vgbench.conf
 # (pyproject.toml maps one onto the other), so a checkout and an installed vgbench read the same files.
 CONF_PACKAGE = "vgbench.conf"
 CONF_DIR = Path(str(resources.files(CONF_PACKAGE)))
 USER_CONF_ENV = "VGBENCH_CONFIG_DIR"  # a folder of the user's own configs, searched after vgbench's
-
-
-class UserError(Exception):
-    """A problem with what the user gave (a value, a file, a folder): reported as one line, exit code 2."""
-
-
-class ConfigError(UserError, ValueError):
-    """A config value that is well-typed but not allowed."""
-
-
-def exit_with_error(message: object) -> NoReturn:
-    """How every vgbench command stops on a user's mistake: one line on stderr, exit code 2."""
-    print(f"error: {message}", file=sys.stderr)
-    sys.exit(2)
 
 
 @dataclass
@@ -262,31 +248,6 @@ def group_into_stacks(keys: Sequence[Hashable], max_stack: int) -> list[list[int
     return [members[i : i + max_stack] for members in groups.values() for i in range(0, len(members), max_stack)]
 
 
-# --- validation: one line naming the value and the choices ---
-
-
-def choice(key: str, value: Any, choices: Iterable[str]) -> None:
-    choices = list(choices)
-    if value not in choices:
-        raise ConfigError(f"{key}={value!r} is not valid; choose one of: {', '.join(choices)}")
-
-
-def at_least(key: str, value: Any, minimum: float, strict: bool = False) -> None:
-    ok = value > minimum if strict else value >= minimum
-    if not ok:
-        bound = f"> {minimum}" if strict else f">= {minimum}"
-        raise ConfigError(f"{key}={value!r} is not valid; it must be {bound}")
-
-
-FRACTIONS = {"[0, 1)": lambda value: 0 <= value < 1, "(0, 1]": lambda value: 0 < value <= 1}
-
-
-def fraction(key: str, value: float, interval: str = "[0, 1)") -> None:
-    """A value in one of the unit intervals of FRACTIONS (dropout, momentum, betas: [0, 1); a share: (0, 1])."""
-    if not FRACTIONS[interval](value):
-        raise ConfigError(f"{key}={value!r} is not valid; it must be in {interval}")
-
-
 def hidden_widths(model: ModelConfig | DictConfig) -> list[int]:
     """The width of each hidden layer, from `model.width` (one int for all, or a list)."""
     width = model.width
@@ -319,47 +280,3 @@ def validation_size(val_size: Any, num_train: int) -> int:
             "use a smaller value, 0 (evaluate on the test split) or auto"
         )
     return val_size
-
-
-def validate(cfg: Config | DictConfig) -> None:
-    """Check every choice and range before any data is loaded; raise ConfigError on the first bad one."""
-    # late imports: the registries live with their code, which imports torch
-    from vgbench.activations import check_activation
-    from vgbench.data import DATASETS
-    from vgbench.losses import LOSSES
-    from vgbench.model import BIAS_INITS, NORMS, WEIGHT_INITS
-    from vgbench.optim import OPTIMIZERS
-    from vgbench.precision import AMP_MODES
-    from vgbench.runtime import check_device_name
-
-    check_activation(cfg.activation)
-    at_least("model.depth", cfg.model.depth, 1)
-    hidden_widths(cfg.model)
-    choice("model.init", cfg.model.init, WEIGHT_INITS)
-    choice("model.bias_init", cfg.model.bias_init, ("auto", *BIAS_INITS))  # auto: see bias_scheme
-    choice("model.norm", cfg.model.norm, NORMS)
-    fraction("model.dropout", cfg.model.dropout)
-    choice("loss", cfg.loss, LOSSES)
-    choice("optimizer.name", cfg.optimizer.name, OPTIMIZERS)
-    OPTIMIZERS[cfg.optimizer.name].check(cfg.optimizer)
-    choice("data.name", cfg.data.name, DATASETS)
-    at_least("data.batch_size", cfg.data.batch_size, 1)
-    at_least("data.eval_batch_size", cfg.data.eval_batch_size, 1)
-    if cfg.data.val_size != "auto":
-        validation_size(cfg.data.val_size, cfg.data.val_size + 1)  # the type and sign; the size at load
-    for key in ("limit_train", "limit_test"):
-        if cfg.data[key] is not None:
-            at_least(f"data.{key}", cfg.data[key], 1)
-    at_least("trainer.epochs", cfg.trainer.epochs, 1)
-    at_least("trainer.eval_every", cfg.trainer.eval_every, 1)
-    at_least("trainer.log_every_n_steps", cfg.trainer.log_every_n_steps, 1)
-    choice("trainer.amp", cfg.trainer.amp, AMP_MODES)
-    check_device_name(cfg.trainer.device)
-    at_least("monitor.every_n_steps", cfg.monitor.every_n_steps, 1)
-    at_least("monitor.histogram_every_n_steps", cfg.monitor.histogram_every_n_steps, 0)
-    if cfg.monitor.jacobian and (cfg.model.norm != "none" or cfg.model.residual or cfg.model.dropout > 0):
-        raise ConfigError("monitor.jacobian=true measures plain layers: it needs model.norm=none, "
-                          "model.residual=false and model.dropout=0")  # fmt: skip
-    threads = cfg.trainer.cpu_threads
-    if threads != "auto" and not (isinstance(threads, int) and threads >= 1):
-        raise ConfigError(f"trainer.cpu_threads={threads!r} is not valid; use 'auto' or an int >= 1")

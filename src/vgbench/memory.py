@@ -11,8 +11,8 @@ float32, and the estimate does not count on 16-bit activations):
   training step's activations, gradients and temporaries: the graph's pool keeps them (vgbench.graphs);
   and once per stack, cuBLAS's workspace for the side stream the graph is warmed up and captured on
   (GRAPH_STREAM_BYTES).
-The data is shared by every run: on the CPU it is already in the process's memory when the free memory
-is read; on a GPU the stack's setup copies it there, so its size is taken off the free memory.
+The data is shared by every run and is already on the device when the free memory is read
+(vgbench.train.prepare sets it up once for the planner and the stacks).
 A stack that would not fit is trained as several smaller ones, one after another: nothing is refused.
 """
 
@@ -26,11 +26,10 @@ import torch
 from omegaconf import DictConfig
 
 from vgbench.config import hidden_widths
-from vgbench.data import load_data
+from vgbench.data import Data
 from vgbench.graphs import will_graph
 from vgbench.optim import OPTIMIZERS
 from vgbench.placement import available_memory
-from vgbench.runtime import configure_threads, resolve_device
 
 log = logging.getLogger(__name__)
 
@@ -95,23 +94,17 @@ def _size(size: float) -> str:
     return f"{size / 1e3:.1f} kB"
 
 
-def stack_sizes(cfgs: Sequence[DictConfig], memory_share: float | None, gpu_slot: int | None = None,
-                threads: int | None = None) -> list[int]:  # fmt: skip
-    """How to train these runs of one shape (in order): the sizes of the stacks, one after another, so that
-    each fits in `memory_share` of the device's free memory. One stack of all when there is no share (a run
-    alone, a parallel launcher's job) or the free memory cannot be told."""
+def stack_sizes(cfgs: Sequence[DictConfig], memory_share: float | None, device: torch.device, data: Data) -> list[int]:
+    """How to train these runs of one shape (in order) on `device`, where `data` already is: the sizes of
+    the stacks, one after another, so that each fits in `memory_share` of the device's free memory. One
+    stack of all when there is no share (a run alone, a parallel launcher's job) or the free memory cannot
+    be told."""
     if memory_share is None or len(cfgs) == 1:
         return [len(cfgs)]
     shape = cfgs[0]
-    device = resolve_device(shape.trainer.device, gpu_slot)
-    configure_threads(shape.trainer.cpu_threads, threads)  # the data's preparation depends on the threads
-    data = load_data(shape.data, torch.device("cpu"))  # prepared once per process; setup reuses it
     free = free_bytes(device)
     if free is None:
         return [len(cfgs)]
-    if device.type != "cpu":  # the copy setup makes
-        splits = [split for split in (data.train, data.val, data.test) if split is not None]
-        free = max(0, free - sum(split.x.nbytes + split.y.nbytes for split in splits))
     graphed = will_graph(shape, device)
     free = max(0, free - GRAPH_STREAM_BYTES) if graphed else free
     per_run = max(run_bytes(cfg, data.num_features, data.num_classes, graphed) for cfg in cfgs)

@@ -21,8 +21,8 @@ import torch
 from omegaconf import DictConfig
 from torch import Tensor, nn
 
-from vgbench.checkpoint import run_slices
-from vgbench.config import ConfigError, at_least, fraction
+from vgbench.errors import ConfigError, at_least, fraction
+from vgbench.run_slices import run_slices
 
 
 class PerRun:
@@ -163,8 +163,8 @@ class StackedOptimizer:
         raise NotImplementedError
 
     def run_states(self) -> list[dict[str, Any]]:
-        """Each run's share of the state, as a stack of one: what its checkpoint keeps (vgbench.checkpoint's
-        run_slices: each buffer leaves the device once). A buffer not made yet is None."""
+        """Each run's share of the state, as a stack of one: what its checkpoint keeps (vgbench.run_slices:
+        each buffer leaves the device once). A buffer not made yet is None."""
         buffers = {(name, i): self.state[p][name] for name in self.state_names for i, p in enumerate(self.params)
                    if name in self.state[p]}  # fmt: skip
         indices = range(len(self.params))

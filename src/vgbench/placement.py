@@ -15,10 +15,23 @@ import math
 import os
 import shutil
 import subprocess
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 LOCAL_LAUNCHERS = ("joblib", "vgbench_launchers")  # _target_ fragments of launchers that run jobs here
+
+
+@dataclass
+class Placement:
+    """What the launcher decided for this process (applied by vgbench.runtime): torch threads, GPU slot, whether a
+    progress bar may draw (not in a sweep's shared console), and the share of the device's free memory a
+    stack may plan for (vgbench.memory; None: no planning, as for a run alone)."""
+
+    threads: int | None = None
+    gpu_slot: int | None = None
+    progress: bool = True
+    memory_share: float | None = None
 
 
 def available_cores() -> int:

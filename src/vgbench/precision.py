@@ -18,7 +18,7 @@ from dataclasses import dataclass
 import torch
 from torch import Tensor
 
-from vgbench.config import ConfigError
+from vgbench.errors import ConfigError
 from vgbench.optim import StackedOptimizer
 
 AMP_MODES = {"none": None, "bf16": torch.bfloat16, "fp16": torch.float16}
@@ -54,11 +54,10 @@ class MixedPrecision:
         if not self.scaler.is_enabled():
             loss.backward()
             return Stepped(optimizer.step(keep_updates=keep_updates), None)
-        # the scale this backward runs under, kept on the device before update() changes it
-        scale = self.scaler._scale.clone() if self.scaler._scale is not None else None  # noqa: SLF001
+        # the scale this backward runs under, read on the device (scale(1), no host sync) before update()
+        # changes it; the first call to scale() creates it
+        scale = self.scaler.scale(torch.ones((), device=loss.device))
         self.scaler.scale(loss).backward()
-        if scale is None:  # the first call: scale() has just created it
-            scale = self.scaler._scale.clone()  # noqa: SLF001
         updates = self.scaler.step(optimizer, keep_updates=keep_updates)  # None if skipped for an overflow
         self.scaler.update()
         if updates is None and keep_updates:

@@ -26,7 +26,7 @@ from pathlib import Path
 import numpy as np
 from filelock import FileLock
 
-from vgbench.config import UserError, exit_with_error
+from vgbench.errors import UserError, exit_with_error
 from vgbench.files import write_atomic
 
 log = logging.getLogger(__name__)

@@ -16,7 +16,7 @@ os.environ.setdefault("CUBLAS_WORKSPACE_CONFIG", ":4096:8")
 
 import torch  # noqa: E402 - after the environment above
 
-from vgbench.config import ConfigError  # noqa: E402
+from vgbench.errors import ConfigError  # noqa: E402
 from vgbench.placement import available_cores  # noqa: E402
 
 log = logging.getLogger(__name__)

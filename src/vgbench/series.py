@@ -85,12 +85,9 @@ class Series:
     """All measurements of a run as its two tables; their text goes into the checkpoint, so a resume
     continues them."""
 
-    def __init__(self, layers: str | list[dict[str, Any]] = "", steps: str | list[dict[str, Any]] = "") -> None:
-        self.layers = CsvTable(layers if isinstance(layers, str) else "", LAYER_COLUMNS)
-        self.steps = CsvTable(steps if isinstance(steps, str) else "")
-        if isinstance(layers, list):  # a checkpoint written before the tables were kept as text: their rows
-            self.layers.add(layers)
-            self.steps.add(steps)
+    def __init__(self, layers: str = "", steps: str = "") -> None:
+        self.layers = CsvTable(layers, LAYER_COLUMNS)
+        self.steps = CsvTable(steps)
 
     def add(self, measurement: Measurement, epoch: int) -> None:
         self.layers.add(layer_rows(measurement, epoch))

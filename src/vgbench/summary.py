@@ -1,6 +1,6 @@
 """The layout of a run's `summary.json`, written down once. Torch-free: the report reads it.
 
-The trainer writes it (vgbench.train), the job wrapper writes the failed ones (vgbench.app), and the
+The trainer writes it (vgbench.train), the job engine writes the failed ones (vgbench.jobs), and the
 report, the lessons and the tests read it through `read_summary` and the names below.
 """
 

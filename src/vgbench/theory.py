@@ -326,8 +326,10 @@ def main(argv: list[str] | None = None) -> None:
     from pathlib import Path
 
     from vgbench.activations import activation_from_config
-    from vgbench.config import UserError, compose_config, exit_with_error, hidden_widths, validate
+    from vgbench.config import compose_config, hidden_widths
     from vgbench.data import data_shape
+    from vgbench.errors import UserError, exit_with_error
+    from vgbench.validate import validate
 
     args = sys.argv[1:] if argv is None else argv
     diagram = "--phase-diagram" in args

@@ -1,7 +1,10 @@
 """Train a stack of runs and write each run's summary.json: setup -> fit -> summarize.
 
-    vgbench-train activation=sigmoid model.depth=10        (the command line is vgbench.app)
-    python -m vgbench.train optimizer=adam optimizer.lr=1e-3 trainer.epochs=5
+    vgbench-train activation=sigmoid model.depth=10        (the command line: vgbench.app)
+    python -m vgbench optimizer=adam optimizer.lr=1e-3      (the same)
+
+The job engine (vgbench.jobs) validates each run, opens its folder (`open_run`), groups runs into stacks
+and calls `train_stack`; this module trains one stack.
 
 A stack is K runs of one shape (vgbench.config.stack_key) trained as one vectorised model; a run alone
 is a stack of one, through this same code. Per epoch: each run's batches of its own seeded permutation,
@@ -28,8 +31,8 @@ from tqdm import tqdm
 
 import vgbench
 from vgbench import theory
-from vgbench.checkpoint import RunFolder, inspect_run_folder, load_run_slice, run_slices, save_checkpoint
-from vgbench.config import hidden_widths, run_identity, validate
+from vgbench.checkpoint import RunFolder, inspect_run_folder, save_checkpoint
+from vgbench.config import hidden_widths, run_identity
 from vgbench.data import Data, Split, epoch_orders, input_second_moment, load_data
 from vgbench.files import finite_or_none
 from vgbench.flow import classify
@@ -38,24 +41,15 @@ from vgbench.losses import LOSSES, LossFunction
 from vgbench.model import MLP, Trace, auto_weight_init, build_model
 from vgbench.monitor import GradientMonitor, jacobian_spectrum
 from vgbench.optim import StackedOptimizer, build_optimizer
+from vgbench.placement import Placement
 from vgbench.precision import MixedPrecision
 from vgbench.recorder import Recorder
+from vgbench.run_slices import load_run_slice, run_slices
 from vgbench.runtime import apply_job_settings, configure_threads, resolve_device
 from vgbench.summary import CHECKPOINT_FILE, COMPLETED, DIVERGED, Summary, write_summary
+from vgbench.validate import validate
 
 log = logging.getLogger(__name__)
-
-
-@dataclass
-class Placement:
-    """What the launcher decided for this process (vgbench.runtime): torch threads, GPU slot, whether a
-    progress bar may draw (not in a sweep's shared console), and the share of the device's free memory a
-    stack may plan for (vgbench.memory; None: no planning, as for a run alone)."""
-
-    threads: int | None = None
-    gpu_slot: int | None = None
-    progress: bool = True
-    memory_share: float | None = None
 
 
 @dataclass(eq=False)  # a run is itself: compared by identity
@@ -132,15 +126,37 @@ class Stack:
         return rows
 
 
-def setup(folders: Sequence[RunFolder], cfgs: Sequence[DictConfig], placement: Placement) -> Stack:
-    """Device, threads, data, the stacked model (each run's init or checkpoint), optimizer, monitor."""
+@dataclass
+class Environment:
+    """What the runs of one shape train on, set up once per process and group of runs and handed to both
+    the memory planner (vgbench.memory) and each stack: the device, torch's threads, the data on the device."""
+
+    device: torch.device
+    threads: int
+    data: Data
+
+
+def prepare(shape: DictConfig, placement: Placement) -> Environment:
+    """Resolve the device, set torch's threads (before any tensor work: the data's normalisation depends on
+    them), and load the data onto the device (prepared once per process, vgbench.data)."""
+    device = resolve_device(shape.trainer.device, placement.gpu_slot)
+    threads = configure_threads(shape.trainer.cpu_threads, placement.threads)
+    data = load_data(shape.data, device)
+    log.info("data: %s (%d train, %d test) from %s", shape.data.name, len(data.train), len(data.test), data.source)
+    return Environment(device, threads, data)
+
+
+def setup(folders: Sequence[RunFolder], cfgs: Sequence[DictConfig], placement: Placement,
+          environment: Environment | None = None) -> Stack:  # fmt: skip
+    """The stacked model (each run's init or checkpoint), optimizer, monitor, on `environment` (`prepare`d
+    here when not given)."""
     started = time.perf_counter()
     shape = cfgs[0]
     epochs = {folder.start_epoch for folder in folders}
     if len(epochs) > 1:
         raise ValueError(f"the runs of a stack must resume from one epoch, not {sorted(epochs)}")
-    device = resolve_device(shape.trainer.device, placement.gpu_slot)
-    threads = configure_threads(shape.trainer.cpu_threads, placement.threads)
+    environment = environment or prepare(shape, placement)
+    device, threads, data = environment.device, environment.threads, environment.data
     apply_job_settings(shape.trainer.seed, shape.trainer.deterministic)
     precision = MixedPrecision(shape.trainer.amp, device)
     if shape.trainer.amp == "fp16" and shape.monitor.enabled:
@@ -150,8 +166,6 @@ def setup(folders: Sequence[RunFolder], cfgs: Sequence[DictConfig], placement: P
             "underflowed in the backward pass is gone. Measure with amp=none or bf16"
         )
 
-    data = load_data(shape.data, device)
-    log.info("data: %s (%d train, %d test) from %s", shape.data.name, len(data.train), len(data.test), data.source)
     model = build_model(cfgs, data.num_features, data.num_classes)
     if model.activation.name == "custom" and shape.model.init == "auto":
         log.info("activation=custom: init=auto draws %s (Kaiming is for ReLU-like units; set model.init to choose)",
@@ -387,10 +401,10 @@ def summarize(stack: Stack) -> list[Summary]:
     return summaries
 
 
-def train_stack(folders: Sequence[RunFolder], cfgs: Sequence[DictConfig],
-                placement: Placement | None = None) -> list[Summary]:  # fmt: skip
+def train_stack(folders: Sequence[RunFolder], cfgs: Sequence[DictConfig], placement: Placement | None = None,
+                environment: Environment | None = None) -> list[Summary]:  # fmt: skip
     """Train runs of one shape, validated and with their folders inspected, as one stack."""
-    stack = setup(folders, cfgs, placement or Placement())
+    stack = setup(folders, cfgs, placement or Placement(), environment)
     fit(stack)
     return summarize(stack)
 
@@ -412,8 +426,3 @@ def run(cfg: DictConfig, run_dir: Path, placement: Placement | None = None) -> S
         return folder.completed
     return train_stack([folder], [cfg], placement)[0]
 
-
-if __name__ == "__main__":  # python -m vgbench.train: the same app as vgbench-train
-    from vgbench.app import main
-
-    main()

@@ -29,8 +29,9 @@ from omegaconf import DictConfig, OmegaConf, open_dict, read_write
 from omegaconf._utils import get_omega_conf_dumper  # the representers OmegaConf.save writes with
 
 from hydra_plugins.vgbench_launchers.compose import compose_configs
-from vgbench.config import at_least, choice, fraction, group_into_stacks, stack_key
-from vgbench.placement import available_cores, jobs_per_device, local_parallel_jobs, visible_gpus
+from vgbench.config import group_into_stacks, stack_key
+from vgbench.errors import at_least, choice, fraction
+from vgbench.placement import Placement, available_cores, jobs_per_device, local_parallel_jobs, visible_gpus
 
 log = logging.getLogger("vgbench.launcher")  # not under hydra_plugins: its one line stays in a quiet sweep
 
@@ -108,8 +109,8 @@ class StackTask:
 
     def __call__(self, jobs: list[Job], singleton_state: dict[Any, Any], threads: int | None,
                  gpu_slot: int | None, memory_share: float) -> list[JobReturn]:  # fmt: skip
-        from vgbench.app import console_level, train_jobs  # in the stack's process: torch loads here
-        from vgbench.train import Placement
+        from vgbench.app import console_level
+        from vgbench.jobs import train_jobs  # in the stack's process: torch loads when it trains
 
         setup_globals()
         Singleton.set_state(singleton_state)

@@ -13,7 +13,7 @@ import argparse
 import importlib
 from pathlib import Path
 
-from vgbench.config import exit_with_error
+from vgbench.errors import exit_with_error
 
 LESSONS = {
     "gradient-descent": "vgbench.lessons.gradient_descent",

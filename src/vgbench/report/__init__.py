@@ -16,7 +16,7 @@ from typing import Any
 
 from matplotlib.figure import Figure
 
-from vgbench.config import exit_with_error
+from vgbench.errors import exit_with_error
 from vgbench.figures import save_figure
 from vgbench.files import write_atomic
 from vgbench.report import figures as draw

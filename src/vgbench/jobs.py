@@ -1,0 +1,111 @@
+"""The job engine: train the runs one process was given, each failing alone.
+
+Each run is validated and its folder inspected on its own (`vgbench.train.open_run`), so a bad one fails
+alone with `status: failed` in its folder; the rest train in as few stacks as their shapes and checkpoints
+allow. A stack too big for the memory its placement gives it trains as smaller ones, one after another
+(vgbench.memory). A completed run's summary is never overwritten by a failed attempt (vgbench.summary).
+
+The command line (vgbench.app) and the stacked launcher call `train_jobs`. Importing this module loads no
+torch (a sweep's launcher process unpickles each job's JobResult); `train_jobs` loads the trainer.
+"""
+
+from __future__ import annotations
+
+import logging
+import traceback
+from collections.abc import Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+from omegaconf import DictConfig, OmegaConf
+
+from vgbench.config import group_into_stacks, stack_key
+from vgbench.errors import UserError
+from vgbench.placement import Placement
+from vgbench.summary import record_failure
+
+if TYPE_CHECKING:
+    from vgbench.checkpoint import RunFolder
+
+log = logging.getLogger(__name__)
+
+
+@dataclass
+class JobResult:
+    """What a job hands back to Hydra (and to the callbacks that print its line)."""
+
+    run_dir: str
+    status: str  # completed, diverged, failed, or skipped (already finished in its folder)
+    test_acc: float | None = None
+    grad_ratio_step0: float | None = None
+    wall_time_s: float | None = None
+    stack_size: int = 1
+    error: str | None = None
+
+
+def _result(run_dir: Path, summary: dict[str, Any], skipped: bool = False) -> JobResult:
+    return JobResult(str(run_dir), "skipped" if skipped else summary["status"],
+                     (summary.get("final") or {}).get("test_acc"),
+                     (summary.get("first_to_last_grad_ratio") or {}).get("step0"),
+                     summary.get("wall_time_s"), summary.get("stack_size", 1))  # fmt: skip
+
+
+def _fail(cfg: DictConfig, run_dir: Path, error: Exception) -> JobResult:
+    message = str(error) if isinstance(error, UserError) else f"{type(error).__name__}: {error}"
+    if not isinstance(error, UserError):  # a bug or a crash keeps its traceback in the job's log
+        log.error("%s failed:\n%s", run_dir, "".join(traceback.format_exception(error)))
+    record_failure(run_dir, message.splitlines()[0] if message else type(error).__name__,
+                   OmegaConf.to_container(cfg, resolve=True))  # fmt: skip
+    return JobResult(str(run_dir), "failed", error=message)
+
+
+def train_jobs(cfgs: Sequence[DictConfig], run_dirs: Sequence[Path], placement: Placement | None = None,
+               max_stack: int | None = None, reraise: bool = False) -> list[JobResult]:  # fmt: skip
+    """Train the runs one process was given. Each is validated and its folder inspected on its own, so a
+    bad one fails alone; the rest train in as few stacks as their shapes and checkpoints allow (at most
+    `max_stack` runs each; fp16 runs alone, since its loss scale is shared by a stack). Each group of one
+    shape is set up once (device, threads, data: `vgbench.train.prepare`), sized against the memory the
+    placement gives it (vgbench.memory), and trained as one or more stacks on that set-up.
+
+    reraise: a lone run's unexpected error propagates (after its failure is recorded) so its traceback
+    reaches the terminal.
+    """
+    from vgbench.memory import stack_sizes
+    from vgbench.train import open_run, prepare, train_stack
+
+    placement = placement or Placement()
+    results: dict[int, JobResult] = {}
+    pending: list[tuple[int, RunFolder]] = []  # (index, folder) of the runs to train
+    keys = []
+    for index, (cfg, run_dir) in enumerate(zip(cfgs, run_dirs, strict=True)):
+        try:
+            folder = open_run(cfg, run_dir)
+        except Exception as error:
+            results[index] = _fail(cfg, run_dir, error)
+            if reraise and not isinstance(error, UserError):
+                raise
+            continue
+        if folder.completed is not None:
+            results[index] = _result(run_dir, folder.completed, skipped=True)
+            continue
+        pending.append((index, folder))
+        keys.append((stack_key(cfg), folder.start_epoch) if cfg.trainer.amp != "fp16" else (str(index), 0))
+    for members in group_into_stacks(keys, max_stack or max(len(pending), 1)):
+        group = [pending[member] for member in members]
+        trained = 0
+        try:
+            environment = prepare(cfgs[group[0][0]], placement)
+            for size in stack_sizes([cfgs[i] for i, _ in group], placement.memory_share, environment.device,
+                                    environment.data):  # fmt: skip
+                chunk = group[trained : trained + size]
+                summaries = train_stack([f for _, f in chunk], [cfgs[i] for i, _ in chunk], placement, environment)
+                for (index, _), summary in zip(chunk, summaries, strict=True):
+                    results[index] = _result(run_dirs[index], summary)
+                trained += size
+        except Exception as error:  # the runs of this group not trained yet
+            for index, _ in group[trained:]:
+                results[index] = _fail(cfgs[index], run_dirs[index], error)
+            if reraise and not isinstance(error, UserError):
+                raise
+    return [results[index] for index in range(len(cfgs))]
