@@ -8,7 +8,8 @@ import pytest
 import vgbench
 from tests.conftest import run_app
 
-TORCH_FREE = ("vgbench.app", "vgbench.jobs", "vgbench.errors", "vgbench.config", "vgbench.callbacks", "vgbench.summary", "vgbench.placement",
+TORCH_FREE = ("vgbench.app", "vgbench.jobs", "vgbench.errors", "vgbench.config", "vgbench.callbacks",
+              "vgbench.summary", "vgbench.placement",
               "vgbench.files", "vgbench.report", "hydra_plugins.vgbench_launchers.parallel",
               "hydra_plugins.vgbench_launchers.stacked", "hydra_plugins.vgbench_launchers.sweeper",
               "hydra_plugins.vgbench_launchers.compose")  # fmt: skip

@@ -6,8 +6,8 @@ import pytest
 import yaml
 from omegaconf import OmegaConf
 
-from tests.conftest import make_cfg, run_app
-from vgbench.config import CONF_DIR, SCHEMAS, flat_items
+from tests.conftest import SWEEP_BASE, make_cfg, run_app
+from vgbench.config import CONF_DIR, SCHEMAS, flat_items, group_into_stacks, stack_key
 from vgbench.data import DATASETS
 from vgbench.errors import ConfigError
 from vgbench.losses import LOSSES
@@ -50,16 +50,6 @@ def test_every_group_file_starts_from_its_schema():
         ("data.name=cifar", "data.name", DATASETS),
     ],
 )
-def test_choices_come_from_the_registries(override, key, choices, monkeypatch):
-    value = override.split("=")[1]
-    with pytest.raises(ConfigError) as error:
-        validate(make_cfg(override))
-    listed = ["auto", *choices] if key == "model.bias_init" else list(choices)  # auto follows the weight init
-    assert str(error.value) == f"{key}={value!r} is not valid; choose one of: {', '.join(listed)}"
-    monkeypatch.setitem(choices, value, choices[next(iter(choices))])  # a new entry is a new choice
-    validate(make_cfg(override))
-
-
 @pytest.mark.parametrize(
     ("override", "message"),
     [
@@ -76,19 +66,6 @@ def test_choices_come_from_the_registries(override, key, choices, monkeypatch):
         ("optimizer.nesterov=true", "optimizer.nesterov=true needs optimizer.momentum > 0"),
     ],
 )
-def test_validate_names_value_and_choices(override, message):
-    with pytest.raises(ConfigError) as error:
-        validate(make_cfg(override))
-    assert str(error.value).startswith(message)
-
-
-def test_defaults_are_valid():
-    cfg = make_cfg()
-    validate(cfg)
-    assert (cfg.activation.name, cfg.model.depth, cfg.optimizer.name, cfg.optimizer.lr, cfg.data.batch_size,
-            cfg.trainer.epochs) == ("relu", 3, "sgd", 0.1, 64, 3)  # fmt: skip
-
-
 @pytest.mark.parametrize("preset", PRESETS)
 def test_every_preset_composes_and_validates(preset):
     validate(make_cfg(f"experiment={preset}"))
@@ -177,3 +154,16 @@ def test_the_commands_that_compose_a_config_stop_on_bad_input_with_one_line_and_
             command(args)
         error = capsys.readouterr().err
         assert stop.value.code == 2 and error.startswith(f"error: {expected}") and error.count("\n") == 1, error
+
+
+def test_jobs_group_by_stack_key_in_order_and_split_at_max_stack():
+    keys = ["a", "b", "a", "a", "c", "b", "a"]
+    assert group_into_stacks(keys, 64) == [[0, 2, 3, 6], [1, 5], [4]]
+    assert group_into_stacks(keys, 2) == [[0, 2], [3, 6], [1, 5], [4]]
+
+def test_stack_keys_ignore_per_run_keys_and_placement():
+    base = stack_key(make_cfg(*SWEEP_BASE))
+    assert stack_key(make_cfg(*SWEEP_BASE, "trainer.seed=3", "optimizer.lr=0.5", "model.init=orthogonal",
+                              "trainer.device=cpu", "logger.tensorboard=false")) == base  # fmt: skip
+    for other in ("model.width=64", "optimizer=adam", "trainer.amp=bf16", "data.batch_size=32", "trainer.epochs=2"):
+        assert stack_key(make_cfg(*SWEEP_BASE, other)) != base, other

@@ -5,8 +5,6 @@ from omegaconf import OmegaConf, open_dict, read_write
 
 from hydra_plugins.vgbench_launchers.compose import compose_configs, sibling_config
 from hydra_plugins.vgbench_launchers.stacked import record_yaml
-from tests.conftest import SWEEP_BASE as BASE
-from vgbench.config import group_into_stacks, stack_key
 
 
 @pytest.mark.parametrize("other", [
@@ -35,22 +33,6 @@ def test_a_sibling_config_is_what_hydra_composes(hydra_loader, other):
 def test_only_per_run_values_make_siblings(hydra_loader, first, other):
     loader, master = hydra_loader
     assert sibling_config(loader.load_sweep_config(master, first), first, other) is None
-
-
-def test_jobs_group_by_stack_key_in_order_and_split_at_max_stack():
-    keys = ["a", "b", "a", "a", "c", "b", "a"]
-    assert group_into_stacks(keys, 64) == [[0, 2, 3, 6], [1, 5], [4]]
-    assert group_into_stacks(keys, 2) == [[0, 2], [3, 6], [1, 5], [4]]
-
-
-def test_stack_keys_ignore_per_run_keys_and_placement():
-    from tests.conftest import make_cfg
-
-    base = stack_key(make_cfg(*BASE))
-    assert stack_key(make_cfg(*BASE, "trainer.seed=3", "optimizer.lr=0.5", "model.init=orthogonal",
-                              "trainer.device=cpu", "logger.tensorboard=false")) == base  # fmt: skip
-    for other in ("model.width=64", "optimizer=adam", "trainer.amp=bf16", "data.batch_size=32", "trainer.epochs=2"):
-        assert stack_key(make_cfg(*BASE, other)) != base, other
 
 
 def test_the_stacked_launcher_names_a_bad_setting_and_its_choices():

@@ -9,21 +9,9 @@ import torch
 import yaml
 from omegaconf import OmegaConf
 
-import vgbench.placement
 from tests.conftest import run_app
 from vgbench.config import CONF_DIR
-from vgbench.errors import ConfigError
-from vgbench.placement import (
-    available_memory,
-    gpu_slot,
-    jobs_at_once,
-    jobs_per_device,
-    local_parallel_jobs,
-    threads_per_job,
-    visible_gpus,
-)
 from vgbench.report import main as report_main
-from vgbench.runtime import resolve_device
 
 SWEEP = ["-m", "data=synthetic", "data.num_train=256", "data.num_test=64", "model.width=16", "trainer.epochs=1",
          "trainer.device=cpu", "monitor.every_n_steps=2", "activation=sigmoid,relu", "model.depth=2,3"]  # fmt: skip
@@ -145,106 +133,6 @@ def test_stacked_and_parallel_launchers_give_the_same_runs(tmp_path):
         assert (records[1] / "hydra.yaml").read_text() == OmegaConf.to_yaml({"hydra": hydra[1]})
 
 
-def test_parallel_launcher_gives_each_job_its_share_of_the_cores():
-    joblib = "hydra_plugins.hydra_joblib_launcher.joblib_launcher.JoblibLauncher"
-    ours = "hydra_plugins.vgbench_launchers.parallel.ParallelLauncher"
-    assert threads_per_job({"_target_": ours, "n_jobs": -1}, 2) == 1
-    assert threads_per_job({"_target_": joblib, "n_jobs": 2}, 16) == 8
-    assert threads_per_job({"_target_": ours, "n_jobs": -2}, 16) == 1  # 15 jobs at once
-    assert threads_per_job({"_target_": "x.SlurmLauncher.SubmititLauncher", "cpus_per_task": 4}, 64) == 4
-    assert threads_per_job({"_target_": "x.RayLauncher", "ray": {"remote": {"num_cpus": 3}}}, 64) == 3
-    stacked = "hydra_plugins.vgbench_launchers.stacked.StackedLauncher"
-    assert threads_per_job({"_target_": stacked, "n_jobs": 4, "executor": "local"}, 16) == 4
-    assert threads_per_job({"_target_": stacked, "executor": "slurm", "submitit": {"cpus_per_task": 6}}, 64) == 6
-    assert threads_per_job({"_target_": "hydra._internal.core_plugins.basic_launcher.BasicLauncher"}, 8) is None
-
-
-def test_the_jobs_that_share_a_devices_memory():
-    assert jobs_per_device(4, "cpu", gpus=2) == 4  # CPU runs share the machine's memory
-    assert jobs_per_device(8, "auto", gpus=2) == 4  # job number mod GPUs: 4 on each
-    assert jobs_per_device(5, "cuda", gpus=2) == 3
-    assert jobs_per_device(4, "cuda:1", gpus=2) == 4  # all on the one GPU named
-    assert jobs_per_device(4, "auto", gpus=0) == 4  # auto on a machine without GPUs: the CPU
-
-
-def write(path, text: str):
-    path.parent.mkdir(parents=True, exist_ok=True)
-    path.write_text(text)
-    return path
-
-
-def test_available_memory_is_the_kernels_or_less_under_a_cgroup_limit(tmp_path):
-    meminfo = write(tmp_path / "meminfo", "MemTotal:       32000000 kB\nMemAvailable:   20000000 kB\n")
-    root = tmp_path / "cgroup"
-    v2 = write(tmp_path / "v2", "0::/slurm/job_7/step_0\n")
-    write(root / "slurm/job_7/memory.max", f"{8 * 2**30}\n")  # the job's --mem, on the step's parent
-    write(root / "slurm/job_7/memory.current", f"{3 * 2**30}\n")
-    write(root / "slurm/job_7/step_0/memory.max", "max\n")
-    write(root / "slurm/job_7/step_0/memory.current", f"{2 * 2**30}\n")
-    assert available_memory(meminfo, v2, root) == 5 * 2**30
-    v1 = write(tmp_path / "v1", "5:cpu:/\n4:memory:/docker/abc\n")
-    write(root / "memory/docker/abc/memory.limit_in_bytes", "9223372036854771712\n")  # v1's "no limit"
-    write(root / "memory/docker/abc/memory.usage_in_bytes", "123\n")
-    assert available_memory(meminfo, v1, root) == 20000000 * 1024
-    write(root / "memory/docker/abc/memory.limit_in_bytes", f"{4 * 2**30}\n")
-    assert available_memory(meminfo, v1, root) == 4 * 2**30 - 123
-    assert available_memory(tmp_path / "none", tmp_path / "none", root) is None  # not Linux: no planning
-
-
-def test_on_a_gpu_host_the_local_launchers_cap_jobs_per_gpu():
-    assert local_parallel_jobs(-1, 16) == 16
-    assert local_parallel_jobs(-1, 16, "auto", gpus=1, jobs_per_gpu=4) == 4
-    assert local_parallel_jobs(-1, 16, "cuda", gpus=2, jobs_per_gpu=4) == 8
-    assert local_parallel_jobs(-1, 16, "cpu", gpus=2, jobs_per_gpu=4) == 16  # CPU runs use the cores
-    assert local_parallel_jobs(3, 16, "auto", gpus=0, jobs_per_gpu=4) == 3
-
-
-def test_jobs_at_once_counts_this_machines_gpus_for_cuda_runs_only(monkeypatch):
-    monkeypatch.setattr(vgbench.placement, "available_cores", lambda: 16)
-    monkeypatch.setenv("CUDA_VISIBLE_DEVICES", "0,1")
-    assert jobs_at_once(-1, "cuda", 4) == 8 and jobs_at_once(-1, "auto", 1) == 2
-    assert jobs_at_once(-1, "cpu", 4) == 16 and jobs_at_once(3, "cuda", 4) == 3
-    monkeypatch.setenv("CUDA_VISIBLE_DEVICES", "")
-    assert jobs_at_once(-2, "auto", 4) == 15  # no GPU visible: the cores decide
-
-
-def test_visible_gpus_without_torch(monkeypatch):
-    monkeypatch.setenv("CUDA_VISIBLE_DEVICES", "0,3")
-    assert visible_gpus() == 2
-    monkeypatch.setenv("CUDA_VISIBLE_DEVICES", "")
-    assert visible_gpus() == 0
-
-
-def fake_gpus(monkeypatch, count):
-    monkeypatch.setattr(torch.cuda, "is_available", lambda: count > 0)
-    monkeypatch.setattr(torch.cuda, "device_count", lambda: count)
-
-
-def test_only_local_launchers_map_jobs_to_gpus(monkeypatch):
-    local = {"_target_": "hydra_plugins.vgbench_launchers.parallel.ParallelLauncher", "n_jobs": 8}
-    slurm = {"_target_": "hydra_plugins.hydra_submitit_launcher.submitit_launcher.SlurmLauncher"}
-    ray = {"_target_": "hydra_plugins.hydra_ray_launcher.ray_launcher.RayLauncher"}
-    fake_gpus(monkeypatch, 4)
-    assert [str(resolve_device("auto", gpu_slot(local, job))) for job in range(6)] == [
-        "cuda:0", "cuda:1", "cuda:2", "cuda:3", "cuda:0", "cuda:1"]  # fmt: skip
-    assert str(resolve_device("cuda", gpu_slot(local, 5))) == "cuda:1"
-    for engine in (slurm, ray):  # the engine's allocation (CUDA_VISIBLE_DEVICES) decides: its first GPU
-        assert gpu_slot(engine, 5) is None
-        assert str(resolve_device("cuda", gpu_slot(engine, 5))) == "cuda"
-    assert str(resolve_device("cuda:2")) == "cuda:2"
-    with pytest.raises(ConfigError, match=r"trainer.device='cuda:4' but only 4 CUDA device\(s\) are visible"):
-        resolve_device("cuda:4")
-
-
-def test_cuda_with_none_allocated_is_an_error_and_auto_says_so(monkeypatch, caplog):
-    fake_gpus(monkeypatch, 0)
-    monkeypatch.setenv("CUDA_VISIBLE_DEVICES", "")
-    with pytest.raises(ConfigError, match="no CUDA device is visible here .*the launcher allocated this job none"):
-        resolve_device("cuda")
-    assert str(resolve_device("auto")) == "cpu"
-    assert "allocated this job no GPU" in caplog.text
-
-
 @pytest.mark.slow
 def test_failing_run_does_not_stop_the_sweep_and_is_reported(tmp_path, capsys):
     result = run_app(*SWEEP[:-1], "model.depth=2,0", "hydra/launcher=parallel", f"hydra.sweep.dir={tmp_path}")
@@ -322,10 +210,17 @@ def test_presets_define_their_sweeps():
 @pytest.mark.slow
 def test_the_parallel_launcher_caps_its_jobs_per_gpu(tmp_path):
     """On a host with one GPU (CUDA_VISIBLE_DEVICES=0) and a CUDA run, jobs_per_gpu=1 runs one job at a
-    time, and each job is told so (its .hydra record). The jobs themselves fail here: no GPU is visible."""
+    time, and each job is told so (its .hydra record). Each job records its end: it trains where a GPU is
+there and fails with one line where none is."""
     result = run_app(*SWEEP, "trainer.device=cuda", "hydra/launcher=parallel", "hydra.launcher.jobs_per_gpu=1",
                      f"hydra.sweep.dir={tmp_path}", env={"CUDA_VISIBLE_DEVICES": "0"})  # fmt: skip
     assert result.returncode == 0, result.stderr[-3000:]
     records = [yaml.safe_load((tmp_path / name / ".hydra" / "hydra.yaml").read_text()) for name in RUN_FOLDERS]
     assert {r["hydra"]["launcher"]["n_jobs"] for r in records} == {1}
-    assert all(s["status"] == "failed" and "trainer.device='cuda'" in s["error"] for s in summaries(tmp_path).values())
+    written = summaries(tmp_path)
+    assert set(written) == RUN_FOLDERS  # every job ran and recorded its end
+    if torch.cuda.is_available():  # a GPU host: the one visible GPU trains them, one at a time
+        assert {s["status"] for s in written.values()} == {"completed"}
+    else:
+        assert {s["status"] for s in written.values()} == {"failed"}
+        assert all("trainer.device='cuda'" in s["error"] for s in written.values())

@@ -1,7 +1,6 @@
 """What a run writes for TensorBoard and for people without it: event files, CSV series, summary profile."""
 
 import csv
-import io
 import json
 import shutil
 import socket
@@ -15,7 +14,6 @@ import pytest
 from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
 
 from tests.conftest import TINY, make_cfg
-from vgbench.series import CsvTable
 from vgbench.tb_writer import layer_tag
 from vgbench.train import run
 
@@ -209,35 +207,3 @@ def test_a_resumed_attempts_event_file_sorts_after_the_first(tmp_path):
         names.append(new)
     assert names == sorted(names) and len(set(names)) == 3
     assert len({name.split(".")[3] for name in names}) == 3  # each in a second of its own
-
-
-def test_a_csv_table_formats_each_row_once_and_equals_the_whole_table(monkeypatch):
-    rows = [{"step": 0, "loss": 2.5}, {"step": 1, "loss": float("nan"), "note": "a, b"}]
-
-    def whole(columns, order):  # these rows formatted from scratch (csv.writer: the count below is DictWriter's)
-        buffer = io.StringIO()
-        writer = csv.writer(buffer, lineterminator="\n")
-        writer.writerows([columns, *([rows[i].get(column, "") for column in columns] for i in order)])
-        return buffer.getvalue()
-
-    table = CsvTable(columns=["step"])
-    assert table.text == "step\n"
-    table.add(rows[:1])
-    assert table.text == whole(["step", "loss"], [0])
-    formatted = []
-    original = csv.DictWriter.writerows
-
-    def counted(writer, new):
-        formatted.append(len(new))
-        return original(writer, new)
-
-    monkeypatch.setattr(csv.DictWriter, "writerows", counted)
-    rows.append({"step": 2, "loss": 1.25})
-    table.add(rows[2:])  # a new column ("note") comes with row 1: the header and every row again
-    table.add(rows[1:2])
-    assert table.text == whole(["step", "loss", "note"], [0, 2, 1])
-    resumed = CsvTable(table.text)  # from a checkpoint's text
-    rows.append({"step": 3, "loss": 1.0})
-    resumed.add(rows[3:])
-    assert resumed.columns == ["step", "loss", "note"] and resumed.text == whole(["step", "loss", "note"], [0, 2, 1, 3])
-    assert formatted == [1, 3, 1]
