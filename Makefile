@@ -1,7 +1,8 @@
 # Two commands set everything up on a fresh machine:
 #   make demo   create .venv, install vgbench and its dependencies, provision MNIST, run the
 #               vanishing-gradient sweep on the local cores and write its report
-#   make test   the same install, then the test suite (make test-fast: the fast tier, under 90 s)
+#   make test   the same install, then the test suite on every core (make test-fast: the fast tier)
+#   make lint   ruff's checks and its formatter, as CI runs them
 PYTHON ?= python3
 VENV ?= .venv
 BIN := $(VENV)/bin
@@ -22,10 +23,10 @@ demo: $(STAMP)
 	scripts/sweep_vanishing.sh
 
 test: $(STAMP)
-	$(BIN)/python -m pytest
+	$(BIN)/python -m pytest -n auto
 
 test-fast: $(STAMP)
-	$(BIN)/python -m pytest -m "not slow"
+	$(BIN)/python -m pytest -n auto -m "not slow"
 
 lint: $(STAMP)
 	$(BIN)/ruff check src tests scripts

@@ -30,9 +30,18 @@ from vgbench.placement import Placement
 from vgbench.precision import AMP_MODES
 from vgbench.train import setup, train_epoch
 
-OVERRIDES = ["activation=sigmoid", "model.depth=5", "model.width=256", "data.batch_size=64", "data.val_size=0",
-             "trainer.epochs=1", "trainer.log_every_n_steps=100", "monitor.enabled=false",
-             "logger.tensorboard=false", "trainer.checkpoint=false"]  # fmt: skip
+OVERRIDES = [
+    "activation=sigmoid",
+    "model.depth=5",
+    "model.width=256",
+    "data.batch_size=64",
+    "data.val_size=0",
+    "trainer.epochs=1",
+    "trainer.log_every_n_steps=100",
+    "monitor.enabled=false",
+    "logger.tensorboard=false",
+    "trainer.checkpoint=false",
+]
 
 
 def synchronize(device: torch.device) -> None:
@@ -91,8 +100,12 @@ def main() -> None:
     parser.add_argument("--json", type=Path, default=None, help="also write the figures to this file")
     args = parser.parse_args()
     torch.set_num_threads(args.threads)
-    overrides = [*OVERRIDES, f"trainer.device={args.device}", f"trainer.amp={args.amp}",
-                 f"trainer.cpu_threads={args.threads}"]  # fmt: skip
+    overrides = [
+        *OVERRIDES,
+        f"trainer.device={args.device}",
+        f"trainer.amp={args.amp}",
+        f"trainer.cpu_threads={args.threads}",
+    ]
     root = str(Path(compose_config(overrides).data.root).expanduser())
     device = torch.device(args.device)
     ours, theirs = [], []
@@ -101,11 +114,23 @@ def main() -> None:
         theirs.append(pytorch_examples_epoch(root, device, args.amp))
         print(f"  vgbench {ours[-1]:6.2f} s   pytorch/examples {theirs[-1]:6.2f} s")
     ratio = min(ours) / min(theirs)
-    print(f"one epoch, 5x256 sigmoid MLP, batch 64, {args.device}, amp {args.amp}, {args.threads} threads: "
-          f"vgbench {min(ours):.2f} s, pytorch/examples {min(theirs):.2f} s")  # fmt: skip
+    print(
+        f"one epoch, 5x256 sigmoid MLP, batch 64, {args.device}, amp {args.amp}, {args.threads} threads: "
+        f"vgbench {min(ours):.2f} s, pytorch/examples {min(theirs):.2f} s"
+    )
     if args.json:
-        args.json.write_text(json.dumps({"device": args.device, "amp": args.amp, "vgbench_s": ours,
-                                         "pytorch_examples_s": theirs, "ratio": ratio}, indent=2))  # fmt: skip
+        args.json.write_text(
+            json.dumps(
+                {
+                    "device": args.device,
+                    "amp": args.amp,
+                    "vgbench_s": ours,
+                    "pytorch_examples_s": theirs,
+                    "ratio": ratio,
+                },
+                indent=2,
+            )
+        )
     print(f"ratio vgbench / pytorch-examples: {ratio:.3f} (target <= 0.25)")
 
 

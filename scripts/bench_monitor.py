@@ -57,13 +57,23 @@ def main() -> None:
     parser.add_argument("--device", default="cpu")
     parser.add_argument("--json", type=Path, default=None, help="also write the figures to this file")
     args = parser.parse_args()
-    base = [f"activation={args.activation}", "model.depth=5", "model.width=256", "data.batch_size=64",
-            "data.val_size=0", f"trainer.device={args.device}", f"trainer.cpu_threads={args.threads}",
-            "trainer.checkpoint=false"]  # fmt: skip
+    base = [
+        f"activation={args.activation}",
+        "model.depth=5",
+        "model.width=256",
+        "data.batch_size=64",
+        "data.val_size=0",
+        f"trainer.device={args.device}",
+        f"trainer.cpu_threads={args.threads}",
+        "trainer.checkpoint=false",
+    ]
     every = args.every or compose_config(base).monitor.every_n_steps
     label = f"{'default' if args.every is None else 'monitor'} (every {every} steps)"
-    variants = {"off": ["monitor.enabled=false"], label: [f"monitor.every_n_steps={every}"],
-                "every step": ["monitor.every_n_steps=1"]}  # fmt: skip
+    variants = {
+        "off": ["monitor.enabled=false"],
+        label: [f"monitor.every_n_steps={every}"],
+        "every step": ["monitor.every_n_steps=1"],
+    }
     times: dict[str, list[float]] = {name: [] for name in variants}
     extras: dict[str, list[float]] = {name: [] for name in variants}
     for repeat in range(args.repeats):
@@ -76,11 +86,17 @@ def main() -> None:
     results = {}
     for name, seconds in times.items():
         paired = [t / off for t, off in zip(seconds, times["off"], strict=True)]
-        results[name] = {"best_s": min(seconds), "paired_ratios": paired, "ratio": statistics.median(paired),
-                         "extras_ms": 1000 * min(extras[name])}  # fmt: skip
-        print(f"  {name:28s} best {min(seconds):5.2f} s   step-time ratio vs off: {statistics.median(paired):.3f} "
-              f"(median of {', '.join(f'{r:.2f}' for r in paired)})   "
-              f"once-an-epoch extras {1000 * min(extras[name]):4.0f} ms")  # fmt: skip
+        results[name] = {
+            "best_s": min(seconds),
+            "paired_ratios": paired,
+            "ratio": statistics.median(paired),
+            "extras_ms": 1000 * min(extras[name]),
+        }
+        print(
+            f"  {name:28s} best {min(seconds):5.2f} s   step-time ratio vs off: {statistics.median(paired):.3f} "
+            f"(median of {', '.join(f'{r:.2f}' for r in paired)})   "
+            f"once-an-epoch extras {1000 * min(extras[name]):4.0f} ms"
+        )
     if args.json:
         args.json.write_text(json.dumps({"device": args.device, **results}, indent=2))
 

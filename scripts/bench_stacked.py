@@ -31,8 +31,7 @@ import time
 from pathlib import Path
 
 APP = [sys.executable, "-m", "vgbench.app"]
-SHAPE = ["data=mnist", "activation=relu", "model.depth=10", "model.width=128",
-         "monitor.every_n_steps=100"]  # fmt: skip
+SHAPE = ["data=mnist", "activation=relu", "model.depth=10", "model.width=128", "monitor.every_n_steps=100"]
 
 
 def sweep_seconds(args: list[str], expected_runs: int) -> float:
@@ -70,14 +69,23 @@ def main() -> None:
     subprocess.run([sys.executable, "-m", "vgbench.provision", "data=mnist"], check=True, capture_output=True)
     result: dict = {"mode": args.mode}
     if args.mode == "sweep":
-        grid = [*SHAPE, "trainer.epochs=1", f"trainer.device={args.device or 'cpu'}", "trainer.seed=0,1,2,3",
-                "optimizer.lr=0.01,0.03,0.1,0.3"]  # fmt: skip
-        times = side_by_side({"stacked": ([*grid, "hydra/launcher=stacked"], 16),
-                              "parallel": ([*grid, "hydra/launcher=parallel"], 16)}, args.repeats)  # fmt: skip
+        grid = [
+            *SHAPE,
+            "trainer.epochs=1",
+            f"trainer.device={args.device or 'cpu'}",
+            "trainer.seed=0,1,2,3",
+            "optimizer.lr=0.01,0.03,0.1,0.3",
+        ]
+        times = side_by_side(
+            {"stacked": ([*grid, "hydra/launcher=stacked"], 16), "parallel": ([*grid, "hydra/launcher=parallel"], 16)},
+            args.repeats,
+        )
         ratio = min(times["stacked"]) / min(times["parallel"])
         result |= {"seconds": times, "ratio": ratio}
-        print(f"16-run MNIST sweep (4 seeds x 4 lrs, 10x128 ReLU, 1 epoch): stacked {min(times['stacked']):.1f} s, "
-              f"parallel {min(times['parallel']):.1f} s")  # fmt: skip
+        print(
+            f"16-run MNIST sweep (4 seeds x 4 lrs, 10x128 ReLU, 1 epoch): stacked {min(times['stacked']):.1f} s, "
+            f"parallel {min(times['parallel']):.1f} s"
+        )
         line = f"ratio stacked / parallel: {ratio:.3f} (target <= 0.6)"
     elif args.mode == "demo":
         preset = ["experiment=vanishing", "trainer.device=cpu"]
@@ -94,25 +102,41 @@ def main() -> None:
         for runs in (int(k) for k in args.runs.split(",")):
             figures = result[f"K={runs}"] = {}
             for epochs in lengths:
-                grid = [*SHAPE, *limit, f"trainer.epochs={epochs}", f"trainer.device={device}",
-                        f"trainer.cuda_graphs={str(not args.no_graphs).lower()}", "logger.tensorboard=false",
-                        "trainer.seed=" + ",".join(map(str, range(runs)))]  # fmt: skip
-                sides = {"stacked": ([*grid, "hydra/launcher=stacked"], runs),
-                         "processes": ([*grid, "hydra/launcher=parallel"], runs)}  # fmt: skip
+                grid = [
+                    *SHAPE,
+                    *limit,
+                    f"trainer.epochs={epochs}",
+                    f"trainer.device={device}",
+                    f"trainer.cuda_graphs={str(not args.no_graphs).lower()}",
+                    "logger.tensorboard=false",
+                    "trainer.seed=" + ",".join(map(str, range(runs))),
+                ]
+                sides = {
+                    "stacked": ([*grid, "hydra/launcher=stacked"], runs),
+                    "processes": ([*grid, "hydra/launcher=parallel"], runs),
+                }
                 times = side_by_side(sides, args.repeats)
                 throughput = {name: 60 * runs * epochs / min(seconds) for name, seconds in times.items()}
                 ratio = ratios[f"K={runs}, {epochs} epoch(s)"] = throughput["stacked"] / throughput["processes"]
                 figures[f"epochs={epochs}"] = {"seconds": times, "run_epochs_per_minute": throughput, "ratio": ratio}
-                print(f"K={runs}, {epochs} epoch(s): stacked {throughput['stacked']:.1f}, one process per run "
-                      f"{throughput['processes']:.1f} run-epochs/min: {ratio:.1f}x", flush=True)  # fmt: skip
+                print(
+                    f"K={runs}, {epochs} epoch(s): stacked {throughput['stacked']:.1f}, one process per run "
+                    f"{throughput['processes']:.1f} run-epochs/min: {ratio:.1f}x",
+                    flush=True,
+                )
             if len(lengths) == 2:  # the steady state: what one more epoch costs each side
-                best = {side: [min(figures[f"epochs={e}"]["seconds"][side]) for e in lengths]
-                        for side in ("stacked", "processes")}  # fmt: skip
+                best = {
+                    side: [min(figures[f"epochs={e}"]["seconds"][side]) for e in lengths]
+                    for side in ("stacked", "processes")
+                }
                 added = {side: (long - short) / (lengths[1] - lengths[0]) for side, (short, long) in best.items()}
                 ratio = ratios[f"K={runs}, one more epoch"] = added["processes"] / added["stacked"]
                 figures["one_more_epoch"] = {"seconds": added, "ratio": ratio}
-                print(f"K={runs}, one more epoch: stacked {added['stacked']:.2f} s, one process per run "
-                      f"{added['processes']:.2f} s: {ratio:.1f}x", flush=True)  # fmt: skip
+                print(
+                    f"K={runs}, one more epoch: stacked {added['stacked']:.2f} s, one process per run "
+                    f"{added['processes']:.2f} s: {ratio:.1f}x",
+                    flush=True,
+                )
         last = list(ratios)[-1]
         result |= {"epochs": lengths, "cuda_graphs": not args.no_graphs, "ratios": ratios, "ratio": ratios[last]}
         line = f"throughput ratio stacked / one process per run at {last}: {ratios[last]:.1f}x (target >= 10)"

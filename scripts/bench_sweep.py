@@ -23,8 +23,16 @@ import time
 from pathlib import Path
 
 APP = [sys.executable, "-m", "vgbench.app"]
-SWEEP = ["-m", "data=mnist", "activation=sigmoid,relu", "model.depth=20,10,5,2", "model.width=128",
-         "optimizer.lr=0.05", "trainer.device=cpu", "logger.tensorboard=true"]  # fmt: skip
+SWEEP = [
+    "-m",
+    "data=mnist",
+    "activation=sigmoid,relu",
+    "model.depth=20,10,5,2",
+    "model.width=128",
+    "optimizer.lr=0.05",
+    "trainer.device=cpu",
+    "logger.tensorboard=true",
+]
 
 
 def sweep(command: list[str], expected: int) -> tuple[float, list[dict]]:
@@ -48,14 +56,33 @@ def main() -> None:
     subprocess.run([sys.executable, "-m", "vgbench.provision", "data=mnist"], check=True, capture_output=True)
     if args.gpu_sweep:
         # the vanishing preset with one seed: 16 runs, one process each
-        seconds, summaries = sweep([*APP, "experiment=vanishing", "trainer.seed=0", "trainer.epochs=1",
-                                    "trainer.device=cuda", "hydra/launcher=parallel"], 16)  # fmt: skip
-        runs = [{"activation": s["config"]["activation"]["name"], "depth": s["config"]["model"]["depth"],
-                 "device": s.get("device"), "status": s["status"], "test_acc": (s.get("final") or {}).get("test_acc"),
-                 "ratio_step0": (s.get("first_to_last_grad_ratio") or {}).get("step0")} for s in summaries]  # fmt: skip
+        seconds, summaries = sweep(
+            [
+                *APP,
+                "experiment=vanishing",
+                "trainer.seed=0",
+                "trainer.epochs=1",
+                "trainer.device=cuda",
+                "hydra/launcher=parallel",
+            ],
+            16,
+        )
+        runs = [
+            {
+                "activation": s["config"]["activation"]["name"],
+                "depth": s["config"]["model"]["depth"],
+                "device": s.get("device"),
+                "status": s["status"],
+                "test_acc": (s.get("final") or {}).get("test_acc"),
+                "ratio_step0": (s.get("first_to_last_grad_ratio") or {}).get("step0"),
+            }
+            for s in summaries
+        ]
         for r in sorted(runs, key=lambda r: (r["activation"], r["depth"])):
-            print(f"  {r['activation']:10s} depth {r['depth']:2d} on {r['device']}: {r['status']}, test acc "
-                  f"{r['test_acc']}, first/last {r['ratio_step0']}")  # fmt: skip
+            print(
+                f"  {r['activation']:10s} depth {r['depth']:2d} on {r['device']}: {r['status']}, test acc "
+                f"{r['test_acc']}, first/last {r['ratio_step0']}"
+            )
         print(f"16-run sweep on one GPU through the parallel launcher: {seconds:.1f} s")
         if args.json:
             args.json.write_text(json.dumps({"seconds": seconds, "runs": runs}, indent=2))
@@ -67,8 +94,10 @@ def main() -> None:
             times[launcher].append(sweep([*APP, *SWEEP, f"trainer.epochs={args.epochs}", *extra], 8)[0])
         print(f"  repeat {repeat + 1}: basic {times['basic'][-1]:.1f} s, parallel {times['parallel'][-1]:.1f} s")
     basic, parallel = min(times["basic"]), min(times["parallel"])
-    print(f"8-run MNIST sweep ({args.epochs} epoch(s) each) on {os.cpu_count()} cores: basic launcher {basic:.1f} s, "
-          f"local parallel launcher {parallel:.1f} s")  # fmt: skip
+    print(
+        f"8-run MNIST sweep ({args.epochs} epoch(s) each) on {os.cpu_count()} cores: basic launcher {basic:.1f} s, "
+        f"local parallel launcher {parallel:.1f} s"
+    )
     if args.json:
         args.json.write_text(json.dumps({"seconds": times, "ratio": parallel / basic}, indent=2))
     print(f"ratio parallel / basic: {parallel / basic:.3f} (target <= 0.65)")

@@ -20,8 +20,15 @@ from vgbench.config import compose_config
 from vgbench.train import run
 
 MODELS = {"tanh x5": ["activation=tanh", "model.depth=5"], "sigmoid x10": ["activation=sigmoid", "model.depth=10"]}
-COMMON = ["model.width=256", "data.limit_train=10000", "data.val_size=0", "trainer.epochs=1",
-          "logger.tensorboard=false", "trainer.checkpoint=false", "monitor.every_n_steps=50"]  # fmt: skip
+COMMON = [
+    "model.width=256",
+    "data.limit_train=10000",
+    "data.val_size=0",
+    "trainer.epochs=1",
+    "logger.tensorboard=false",
+    "trainer.checkpoint=false",
+    "monitor.every_n_steps=50",
+]
 RELATIVE = ("grad_norm/weight", "delta_norm", "activation/std")
 
 
@@ -46,20 +53,30 @@ def main() -> None:
             for amp in ("bf16", "fp16"):
                 layers, accuracy = profiles[amp]
                 values = [v for metric in layers.values() for v in metric]
-                entry = {f"{metric} max rel diff": largest_relative(layers[metric], reference[metric])
-                         for metric in RELATIVE}  # fmt: skip
-                entry["saturated max abs diff"] = max(abs(x - y) for x, y in zip(
-                    layers["activation/saturated"], reference["activation/saturated"], strict=True))  # fmt: skip
+                entry = {
+                    f"{metric} max rel diff": largest_relative(layers[metric], reference[metric]) for metric in RELATIVE
+                }
+                entry["saturated max abs diff"] = max(
+                    abs(x - y)
+                    for x, y in zip(layers["activation/saturated"], reference["activation/saturated"], strict=True)
+                )
                 entry["all finite"] = all(v is not None and math.isfinite(v) for v in values)
                 entry["test_acc"], entry["test_acc fp32"] = accuracy, profiles["none"][1]
                 report[f"{model} {amp}"] = entry
-                print(f"{model:12s} {amp}: " + ", ".join(
-                    f"{k} {v:.3g}" if isinstance(v, float) else f"{k} {v}" for k, v in entry.items()))  # fmt: skip
+                print(
+                    f"{model:12s} {amp}: "
+                    + ", ".join(f"{k} {v:.3g}" if isinstance(v, float) else f"{k} {v}" for k, v in entry.items())
+                )
     if args.json:
         args.json.write_text(json.dumps(report, indent=2))
     tanh = [report[f"tanh x5 {amp}"] for amp in ("bf16", "fp16")]
-    ok = all(e["all finite"] and e["delta_norm max rel diff"] < 0.05 and e["grad_norm/weight max rel diff"] < 0.05
-             and e["saturated max abs diff"] < 0.02 for e in tanh)  # fmt: skip
+    ok = all(
+        e["all finite"]
+        and e["delta_norm max rel diff"] < 0.05
+        and e["grad_norm/weight max rel diff"] < 0.05
+        and e["saturated max abs diff"] < 0.02
+        for e in tanh
+    )
     print(f"bf16 and fp16 step-0 statistics of tanh x5 within 5% of fp32 (saturated share within 0.02): {ok}")
     raise SystemExit(0 if ok else 1)
 

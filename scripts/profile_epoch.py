@@ -37,8 +37,15 @@ from vgbench.placement import Placement
 from vgbench.recorder import Recorder
 from vgbench.train import fit, setup
 
-SHAPE = ["data=mnist", "activation=relu", "model.depth=10", "model.width=128", "monitor.every_n_steps=100",
-         "logger.tensorboard=false", "optimizer.lr=0.01"]  # fmt: skip
+SHAPE = [
+    "data=mnist",
+    "activation=relu",
+    "model.depth=10",
+    "model.width=128",
+    "monitor.every_n_steps=100",
+    "logger.tensorboard=false",
+    "optimizer.lr=0.01",
+]
 
 
 class PhaseClock:
@@ -70,7 +77,7 @@ class PhaseClock:
         """Time every call of owner.attribute under `name` (or name(*args, **kwargs))."""
         original = getattr(owner, attribute)
 
-        def timed(*args, **kwargs):  # noqa: ANN002, ANN003, ANN202
+        def timed(*args, **kwargs):
             with self.phase(name(*args, **kwargs) if callable(name) else name):
                 return original(*args, **kwargs)
 
@@ -96,8 +103,18 @@ def main() -> None:
         parser.error(f"--epochs={args.epochs}: at least 3 (a warm-up, one under cProfile, then the timed ones)")
     overrides = [*([f"data.limit_train={args.limit_train}"] if args.limit_train else []), *args.overrides]
     with tempfile.TemporaryDirectory() as tmp:
-        cfgs = [compose_config([*SHAPE, *overrides, f"trainer.device={args.device}", f"trainer.epochs={args.epochs}",
-                                f"trainer.seed={seed}"]) for seed in range(args.runs)]  # fmt: skip
+        cfgs = [
+            compose_config(
+                [
+                    *SHAPE,
+                    *overrides,
+                    f"trainer.device={args.device}",
+                    f"trainer.epochs={args.epochs}",
+                    f"trainer.seed={seed}",
+                ]
+            )
+            for seed in range(args.runs)
+        ]
         stack = setup([RunFolder(Path(tmp) / str(seed)) for seed in range(args.runs)], cfgs, Placement(progress=False))
         # the warm-up epoch, untimed, then the profile of one epoch without synchronisations
         stack.shape.trainer.epochs = 1
@@ -127,9 +144,15 @@ def main() -> None:
     text = io.StringIO()
     for order in ("cumulative", "tottime"):
         pstats.Stats(profiler, stream=text).sort_stats(order).print_stats(25)
-    result = {"device": str(stack.device), "runs": args.runs, "timed_epochs": timed_epochs,
-              "epoch_seconds": total / timed_epochs, "profiled_epoch_seconds": profiled_seconds,
-              "graphed_steps": stack.graphed_steps, "phases_seconds_per_epoch": seconds}  # fmt: skip
+    result = {
+        "device": str(stack.device),
+        "runs": args.runs,
+        "timed_epochs": timed_epochs,
+        "epoch_seconds": total / timed_epochs,
+        "profiled_epoch_seconds": profiled_seconds,
+        "graphed_steps": stack.graphed_steps,
+        "phases_seconds_per_epoch": seconds,
+    }
     print(json.dumps(result, indent=1))
     print(text.getvalue())
     if args.json:

@@ -19,26 +19,45 @@ import time
 from pathlib import Path
 
 import torch
+from torch.autograd.profiler_util import EventList
 from torch.profiler import ProfilerActivity, profile
 
 from vgbench.checkpoint import RunFolder
 from vgbench.config import compose_config
 from vgbench.placement import Placement
-from vgbench.train import setup, train_epoch
+from vgbench.train import Stack, setup, train_epoch
 
-SHAPE = ["data=mnist", "activation=relu", "model.depth=10", "model.width=128", "logger.tensorboard=false",
-         "trainer.checkpoint=false", "optimizer.lr=0.01"]  # fmt: skip
+SHAPE = [
+    "data=mnist",
+    "activation=relu",
+    "model.depth=10",
+    "model.width=128",
+    "logger.tensorboard=false",
+    "trainer.checkpoint=false",
+    "optimizer.lr=0.01",
+]
 
 
-def make_stack(runs: int, device: str, steps: int, monitor: bool, folder: Path, graphs: bool = False):  # noqa: ANN201 - a vgbench.train.Stack
+def make_stack(runs: int, device: str, steps: int, monitor: bool, folder: Path, graphs: bool = False) -> Stack:
     # no held-out split: the training split is exactly `steps` batches, which the per-step figures divide by
-    cfgs = [compose_config([*SHAPE, f"trainer.device={device}", f"data.limit_train={64 * steps}", "data.val_size=0",
-                            f"monitor.enabled={str(monitor).lower()}", f"trainer.cuda_graphs={str(graphs).lower()}",
-                            f"trainer.seed={seed}"]) for seed in range(runs)]  # fmt: skip
+    cfgs = [
+        compose_config(
+            [
+                *SHAPE,
+                f"trainer.device={device}",
+                f"data.limit_train={64 * steps}",
+                "data.val_size=0",
+                f"monitor.enabled={str(monitor).lower()}",
+                f"trainer.cuda_graphs={str(graphs).lower()}",
+                f"trainer.seed={seed}",
+            ]
+        )
+        for seed in range(runs)
+    ]
     return setup([RunFolder(folder / str(seed)) for seed in range(runs)], cfgs, Placement(progress=False))
 
 
-def epoch_ms_per_step(stack, epoch: int, steps: int) -> float:  # noqa: ANN001
+def epoch_ms_per_step(stack: Stack, epoch: int, steps: int) -> float:
     sync = torch.cuda.synchronize if stack.device.type == "cuda" else lambda: None
     sync()
     started = time.perf_counter()
@@ -47,7 +66,7 @@ def epoch_ms_per_step(stack, epoch: int, steps: int) -> float:  # noqa: ANN001
     return 1000 * (time.perf_counter() - started) / steps
 
 
-def busiest(events, attribute: str, steps: int) -> dict[str, float]:  # noqa: ANN001 - the profiler's events
+def busiest(events: EventList, attribute: str, steps: int) -> dict[str, float]:
     """The 12 operators or kernels with the most time, in milliseconds per step."""
     ranked = sorted(events, key=lambda event: -getattr(event, attribute))[:12]
     return {event.key: round(getattr(event, attribute) / 1000 / steps, 4) for event in ranked}

@@ -10,6 +10,7 @@ from collections.abc import Callable
 from pathlib import Path
 
 import pytest
+import torch
 from hydra import compose, initialize_config_dir
 from hydra.core.global_hydra import GlobalHydra
 from hydra.types import RunMode
@@ -20,11 +21,29 @@ from vgbench.config import CONF_DIR, compose_config, register_configs
 
 REPO = Path(__file__).resolve().parents[1]
 # A tiny, fast synthetic run; tests add their own overrides on top.
-TINY = ["data=synthetic", "data.num_train=512", "data.num_test=128", "model.width=32", "trainer.device=cpu",
-        "trainer.cpu_threads=1"]  # fmt: skip
+TINY = [
+    "data=synthetic",
+    "data.num_train=512",
+    "data.num_test=128",
+    "model.width=32",
+    "trainer.device=cpu",
+    "trainer.cpu_threads=1",
+]
 
 
 SWEEP_BASE = ["data=synthetic", "activation=tanh", "model.depth=3"]  # what hydra_loader's master config sets
+
+
+def pytest_configure(config: pytest.Config) -> None:
+    """Under pytest-xdist (make test: -n auto) each worker keeps to one core of its own, and so do the
+    sweeps and runs it starts (the affinity is inherited, and vgbench's threads follow the cores it may
+    use): two workers never fight over a core."""
+    worker = os.environ.get("PYTEST_XDIST_WORKER", "")
+    if worker.startswith("gw") and hasattr(os, "sched_setaffinity"):
+        cores = sorted(os.sched_getaffinity(0))
+        if len(cores) > 1:
+            os.sched_setaffinity(0, {cores[int(worker[2:]) % len(cores)]})
+            torch.set_num_threads(1)
 
 
 def make_cfg(*overrides: str) -> DictConfig:
@@ -45,8 +64,9 @@ def hydra_loader():
     GlobalHydra.instance().clear()
 
 
-def run_app(*args: str, cwd: Path | None = None, env: dict[str, str] | None = None,
-            module: str = "vgbench.app") -> subprocess.CompletedProcess:  # fmt: skip
+def run_app(
+    *args: str, cwd: Path | None = None, env: dict[str, str] | None = None, module: str = "vgbench.app"
+) -> subprocess.CompletedProcess:
     """Run a vgbench command line in a fresh interpreter, as a user would."""
     return subprocess.run(
         [sys.executable, "-m", module, *args],
@@ -68,8 +88,10 @@ def peak_bytes(work: Callable[[], object]) -> int:
     allocations (CPU tensors)."""
     with profile(activities=[ProfilerActivity.CPU], profile_memory=True) as prof:
         work()
-    changes = sorted((event.time_range.start, event.cpu_memory_usage if event.name == "[memory]"
-                      else event.self_cpu_memory_usage) for event in prof.events())  # fmt: skip
+    changes = sorted(
+        (event.time_range.start, event.cpu_memory_usage if event.name == "[memory]" else event.self_cpu_memory_usage)
+        for event in prof.events()
+    )
     live = peak = 0
     for _, change in changes:
         live += change

@@ -56,9 +56,18 @@ def test_derivative_matches_finite_differences(name):
 
 @pytest.mark.parametrize(
     ("name", "expected"),
-    [("sigmoid", 0.25), ("tanh", 1.0), ("relu", 1.0), ("linear", 1.0), ("binary_step", 0.0), ("softmax", 0.25),
-     ("selu", 1.0507009873554805 * 1.6732632423543772), ("gelu", 1.1289), ("silu", 1.0998)],
-)  # fmt: skip
+    [
+        ("sigmoid", 0.25),
+        ("tanh", 1.0),
+        ("relu", 1.0),
+        ("linear", 1.0),
+        ("binary_step", 0.0),
+        ("softmax", 0.25),
+        ("selu", 1.0507009873554805 * 1.6732632423543772),
+        ("gelu", 1.1289),
+        ("silu", 1.0998),
+    ],
+)
 def test_max_derivative(name, expected):
     assert activation(name).max_derivative == pytest.approx(expected, rel=1e-4)
 

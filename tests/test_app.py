@@ -1,5 +1,6 @@
 """The command line's launcher process stays light: the trainer and torch load inside each job."""
 
+import importlib
 import subprocess
 import sys
 
@@ -8,11 +9,21 @@ import pytest
 import vgbench
 from tests.conftest import run_app
 
-TORCH_FREE = ("vgbench.app", "vgbench.jobs", "vgbench.errors", "vgbench.config", "vgbench.callbacks",
-              "vgbench.summary", "vgbench.placement",
-              "vgbench.files", "vgbench.report", "hydra_plugins.vgbench_launchers.parallel",
-              "hydra_plugins.vgbench_launchers.stacked", "hydra_plugins.vgbench_launchers.sweeper",
-              "hydra_plugins.vgbench_launchers.compose")  # fmt: skip
+TORCH_FREE = (
+    "vgbench.app",
+    "vgbench.jobs",
+    "vgbench.errors",
+    "vgbench.config",
+    "vgbench.callbacks",
+    "vgbench.summary",
+    "vgbench.placement",
+    "vgbench.files",
+    "vgbench.report",
+    "hydra_plugins.vgbench_launchers.parallel",
+    "hydra_plugins.vgbench_launchers.stacked",
+    "hydra_plugins.vgbench_launchers.sweeper",
+    "hydra_plugins.vgbench_launchers.compose",
+)
 
 
 @pytest.mark.parametrize("module", TORCH_FREE)
@@ -23,8 +34,13 @@ def test_the_launcher_side_imports_no_torch(module):
 
 
 def test_cfg_job_prints_the_composed_config_without_running(tmp_path):
-    result = subprocess.run([sys.executable, "-m", "vgbench.app", "--cfg", "job", "activation=sigmoid",
-                             "model.depth=10"], cwd=tmp_path, capture_output=True, text=True, check=True)  # fmt: skip
+    result = subprocess.run(
+        [sys.executable, "-m", "vgbench.app", "--cfg", "job", "activation=sigmoid", "model.depth=10"],
+        cwd=tmp_path,
+        capture_output=True,
+        text=True,
+        check=True,
+    )
     assert "name: sigmoid" in result.stdout and "depth: 10" in result.stdout
     assert not (tmp_path / "outputs").exists()  # nothing ran, nothing written
 
@@ -43,3 +59,35 @@ def test_a_bad_command_line_is_one_line_and_exit_2_unless_hydra_full_error_is_se
     assert result.returncode == 1 and "Traceback" in result.stderr  # Hydra's own report, whole
     assert "Key 'depht' not in 'ModelConfig'" in result.stderr
     assert not (tmp_path / "run").exists()
+
+
+@pytest.mark.parametrize(
+    ("command", "usage"),
+    [
+        ("vgbench.theory", "usage: vgbench-theory [-h] [--phase-diagram] [overrides ...]"),
+        ("vgbench.provision", "usage: vgbench-data [-h] [overrides ...]"),
+        ("vgbench.report", "usage: vgbench-report [-h] folder"),
+        ("vgbench.lessons", "usage: vgbench-lesson [-h] [--out OUT] name"),
+    ],
+)
+@pytest.mark.parametrize("flag", ["--help", "-h"])
+def test_every_command_answers_help_with_its_usage_and_exit_0(command, usage, flag, capsys):
+    main = importlib.import_module(command).main
+    with pytest.raises(SystemExit) as stop:
+        main([flag])
+    assert stop.value.code == 0
+    assert capsys.readouterr().out.startswith(usage)
+
+
+@pytest.mark.parametrize("command", ["vgbench.theory", "vgbench.provision", "vgbench.report", "vgbench.lessons"])
+def test_an_unknown_flag_is_one_line_and_exit_2(command, capsys):
+    with pytest.raises(SystemExit) as stop:
+        importlib.import_module(command).main(["--bogus", "x"])
+    error = capsys.readouterr().err
+    assert stop.value.code == 2 and error.count("\n") == 1
+    assert error.startswith("error: vgbench-") and "unrecognized arguments: --bogus" in error and "--help)" in error
+
+
+def test_hydras_own_help_stays_for_vgbench_train():
+    result = subprocess.run([sys.executable, "-m", "vgbench", "--help"], capture_output=True, text=True)
+    assert result.returncode == 0 and "== Configuration groups ==" in result.stdout

@@ -17,18 +17,25 @@ def with_sweep(master, sweeper_target, task, params=None):
 def test_the_basic_sweepers_count_the_product_of_the_sweep_lists(hydra_loader):
     _, master = hydra_loader
     task = ["activation=tanh,relu", "trainer.seed=0,1,2", "model.width=16"]
-    for target in ("hydra_plugins.vgbench_launchers.sweeper.VgbenchSweeper",  # vgbench's default
-                   "hydra._internal.core_plugins.basic_sweeper.BasicSweeper"):  # fmt: skip
+    for target in (
+        "hydra_plugins.vgbench_launchers.sweeper.VgbenchSweeper",  # vgbench's default
+        "hydra._internal.core_plugins.basic_sweeper.BasicSweeper",
+    ):
         assert sweep_shape(with_sweep(master, target, task)) == (6, ["activation", "trainer.seed"])
-    preset = with_sweep(master, "hydra_plugins.vgbench_launchers.sweeper.VgbenchSweeper", ["trainer.seed=0"],
-                        {"model.depth": "20,10,5,2", "trainer.seed": "0,1,2"})  # fmt: skip
+    preset = with_sweep(
+        master,
+        "hydra_plugins.vgbench_launchers.sweeper.VgbenchSweeper",
+        ["trainer.seed=0"],
+        {"model.depth": "20,10,5,2", "trainer.seed": "0,1,2"},
+    )
     assert sweep_shape(preset) == (4, ["model.depth"])  # the command line's seed replaces the preset's list
 
 
 def test_another_sweeper_gets_no_count(hydra_loader):
     _, master = hydra_loader
-    optuna = with_sweep(master, "hydra_plugins.hydra_optuna_sweeper.optuna_sweeper.OptunaSweeper",
-                        ["activation=tanh,relu"])  # fmt: skip
+    optuna = with_sweep(
+        master, "hydra_plugins.hydra_optuna_sweeper.optuna_sweeper.OptunaSweeper", ["activation=tanh,relu"]
+    )
     assert sweep_shape(optuna) == (None, [])
 
 

@@ -19,6 +19,7 @@ def test_checkpoints_hold_no_device_random_state(tmp_path):
     assert not {"cpu_rng", "cuda_rng"} & set(checkpoint)
     assert checkpoint["model"]["hidden.0.linear.weight"].shape == (1, 784, 32)  # one run, as a stack of one
 
+
 def test_a_checkpoint_whose_monitor_series_are_not_json_text_is_one_error(tmp_path):
     """The recorder's state is JSON text; anything else (a hand-edited or foreign file) is refused whole."""
     run(make_cfg(*TINY, "trainer.epochs=1"), tmp_path)
@@ -28,17 +29,25 @@ def test_a_checkpoint_whose_monitor_series_are_not_json_text_is_one_error(tmp_pa
     with pytest.raises(CheckpointError, match="holds no readable monitor series"):
         run(make_cfg(*TINY, "trainer.epochs=2", "trainer.resume=true"), tmp_path)
 
+
 def test_checkpoint_is_never_overwritten_by_a_fresh_run(tmp_path):
     first = run(make_cfg(*TINY), tmp_path)
     before = (tmp_path / "checkpoint.pt").read_bytes()
     assert run(make_cfg(*TINY), tmp_path) == first  # completed already: skipped (trainer.skip_completed)
     with pytest.raises(ConfigError, match="checkpoint.pt exists; set trainer.resume=true"):
         run(make_cfg(*TINY, "trainer.skip_completed=false"), tmp_path)
-    with pytest.raises(UserError, match=r"holds a completed run that was written by a different config \(differs "
-                                        r"in: model.depth\)"):  # fmt: skip
+    with pytest.raises(
+        UserError,
+        match=r"holds a completed run that was written by a different config \(differs "
+        r"in: model.depth\)",
+    ):
         run(make_cfg(*TINY, "model.depth=2", "trainer.resume=true"), tmp_path)
     assert (tmp_path / "checkpoint.pt").read_bytes() == before
 
+
+@pytest.mark.parametrize(
+    "changed", ["trainer.amp=bf16", "monitor.every_n_steps=3", "trainer.deterministic=true", "trainer.eval_every=2"]
+)
 def test_a_changed_setting_is_another_run(tmp_path, changed):
     """skip_completed and resume compare the run's identity: amp, monitor, determinism and evaluation
     settings change what a run computes, so a completed run with other ones is not this run."""
@@ -48,10 +57,12 @@ def test_a_changed_setting_is_another_run(tmp_path, changed):
         run(make_cfg(*TINY, changed, "trainer.resume=true"), tmp_path)
     assert (tmp_path / "summary.json").read_text() == before
 
+
 def test_placement_is_not_identity(tmp_path):
     first = run(make_cfg(*TINY), tmp_path)
     again = run(make_cfg(*TINY, "trainer.cpu_threads=2", "logger.tensorboard=false", "trainer.resume=true"), tmp_path)
     assert again == first  # the same run, skipped
+
 
 def test_a_truncated_checkpoint_is_a_checkpoint_error(tmp_path):
     run(make_cfg(*TINY), tmp_path)
@@ -60,10 +71,12 @@ def test_a_truncated_checkpoint_is_a_checkpoint_error(tmp_path):
     with pytest.raises(CheckpointError, match="truncated or corrupt"):
         run(make_cfg(*TINY, "trainer.epochs=2", "trainer.resume=true"), tmp_path)
 
+
 def test_a_run_folder_that_is_a_file(tmp_path):
     (tmp_path / "run").write_text("")
     with pytest.raises(UserError, match="the run folder .*run is a file"):
         run(make_cfg(*TINY), tmp_path / "run")
+
 
 @pytest.mark.skipif(os.geteuid() == 0, reason="root writes anywhere")
 def test_a_run_folder_that_is_not_writable(tmp_path):
@@ -71,6 +84,7 @@ def test_a_run_folder_that_is_not_writable(tmp_path):
     (tmp_path / "run").chmod(0o500)
     with pytest.raises(UserError, match="cannot write into the run folder"):
         run(make_cfg(*TINY), tmp_path / "run")
+
 
 def test_a_run_folder_that_is_not_writable_as_root_too(tmp_path, monkeypatch):
     """The check itself, with the write refused (root ignores file modes)."""

@@ -44,14 +44,17 @@ def test_the_lessons_property_table_takes_it():
     assert (found.lower, found.upper, found.saturating, found.zero_centred) == ("-2", "2", "no", True)
 
 
-@pytest.mark.parametrize(("target", "message"), [
-    ("tests.custom_activations.cumulative", "is not elementwise: changing one input changed other outputs"),
-    ("tests.custom_activations.row_sum", "is not elementwise: it maps shape (3, 5) to (3,)"),
-    ("tests.custom_activations.missing", "does not import"),
-    ("no_such_module.f", "does not import (No module named 'no_such_module')"),
-    ("tests.custom_activations.NOT_A_FUNCTION", "is not a function"),
-    ("softsign", "is not valid; give module.function"),
-])  # fmt: skip
+@pytest.mark.parametrize(
+    ("target", "message"),
+    [
+        ("tests.custom_activations.cumulative", "is not elementwise: changing one input changed other outputs"),
+        ("tests.custom_activations.row_sum", "is not elementwise: it maps shape (3, 5) to (3,)"),
+        ("tests.custom_activations.missing", "does not import"),
+        ("no_such_module.f", "does not import (No module named 'no_such_module')"),
+        ("tests.custom_activations.NOT_A_FUNCTION", "is not a function"),
+        ("softsign", "is not valid; give module.function"),
+    ],
+)
 def test_a_bad_target_is_one_clear_error(target, message):
     with pytest.raises(ConfigError, match=None) as error:
         validate(make_cfg("activation=custom", f"activation.target={target}"))
@@ -66,8 +69,15 @@ def test_custom_without_a_target_names_what_to_give():
 @pytest.mark.slow
 def test_the_command_line_finds_a_module_in_the_folder_it_runs_from(tmp_path):
     (tmp_path / "my_activations.py").write_text("import torch\n\ndef bent(z):\n    return z + 0.5 * torch.tanh(z)\n")
-    result = run_app(*TINY, "activation=custom", "activation.target=my_activations.bent", "trainer.epochs=1",
-                     f"hydra.run.dir={tmp_path / 'run'}", cwd=tmp_path, module="vgbench.app")  # fmt: skip
+    result = run_app(
+        *TINY,
+        "activation=custom",
+        "activation.target=my_activations.bent",
+        "trainer.epochs=1",
+        f"hydra.run.dir={tmp_path / 'run'}",
+        cwd=tmp_path,
+        module="vgbench.app",
+    )
     assert result.returncode == 0, result.stderr[-2000:]
     bad = run_app(*TINY, "activation=custom", "activation.target=my_activations.nope", cwd=tmp_path)
     assert bad.returncode == 2 and bad.stderr.startswith("error: activation.target='my_activations.nope' does not")
@@ -77,4 +87,5 @@ def test_it_is_not_in_the_registry_of_built_ins():
     from vgbench.activations import ACTIVATIONS
 
     assert "custom" not in ACTIVATIONS and isinstance(
-        activation_from_config(make_cfg(*TARGET).activation), CustomActivation)  # fmt: skip
+        activation_from_config(make_cfg(*TARGET).activation), CustomActivation
+    )

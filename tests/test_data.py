@@ -66,8 +66,13 @@ def test_the_held_out_split_follows_split_seed_not_the_run_seed():
 
 @pytest.mark.parametrize(("limit", "expected"), [(2048, 204), (60000, 5000), (100, 10)])
 def test_auto_validation_size_fits_small_subsets(limit, expected):
-    cfg = make_cfg("data=synthetic", "data.num_train=60000", "data.num_features=4", f"data.limit_train={limit}",
-                   "data.val_size=auto").data  # fmt: skip
+    cfg = make_cfg(
+        "data=synthetic",
+        "data.num_train=60000",
+        "data.num_features=4",
+        f"data.limit_train={limit}",
+        "data.val_size=auto",
+    ).data
     assert len(load_data(cfg, CPU).val) == expected
 
 
@@ -102,8 +107,11 @@ def test_training_leaves_the_shared_splits_as_prepared(tmp_path, monkeypatch):
     cfg = make_cfg(*TINY, "data.val_size=64", "trainer.epochs=1", "model.depth=3")
     monkeypatch.setattr(torch, "set_num_threads", lambda threads: None)  # keep this process's, the cache's key
     before = load_data(cfg.data, CPU)
-    copies = {name: (split.x.clone(), split.y.clone()) for name in ("train", "val", "test")
-              for split in [getattr(before, name)]}  # fmt: skip
+    copies = {
+        name: (split.x.clone(), split.y.clone())
+        for name in ("train", "val", "test")
+        for split in [getattr(before, name)]
+    }
     run(cfg, tmp_path / "run")
     after = load_data(cfg.data, CPU)
     assert after.train.x is before.train.x  # the run was served the same tensors, and wrote nothing into them

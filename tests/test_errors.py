@@ -20,19 +20,31 @@ def test_choice_names_the_value_and_every_choice():
     assert isinstance(error.value, UserError) and isinstance(error.value, ValueError)
 
 
-@pytest.mark.parametrize(("value", "minimum", "strict", "ok"), [
-    (1, 1, False, True), (0, 1, False, False), (1, 1, True, False), (1.5, 1, True, True)])  # fmt: skip
+@pytest.mark.parametrize(
+    ("value", "minimum", "strict", "ok"),
+    [(1, 1, False, True), (0, 1, False, False), (1, 1, True, False), (1.5, 1, True, True)],
+)
 def test_at_least_holds_its_bound(value, minimum, strict, ok):
     if ok:
         at_least("model.depth", value, minimum, strict)
         return
-    with pytest.raises(ConfigError, match=f"model.depth={value!r} is not valid; it must be {'>' if strict else '>='} 1"):
+    with pytest.raises(
+        ConfigError, match=f"model.depth={value!r} is not valid; it must be {'>' if strict else '>='} 1"
+    ):
         at_least("model.depth", value, minimum, strict)
 
 
-@pytest.mark.parametrize(("value", "interval", "ok"), [
-    (0.0, "[0, 1)", True), (0.999, "[0, 1)", True), (1.0, "[0, 1)", False), (-0.1, "[0, 1)", False),
-    (1.0, "(0, 1]", True), (0.0, "(0, 1]", False)])  # fmt: skip
+@pytest.mark.parametrize(
+    ("value", "interval", "ok"),
+    [
+        (0.0, "[0, 1)", True),
+        (0.999, "[0, 1)", True),
+        (1.0, "[0, 1)", False),
+        (-0.1, "[0, 1)", False),
+        (1.0, "(0, 1]", True),
+        (0.0, "(0, 1]", False),
+    ],
+)
 def test_fraction_holds_its_interval(value, interval, ok):
     if ok:
         fraction("model.dropout", value, interval)

@@ -7,18 +7,24 @@ from vgbench.flow import EXPLODING, HEALTHY, VANISHING, VANISHING_EVERYWHERE, cl
 
 
 def profile(grad_ratio, delta_ratio, grad_to_weight):
-    return {"first_to_last_grad_ratio": grad_ratio, "first_to_last_delta_ratio": delta_ratio,
-            "layers": {"grad_to_weight": grad_to_weight}}  # fmt: skip
+    return {
+        "first_to_last_grad_ratio": grad_ratio,
+        "first_to_last_delta_ratio": delta_ratio,
+        "layers": {"grad_to_weight": grad_to_weight},
+    }
 
 
-@pytest.mark.parametrize(("numbers", "kind"), [
-    ((0.95, 0.9, [1e-7, 2e-7]), VANISHING_EVERYWHERE),  # the ratio alone looks healthy
-    ((30.0, 1e5, [0.5, 1.0]), EXPLODING),
-    ((0.5, 1e5, [0.5, 1.0]), EXPLODING),  # the error grows toward the input even if one ratio does not
-    ((2e-6, 1e-5, [1e-6, 1e-2]), VANISHING),
-    ((0.8, 1.2, [1e-2, 3e-2]), HEALTHY),
-    ((0.1, 10.0, [1e-2]), HEALTHY),  # the bounds are healthy
-])  # fmt: skip
+@pytest.mark.parametrize(
+    ("numbers", "kind"),
+    [
+        ((0.95, 0.9, [1e-7, 2e-7]), VANISHING_EVERYWHERE),  # the ratio alone looks healthy
+        ((30.0, 1e5, [0.5, 1.0]), EXPLODING),
+        ((0.5, 1e5, [0.5, 1.0]), EXPLODING),  # the error grows toward the input even if one ratio does not
+        ((2e-6, 1e-5, [1e-6, 1e-2]), VANISHING),
+        ((0.8, 1.2, [1e-2, 3e-2]), HEALTHY),
+        ((0.1, 10.0, [1e-2]), HEALTHY),  # the bounds are healthy
+    ],
+)
 def test_classify(numbers, kind):
     assert classify(profile(*numbers))["kind"] == kind
 
@@ -42,21 +48,39 @@ def test_learning():
 
 
 @pytest.mark.mnist
-@pytest.mark.parametrize(("overrides", "kind"), [
-    (["activation=tanh", "model.width=500", "model.init=normal", "model.bias_init=zeros", "model.init_std=0.01"],
-     VANISHING_EVERYWHERE),
-    (["activation=tanh", "model.width=500", "model.init=normal", "model.bias_init=zeros", "model.init_std=1.0"],
-     EXPLODING),
-    (["activation=sigmoid", "model.init=xavier_uniform"], VANISHING),
-    (["activation=relu", "model.init=kaiming_normal"], HEALTHY),
-])  # fmt: skip
+@pytest.mark.parametrize(
+    ("overrides", "kind"),
+    [
+        (
+            ["activation=tanh", "model.width=500", "model.init=normal", "model.bias_init=zeros", "model.init_std=0.01"],
+            VANISHING_EVERYWHERE,
+        ),
+        (
+            ["activation=tanh", "model.width=500", "model.init=normal", "model.bias_init=zeros", "model.init_std=1.0"],
+            EXPLODING,
+        ),
+        (["activation=sigmoid", "model.init=xavier_uniform"], VANISHING),
+        (["activation=relu", "model.init=kaiming_normal"], HEALTHY),
+    ],
+)
 def test_the_four_cases_on_mnist(tmp_path, overrides, kind):
     """10 hidden layers on MNIST at step 0: the weight-scale pair of the issue, Xavier sigmoid, Kaiming ReLU."""
     from vgbench.train import run
 
-    summary = run(make_cfg(*overrides, "model.depth=10", "data.limit_train=256", "data.val_size=0",
-                           "data.limit_test=256", "trainer.epochs=1", "trainer.device=cpu",
-                           "logger.tensorboard=false", "trainer.checkpoint=false"), tmp_path)  # fmt: skip
+    summary = run(
+        make_cfg(
+            *overrides,
+            "model.depth=10",
+            "data.limit_train=256",
+            "data.val_size=0",
+            "data.limit_test=256",
+            "trainer.epochs=1",
+            "trainer.device=cpu",
+            "logger.tensorboard=false",
+            "trainer.checkpoint=false",
+        ),
+        tmp_path,
+    )
     flow = summary["flow"]
     assert flow["kind"] == kind, flow
     if kind == VANISHING_EVERYWHERE:  # both ends vanish together: the ratio alone reads healthy

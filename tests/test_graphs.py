@@ -18,20 +18,31 @@ CUDA = torch.device("cuda")
 
 # 2 epochs of 5 full batches and a smaller one (12 steps); the monitor measures steps 0, 4, 8 and each
 # epoch's last (5, 11) op by op; of the others, 2 warm up, then one graph is captured and replayed
-GRAPHED = ["data=synthetic", "data.num_train=384", "data.val_size=32", "data.num_test=128", "model.width=32",
-           "model.depth=3", "trainer.epochs=2", "monitor.every_n_steps=4",
-           "logger.tensorboard=false"]  # fmt: skip
+GRAPHED = [
+    "data=synthetic",
+    "data.num_train=384",
+    "data.val_size=32",
+    "data.num_test=128",
+    "model.width=32",
+    "model.depth=3",
+    "trainer.epochs=2",
+    "monitor.every_n_steps=4",
+    "logger.tensorboard=false",
+]
 
 
-@pytest.mark.parametrize(("overrides", "reason"), [
-    ([], None),
-    (["optimizer=momentum", "model.norm=batchnorm", "loss=mse"], None),
-    (["optimizer=rmsprop", "optimizer.momentum=0.5", "model.norm=layernorm", "model.residual=true"], None),
-    (["trainer.amp=bf16"], None),
-    (["trainer.amp=fp16"], "trainer.amp=fp16: the loss scaler reads its overflow flag on the host every step"),
-    (["optimizer=adam"], "optimizer=adam: its bias corrections come from the host's step count"),
-    (["model.dropout=0.1"], "model.dropout > 0: each run's masks come from its own generator"),
-])  # fmt: skip
+@pytest.mark.parametrize(
+    ("overrides", "reason"),
+    [
+        ([], None),
+        (["optimizer=momentum", "model.norm=batchnorm", "loss=mse"], None),
+        (["optimizer=rmsprop", "optimizer.momentum=0.5", "model.norm=layernorm", "model.residual=true"], None),
+        (["trainer.amp=bf16"], None),
+        (["trainer.amp=fp16"], "trainer.amp=fp16: the loss scaler reads its overflow flag on the host every step"),
+        (["optimizer=adam"], "optimizer=adam: its bias corrections come from the host's step count"),
+        (["model.dropout=0.1"], "model.dropout > 0: each run's masks come from its own generator"),
+    ],
+)
 def test_which_steps_a_cuda_graph_can_replay(overrides, reason):
     cfg = make_cfg(*TINY, *overrides)  # trainer.cuda_graphs=null: wherever it can
     assert why_not_graphed(cfg, CUDA) == reason
@@ -64,7 +75,7 @@ class ReplayOpByOp:
     """Stands in for vgbench.graphs.GraphedStep on the CPU: takes the step, and leaves the optimizer's
     step count to the trainer as a replay does. `fail_first`: the first call fails as a capture would."""
 
-    def __init__(self, stack, fail_first: bool = False) -> None:  # noqa: ANN001
+    def __init__(self, stack, fail_first: bool = False) -> None:
         self.stack, self.fail_first, self.steps, self.resets, self.replays = stack, fail_first, [], [], 0
 
     def __call__(self, indices: torch.Tensor) -> bool:
@@ -82,9 +93,10 @@ class ReplayOpByOp:
         self.resets.append(runs)
 
 
-def stack_of(folder, graphed: bool = False, fail_first: bool = False, lrs=(0.05, 0.1)):  # noqa: ANN001, ANN201
-    cfgs = [make_cfg(*GRAPHED, "trainer.device=cpu", f"trainer.seed={k}", f"optimizer.lr={lr}")
-            for k, lr in enumerate(lrs)]  # fmt: skip
+def stack_of(folder, graphed: bool = False, fail_first: bool = False, lrs=(0.05, 0.1)):
+    cfgs = [
+        make_cfg(*GRAPHED, "trainer.device=cpu", f"trainer.seed={k}", f"optimizer.lr={lr}") for k, lr in enumerate(lrs)
+    ]
     stack = setup([RunFolder(folder / str(k)) for k in range(len(cfgs))], cfgs, Placement(progress=False))
     if graphed:
         stack.graphed = ReplayOpByOp(stack, fail_first)
@@ -123,17 +135,24 @@ def test_a_run_leaving_the_stack_makes_the_graph_start_again(tmp_path):
 SHAPES = {
     "sgd": [],
     "momentum_batchnorm": ["optimizer=momentum", "model.norm=batchnorm"],
-    "rmsprop_layernorm_mse_bf16": ["optimizer=rmsprop", "optimizer.momentum=0.5", "model.norm=layernorm",
-                                   "model.residual=true", "loss=mse", "trainer.amp=bf16"],
-}  # fmt: skip
+    "rmsprop_layernorm_mse_bf16": [
+        "optimizer=rmsprop",
+        "optimizer.momentum=0.5",
+        "model.norm=layernorm",
+        "model.residual=true",
+        "loss=mse",
+        "trainer.amp=bf16",
+    ],
+}
 
 
-def on_cuda(shape: str, graphs: bool, *overrides: str):  # noqa: ANN201 - a DictConfig
-    return make_cfg(*GRAPHED, *SHAPES[shape], "trainer.device=cuda", f"trainer.cuda_graphs={str(graphs).lower()}",
-                    *overrides)  # fmt: skip
+def on_cuda(shape: str, graphs: bool, *overrides: str):  # a DictConfig
+    return make_cfg(
+        *GRAPHED, *SHAPES[shape], "trainer.device=cuda", f"trainer.cuda_graphs={str(graphs).lower()}", *overrides
+    )
 
 
-def trained(shape: str, folder, graphs: bool, lrs=(0.05, 0.1, 0.02)):  # noqa: ANN001, ANN201 - a path, a Stack
+def trained(shape: str, folder, graphs: bool, lrs=(0.05, 0.1, 0.02)):  # a path, a Stack
     cfgs = [on_cuda(shape, graphs, f"trainer.seed={k}", f"optimizer.lr={lr}") for k, lr in enumerate(lrs)]
     stack = setup([RunFolder(folder / str(k)) for k in range(len(cfgs))], cfgs, Placement(progress=False))
     fit(stack)
@@ -151,13 +170,15 @@ def test_a_replayed_step_is_the_step_launched_op_by_op(shape, tmp_path):
     assert graphed.graphed_steps == 5  # of the 7 full, unmeasured batches, 2 warmed up
     for k in range(3):
         a, b = (json.loads((tmp_path / side / str(k) / "summary.json").read_text()) for side in ("graphed", "plain"))
-        assert [h["train_loss"] for h in a["history"]] == pytest.approx([h["train_loss"] for h in b["history"]],
-                                                                        rel=1e-5)  # fmt: skip
+        assert [h["train_loss"] for h in a["history"]] == pytest.approx(
+            [h["train_loss"] for h in b["history"]], rel=1e-5
+        )
         assert a["final"]["test_acc"] == pytest.approx(b["final"]["test_acc"], abs=1e-3)
         rows_a, rows_b = (read_rows(tmp_path / side / str(k) / "steps.csv") for side in ("graphed", "plain"))
         assert [r["step"] for r in rows_a] == [r["step"] for r in rows_b] == ["0", "4", "5", "8", "11"]
         assert [float(r["train/batch_loss"]) for r in rows_a] == pytest.approx(
-            [float(r["train/batch_loss"]) for r in rows_b], rel=1e-5)  # fmt: skip
+            [float(r["train/batch_loss"]) for r in rows_b], rel=1e-5
+        )
     for p, q in zip(graphed.model.parameters(), plain.model.parameters(), strict=True):
         torch.testing.assert_close(p, q, rtol=1e-4, atol=1e-6)
 
@@ -165,7 +186,7 @@ def test_a_replayed_step_is_the_step_launched_op_by_op(shape, tmp_path):
 @pytest.mark.cuda
 @pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA GPU")
 def test_on_cuda_steps_are_graphed_by_default_where_they_can_be(tmp_path, caplog):
-    def stack(*overrides: str):  # noqa: ANN202 - a Stack
+    def stack(*overrides: str):  # a Stack
         cfg = make_cfg(*GRAPHED, "trainer.device=cuda", *overrides)
         return setup([RunFolder(tmp_path / "_".join(overrides))], [cfg], Placement(progress=False))
 
@@ -186,24 +207,29 @@ def test_a_graphed_stack_recaptures_when_a_run_diverges(tmp_path):
     assert graphed.graphed.captures == 2  # the stack of three in epoch 1, then of two in epoch 2
     for k in (0, 2):
         a, b = (json.loads((tmp_path / side / str(k) / "summary.json").read_text()) for side in ("graphed", "plain"))
-        assert [h["train_loss"] for h in a["history"]] == pytest.approx([h["train_loss"] for h in b["history"]],
-                                                                        rel=1e-5)  # fmt: skip
+        assert [h["train_loss"] for h in a["history"]] == pytest.approx(
+            [h["train_loss"] for h in b["history"]], rel=1e-5
+        )
 
 
 @pytest.mark.cuda
 @pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA GPU")
 def test_a_graphed_stack_resumes_as_it_would_have_gone_on(tmp_path):
-    straight = train_jobs([on_cuda("momentum_batchnorm", True, f"trainer.seed={k}") for k in range(2)],
-                          [tmp_path / "straight" / str(k) for k in range(2)])  # fmt: skip
+    straight = train_jobs(
+        [on_cuda("momentum_batchnorm", True, f"trainer.seed={k}") for k in range(2)],
+        [tmp_path / "straight" / str(k) for k in range(2)],
+    )
     folders = [tmp_path / "resumed" / str(k) for k in range(2)]
     train_jobs(
         [on_cuda("momentum_batchnorm", True, f"trainer.seed={k}", "trainer.epochs=1") for k in range(2)], folders
     )  # cut off after epoch 1
-    resumed = train_jobs([on_cuda("momentum_batchnorm", True, f"trainer.seed={k}", "trainer.resume=true")
-                          for k in range(2)], folders)  # fmt: skip
+    resumed = train_jobs(
+        [on_cuda("momentum_batchnorm", True, f"trainer.seed={k}", "trainer.resume=true") for k in range(2)], folders
+    )
     assert [r.status for r in straight] == [r.status for r in resumed] == ["completed"] * 2
     for k in range(2):
         a, b = (json.loads((tmp_path / side / str(k) / "summary.json").read_text()) for side in ("straight", "resumed"))
         assert a["steps"] == b["steps"] == 12
-        assert [h["train_loss"] for h in a["history"]] == pytest.approx([h["train_loss"] for h in b["history"]],
-                                                                        rel=1e-5)  # fmt: skip
+        assert [h["train_loss"] for h in a["history"]] == pytest.approx(
+            [h["train_loss"] for h in b["history"]], rel=1e-5
+        )

@@ -2,17 +2,24 @@
 
 import pytest
 
-
 from tests.conftest import TINY, make_cfg
 from vgbench.jobs import train_jobs
 
 
 def test_runs_of_other_shapes_or_epochs_make_other_stacks(tmp_path):
-    cfgs = [make_cfg(*TINY, "model.depth=2"), make_cfg(*TINY, "model.depth=3"), make_cfg(*TINY, "model.depth=2",
-            "trainer.seed=1"), make_cfg(*TINY, "model.depth=0")]  # fmt: skip
+    cfgs = [
+        make_cfg(*TINY, "model.depth=2"),
+        make_cfg(*TINY, "model.depth=3"),
+        make_cfg(*TINY, "model.depth=2", "trainer.seed=1"),
+        make_cfg(*TINY, "model.depth=0"),
+    ]
     results = train_jobs(cfgs, [tmp_path / f"run{k}" for k in range(4)])
-    assert [(r.status, r.stack_size) for r in results] == [("completed", 2), ("completed", 1), ("completed", 2),
-                                                           ("failed", 1)]  # fmt: skip
+    assert [(r.status, r.stack_size) for r in results] == [
+        ("completed", 2),
+        ("completed", 1),
+        ("completed", 2),
+        ("failed", 1),
+    ]
     assert results[3].error == "model.depth=0 is not valid; it must be >= 1"  # a bad run fails alone
 
 

@@ -7,15 +7,21 @@ from hydra_plugins.vgbench_launchers.compose import compose_configs, sibling_con
 from hydra_plugins.vgbench_launchers.stacked import record_yaml
 
 
-@pytest.mark.parametrize("other", [
-    ["trainer.seed=7", "optimizer.lr=0.3"],
-    ["trainer.seed=7", "optimizer.lr=1e-3"],
-    ["trainer.seed=0", "optimizer.lr=0.3", "model.init=orthogonal", "model.init_std=0.5"],
-])  # fmt: skip
+@pytest.mark.parametrize(
+    "other",
+    [
+        ["trainer.seed=7", "optimizer.lr=0.3"],
+        ["trainer.seed=7", "optimizer.lr=1e-3"],
+        ["trainer.seed=0", "optimizer.lr=0.3", "model.init=orthogonal", "model.init_std=0.5"],
+    ],
+)
 def test_a_sibling_config_is_what_hydra_composes(hydra_loader, other):
     loader, master = hydra_loader
-    first = ["trainer.seed=0", "optimizer.lr=0.1", *(["model.init=auto", "model.init_std=0.01"] if len(other) > 2
-                                                     else [])]  # fmt: skip
+    first = [
+        "trainer.seed=0",
+        "optimizer.lr=0.1",
+        *(["model.init=auto", "model.init_std=0.01"] if len(other) > 2 else []),
+    ]
     composed = loader.load_sweep_config(master, first)
     derived = sibling_config(composed, first, other)
     expected = loader.load_sweep_config(master, other)
@@ -24,12 +30,15 @@ def test_a_sibling_config_is_what_hydra_composes(hydra_loader, other):
     assert OmegaConf.to_yaml(derived) == OmegaConf.to_yaml(expected)
 
 
-@pytest.mark.parametrize(("first", "other"), [
-    (["model.depth=2"], ["model.depth=3"]),  # a shape
-    (["activation=relu"], ["activation=tanh"]),  # a config group
-    (["trainer.seed=0"], ["trainer.seed=0", "optimizer.lr=0.3"]),  # another set of keys
-    (["trainer.seed=0"], ["+trainer.seed=1"]),  # not a plain value change
-])  # fmt: skip
+@pytest.mark.parametrize(
+    ("first", "other"),
+    [
+        (["model.depth=2"], ["model.depth=3"]),  # a shape
+        (["activation=relu"], ["activation=tanh"]),  # a config group
+        (["trainer.seed=0"], ["trainer.seed=0", "optimizer.lr=0.3"]),  # another set of keys
+        (["trainer.seed=0"], ["+trainer.seed=1"]),  # not a plain value change
+    ],
+)
 def test_only_per_run_values_make_siblings(hydra_loader, first, other):
     loader, master = hydra_loader
     assert sibling_config(loader.load_sweep_config(master, first), first, other) is None
@@ -60,8 +69,12 @@ class CountingLoader:
 
 def test_a_batch_is_composed_once_per_family_of_siblings(hydra_loader):
     loader, master = hydra_loader
-    batch = [[f"activation={act}", f"trainer.seed={seed}", f"optimizer.lr={lr}"]
-             for act in ("tanh", "relu") for seed in (0, 1) for lr in (0.1, 0.3)]  # fmt: skip
+    batch = [
+        [f"activation={act}", f"trainer.seed={seed}", f"optimizer.lr={lr}"]
+        for act in ("tanh", "relu")
+        for seed in (0, 1)
+        for lr in (0.1, 0.3)
+    ]
     counting = CountingLoader(loader)
     configs = compose_configs(counting, master, batch)
     assert counting.calls == 2  # one per activation: the seeds and learning rates are siblings

@@ -15,8 +15,14 @@ from vgbench.placement import Placement
 from vgbench.train import evaluate, setup, train_epoch
 
 
-@pytest.mark.parametrize("overrides", [["model.width=[32,16,8]", "model.depth=3"], ["model.norm=batchnorm"],
-                                       ["model.norm=layernorm", "model.residual=true"]])  # fmt: skip
+@pytest.mark.parametrize(
+    "overrides",
+    [
+        ["model.width=[32,16,8]", "model.depth=3"],
+        ["model.norm=batchnorm"],
+        ["model.norm=layernorm", "model.residual=true"],
+    ],
+)
 def test_a_runs_parameters_are_counted_exactly(overrides):
     cfg = make_cfg("data=synthetic", *overrides)
     model = build_model([cfg, cfg], 784, 10)
@@ -27,31 +33,50 @@ def test_a_runs_parameters_are_counted_exactly(overrides):
 # optimizer's state and temporaries, the monitor's histograms
 SHAPES = {
     "activations": ["model.width=64", "model.depth=24", "data.batch_size=256"],
-    "activations_options": ["model.width=64", "model.depth=24", "data.batch_size=256", "model.norm=batchnorm",
-                            "model.dropout=0.2", "model.residual=true", "activation=gelu"],
+    "activations_options": [
+        "model.width=64",
+        "model.depth=24",
+        "data.batch_size=256",
+        "model.norm=batchnorm",
+        "model.dropout=0.2",
+        "model.residual=true",
+        "activation=gelu",
+    ],
     "adam": ["optimizer=adam", "optimizer.weight_decay=0.01"],
     "rmsprop_wide": ["model.width=2048", "model.depth=2", "optimizer=rmsprop", "optimizer.momentum=0.9"],
-}  # fmt: skip
+}
 
 
-def trained_stack(shape: str, folder, *overrides: str):  # noqa: ANN001, ANN201 - a path; a vgbench.train.Stack
+def trained_stack(shape: str, folder, *overrides: str):  # a path; a vgbench.train.Stack
     """Two runs of a shape, every step measured with histograms, after one epoch: the state exists."""
-    cfgs = [make_cfg("data=synthetic", "data.limit_train=256", "model.width=256", "model.depth=6",
-                     "logger.tensorboard=false", "monitor.every_n_steps=1", "monitor.histogram_every_n_steps=1",
-                     *SHAPES[shape], *overrides, f"trainer.seed={seed}") for seed in range(2)]  # fmt: skip
+    cfgs = [
+        make_cfg(
+            "data=synthetic",
+            "data.limit_train=256",
+            "model.width=256",
+            "model.depth=6",
+            "logger.tensorboard=false",
+            "monitor.every_n_steps=1",
+            "monitor.histogram_every_n_steps=1",
+            *SHAPES[shape],
+            *overrides,
+            f"trainer.seed={seed}",
+        )
+        for seed in range(2)
+    ]
     stack = setup([RunFolder(folder / str(seed)) for seed in range(2)], cfgs, Placement(progress=False))
     train_epoch(stack, 0)
     return stack
 
 
-def held_bytes(stack) -> int:  # noqa: ANN001
+def held_bytes(stack) -> int:
     """The parameters and the optimizer's state: what lives between steps."""
     held = sum(p.numel() for p in stack.model.parameters())
     held += sum(buffer.numel() for state in stack.optimizer.state.values() for buffer in state.values())
     return 4 * held
 
 
-def estimate_of(stack) -> int:  # noqa: ANN001
+def estimate_of(stack) -> int:
     return len(stack.runs) * run_bytes(stack.shape, stack.data.num_features, stack.data.num_classes)
 
 
@@ -88,9 +113,20 @@ def test_on_cuda_the_estimate_bounds_the_allocators_peak(shape, tmp_path):
 @pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA GPU")
 def test_on_cuda_a_graphed_stacks_estimate_bounds_the_allocators_peak(tmp_path):
     """A CUDA graph's pool keeps a step's activations and gradients beside the measured steps' own."""
-    cfgs = [make_cfg("data=synthetic", "data.limit_train=1024", "model.width=256", "model.depth=6",
-                     "logger.tensorboard=false", "trainer.device=cuda", "trainer.cuda_graphs=true",
-                     "monitor.every_n_steps=5", f"trainer.seed={seed}") for seed in range(2)]  # fmt: skip
+    cfgs = [
+        make_cfg(
+            "data=synthetic",
+            "data.limit_train=1024",
+            "model.width=256",
+            "model.depth=6",
+            "logger.tensorboard=false",
+            "trainer.device=cuda",
+            "trainer.cuda_graphs=true",
+            "monitor.every_n_steps=5",
+            f"trainer.seed={seed}",
+        )
+        for seed in range(2)
+    ]
     stack = setup([RunFolder(tmp_path / str(seed)) for seed in range(2)], cfgs, Placement(progress=False))
     evaluate(stack.model, stack.data.test, stack.shape.data.eval_batch_size, stack.loss_fn)  # cuBLAS's workspace
     torch.cuda.synchronize()

@@ -53,8 +53,9 @@ def test_sigma_w2_scales_the_mean_field_inits(init):
 
 def test_leaky_relu_kaiming_uses_its_slope():
     """With slope 0.5 Kaiming's gain^2 is 2 / (1 + 0.25) = 1.6, 20% below ReLU's 2: a 2% tolerance tells them apart."""
-    weight, _, _ = first_layer("model.init=kaiming_normal", "activation.params.negative_slope=0.5",
-                               activation="leaky_relu")  # fmt: skip
+    weight, _, _ = first_layer(
+        "model.init=kaiming_normal", "activation.params.negative_slope=0.5", activation="leaky_relu"
+    )
     assert weight.var().item() == pytest.approx(1.6 / FAN_IN, rel=0.02)
 
 
@@ -72,15 +73,19 @@ def test_normal_init_uses_its_std():
 
 def test_orthogonal_rows_are_orthonormal():
     weight, _, _ = first_layer("model.init=orthogonal")
-    torch.testing.assert_close(weight.double() @ weight.double().T, torch.eye(FAN_OUT, dtype=torch.float64),
-                               atol=1e-5, rtol=0)  # fmt: skip
+    torch.testing.assert_close(
+        weight.double() @ weight.double().T, torch.eye(FAN_OUT, dtype=torch.float64), atol=1e-5, rtol=0
+    )
 
 
-@pytest.mark.parametrize(("bias_init", "check"), [
-    ("zeros", lambda b: b.abs().max().item() == 0),
-    ("pytorch_default", lambda b: 0.9 / math.sqrt(FAN_IN) < b.abs().max().item() <= 1 / math.sqrt(FAN_IN)),
-    ("normal", lambda b: abs(b.std().item() - 0.01) < 0.002),
-])  # fmt: skip
+@pytest.mark.parametrize(
+    ("bias_init", "check"),
+    [
+        ("zeros", lambda b: b.abs().max().item() == 0),
+        ("pytorch_default", lambda b: 0.9 / math.sqrt(FAN_IN) < b.abs().max().item() <= 1 / math.sqrt(FAN_IN)),
+        ("normal", lambda b: abs(b.std().item() - 0.01) < 0.002),
+    ],
+)
 def test_bias_init(bias_init, check):
     assert check(first_layer(f"model.bias_init={bias_init}")[1])
 

@@ -17,9 +17,16 @@ from vgbench.precision import Stepped
 
 
 def float64_model(activation="tanh", depth=4, width=16, in_features=12, seeds=(0,), **model_overrides):
-    cfgs = [make_cfg(f"activation={activation}", f"model.depth={depth}", f"model.width={width}",
-                     *[f"model.{k}={v}" for k, v in model_overrides.items()], f"trainer.seed={seed}")
-            for seed in seeds]  # fmt: skip
+    cfgs = [
+        make_cfg(
+            f"activation={activation}",
+            f"model.depth={depth}",
+            f"model.width={width}",
+            *[f"model.{k}={v}" for k, v in model_overrides.items()],
+            f"trainer.seed={seed}",
+        )
+        for seed in seeds
+    ]
     return build_model(cfgs, in_features, 5).double()
 
 
@@ -75,10 +82,12 @@ def test_gradient_norms_equal_autograd(activation):
     assert measurement.layers["grad_norm/weight"] == pytest.approx(expected_w, rel=1e-9)
     assert measurement.layers["grad_norm/bias"] == pytest.approx(expected_b, rel=1e-9)
     assert measurement.layers["grad_to_weight"] == pytest.approx(
-        [g / w for g, w in zip(expected_w, weight_norms, strict=True)], rel=1e-9)  # fmt: skip
+        [g / w for g, w in zip(expected_w, weight_norms, strict=True)], rel=1e-9
+    )
     # plain SGD moves W by lr * grad, so the update ratio is lr * ||grad|| / ||W||
     assert measurement.layers["update_ratio"] == pytest.approx(
-        [0.1 * g / w for g, w in zip(expected_w, weight_norms, strict=True)], rel=1e-9)  # fmt: skip
+        [0.1 * g / w for g, w in zip(expected_w, weight_norms, strict=True)], rel=1e-9
+    )
     assert measurement.first_to_last_grad_ratio == pytest.approx(expected_w[0] / expected_w[-1], rel=1e-9)
     total = math.sqrt(sum(torch.linalg.norm(g).item() ** 2 for g in grads))
     assert measurement.total_grad_norm == pytest.approx(total, rel=1e-9)
@@ -124,17 +133,21 @@ def test_each_run_of_a_stack_is_measured_as_if_alone():
     assert together[0].layers["grad_norm/weight"] != pytest.approx(together[1].layers["grad_norm/weight"])
 
 
-@pytest.mark.parametrize(("overrides", "expected_hidden"), [
-    ({"norm": "batchnorm"}, 3), ({"residual": True}, 3), ({"dropout": 0.3}, 3)])  # fmt: skip
-def test_norms_residual_and_dropout_are_measured(overrides, expected_hidden):
-    model = float64_model("relu", depth=3, **overrides)
+@pytest.mark.parametrize(
+    ("overrides", "depth"), [({"norm": "batchnorm"}, 2), ({"residual": True}, 4), ({"dropout": 0.3}, 3)]
+)
+def test_norms_residual_and_dropout_are_measured(overrides, depth):
+    """One value per layer (depth + 1 with the output layer) and per hidden layer: the norm, the skip and
+    the dropout add modules, never layers."""
+    model = float64_model("relu", depth=depth, **overrides)
     model.seed_dropout([0], 0, torch.device("cpu"))
     x, y = batch()
     [measurement], trace = measured_step(model, x, y)
-    assert len(measurement.layers["activation/std"]) == expected_hidden
+    assert len(measurement.layers["activation/std"]) == depth
+    assert len(measurement.layers["delta_norm"]) == len(measurement.layers["grad_norm/weight"]) == depth + 1
     assert all(math.isfinite(v) and v > 0 for v in measurement.layers["delta_norm"])
     if "norm" in overrides:  # u is the normalised pre-activation: std 1 over the batch, per unit
-        assert measurement.layers["preactivation/std"] == pytest.approx([1.0] * 3, abs=0.02)
+        assert measurement.layers["preactivation/std"] == pytest.approx([1.0] * depth, abs=0.02)
     # u is what the activation saw; a its output before dropout
     torch.testing.assert_close(trace.a[0], torch.relu(trace.u[0]))
 
@@ -186,8 +199,9 @@ def test_fp16_loss_scale_of_two_to_the_sixteen_gives_finite_unscaled_deltas():
     multiplies in float32 and divides by the scale, so delta_norm equals the unscaled float32 one."""
     x, y = batch(n=64)
     [reference], _ = measured_step(float64_model("relu", depth=3).float(), x.float(), y)
-    [scaled], trace = measured_step(float64_model("relu", depth=3).float(), x.float(), y, autocast=torch.float16,
-                                    loss_scale=2.0**16)  # fmt: skip
+    [scaled], trace = measured_step(
+        float64_model("relu", depth=3).float(), x.float(), y, autocast=torch.float16, loss_scale=2.0**16
+    )
     assert trace.z[-1].grad.dtype == torch.float16
     assert (trace.z[-1].grad.float() * 64).abs().max() > 65504  # fp16 would overflow here
     assert all(math.isfinite(v) for v in scaled.layers["delta_norm"])
@@ -213,8 +227,9 @@ def test_histograms_hold_the_gradients_and_activations_of_each_run():
         for layer, a in enumerate(trace.a):
             torch.testing.assert_close(measurement.histograms["activation"][layer], a[run].flatten().detach())
     assert all(t.device.type == "cpu" for t in measurements[0].histograms["activation"])
-    expected_loss = F.cross_entropy(plain_forward(plain_layers(float64_model(depth=3, width=8, seeds=(1,))),
-                                                  model.activation, x[1]), y[1]).item()  # fmt: skip
+    expected_loss = F.cross_entropy(
+        plain_forward(plain_layers(float64_model(depth=3, width=8, seeds=(1,))), model.activation, x[1]), y[1]
+    ).item()
     assert measurements[1].extra["train/batch_loss"] == pytest.approx(expected_loss, rel=1e-12)
 
 
@@ -256,8 +271,15 @@ def test_vanishing_on_mnist_at_step_zero(tmp_path):
     """Seeded: with init=auto, 10 sigmoid layers pass back < 1e-3 of the gradient; 10 ReLU layers > 0.1."""
     from vgbench.train import run
 
-    common = ["model.depth=10", "data.limit_train=640", "data.val_size=0", "trainer.epochs=1", "trainer.device=cpu",
-              "logger.tensorboard=false", "trainer.checkpoint=false"]  # fmt: skip
+    common = [
+        "model.depth=10",
+        "data.limit_train=640",
+        "data.val_size=0",
+        "trainer.epochs=1",
+        "trainer.device=cpu",
+        "logger.tensorboard=false",
+        "trainer.checkpoint=false",
+    ]
     sigmoid = run(make_cfg("activation=sigmoid", *common), tmp_path / "sigmoid")
     relu = run(make_cfg("activation=relu", *common), tmp_path / "relu")
     assert sigmoid["first_to_last_grad_ratio"]["step0"] < 1e-3

@@ -21,12 +21,14 @@ def reference_and_ours(name, overrides, seed=0):
 
 def torch_optimizer(cfg, params):
     if cfg.name in ("sgd", "momentum"):
-        return torch.optim.SGD(params, lr=cfg.lr, momentum=cfg.momentum, nesterov=cfg.nesterov,
-                               weight_decay=cfg.weight_decay)  # fmt: skip
+        return torch.optim.SGD(
+            params, lr=cfg.lr, momentum=cfg.momentum, nesterov=cfg.nesterov, weight_decay=cfg.weight_decay
+        )
     if cfg.name == "adam":
         return torch.optim.Adam(params, lr=cfg.lr, betas=tuple(cfg.betas), eps=cfg.eps, weight_decay=cfg.weight_decay)
-    return torch.optim.RMSprop(params, lr=cfg.lr, alpha=cfg.alpha, eps=cfg.eps, momentum=cfg.momentum,
-                               weight_decay=cfg.weight_decay)  # fmt: skip
+    return torch.optim.RMSprop(
+        params, lr=cfg.lr, alpha=cfg.alpha, eps=cfg.eps, momentum=cfg.momentum, weight_decay=cfg.weight_decay
+    )
 
 
 def loss_of(params, step):
@@ -86,12 +88,29 @@ def test_floats_per_parameter_bounds_what_a_step_holds(name, overrides):
 def test_each_run_of_a_stack_keeps_its_own_hyperparameters(name, keep_updates):
     """Three runs with different lr, momentum/betas/alpha and weight decay, stacked: each equals the same
     run stepped alone."""
-    settings = [["optimizer.lr=0.01", "optimizer.weight_decay=0.0", "optimizer.momentum=0.5",
-                 "optimizer.betas=[0.9,0.999]", "optimizer.alpha=0.9"],
-                ["optimizer.lr=0.05", "optimizer.weight_decay=0.1", "optimizer.momentum=0.0",
-                 "optimizer.betas=[0.5,0.9]", "optimizer.alpha=0.99"],
-                ["optimizer.lr=0.002", "optimizer.weight_decay=0.01", "optimizer.momentum=0.9",
-                 "optimizer.betas=[0.95,0.95]", "optimizer.alpha=0.5"]]  # fmt: skip
+    settings = [
+        [
+            "optimizer.lr=0.01",
+            "optimizer.weight_decay=0.0",
+            "optimizer.momentum=0.5",
+            "optimizer.betas=[0.9,0.999]",
+            "optimizer.alpha=0.9",
+        ],
+        [
+            "optimizer.lr=0.05",
+            "optimizer.weight_decay=0.1",
+            "optimizer.momentum=0.0",
+            "optimizer.betas=[0.5,0.9]",
+            "optimizer.alpha=0.99",
+        ],
+        [
+            "optimizer.lr=0.002",
+            "optimizer.weight_decay=0.01",
+            "optimizer.momentum=0.9",
+            "optimizer.betas=[0.95,0.95]",
+            "optimizer.alpha=0.5",
+        ],
+    ]
     if name != "rmsprop":  # Adam ignores momentum; SGD's nesterov is a stack key
         settings = [[o for o in s if "alpha" not in o] for s in settings]
     cfgs = [make_cfg(f"optimizer={name}", *s).optimizer for s in settings]
@@ -116,8 +135,10 @@ def test_each_run_of_a_stack_keeps_its_own_hyperparameters(name, keep_updates):
 def test_a_run_that_leaves_takes_its_state_and_hyperparameters_along():
     """Three runs with their own momentum and lr; run 1 leaves after two steps. The other two go on exactly
     as they would have."""
-    cfgs = [make_cfg("optimizer=momentum", f"optimizer.lr={lr}", f"optimizer.momentum={m}").optimizer
-            for lr, m in ((0.1, 0.9), (0.2, 0.5), (0.05, 0.0))]  # fmt: skip
+    cfgs = [
+        make_cfg("optimizer=momentum", f"optimizer.lr={lr}", f"optimizer.momentum={m}").optimizer
+        for lr, m in ((0.1, 0.9), (0.2, 0.5), (0.05, 0.0))
+    ]
     start = torch.randn(3, 4, dtype=torch.float64, generator=torch.Generator().manual_seed(0))
     stacked, reference = torch.nn.Parameter(start.clone()), torch.nn.Parameter(start.clone())
     optimizer, whole = build_optimizer(cfgs, [stacked]), build_optimizer(cfgs, [reference])
@@ -147,11 +168,14 @@ def test_run_state_round_trip():
     torch.testing.assert_close(fresh.state[fresh.params[0]]["exp_avg_sq"], optimizer.state[p]["exp_avg_sq"][2:])
 
 
-@pytest.mark.parametrize(("override", "message"), [
-    ("optimizer.momentum=1.0", "optimizer.momentum=1.0 is not valid; it must be in [0, 1)"),
-    ("optimizer.betas=[0.9]", "optimizer.betas=[0.9] is not valid; give two values"),
-    ("optimizer.eps=0", "optimizer.eps=0.0 is not valid; it must be > 0.0"),
-])  # fmt: skip
+@pytest.mark.parametrize(
+    ("override", "message"),
+    [
+        ("optimizer.momentum=1.0", "optimizer.momentum=1.0 is not valid; it must be in [0, 1)"),
+        ("optimizer.betas=[0.9]", "optimizer.betas=[0.9] is not valid; give two values"),
+        ("optimizer.eps=0", "optimizer.eps=0.0 is not valid; it must be > 0.0"),
+    ],
+)
 def test_bad_hyperparameters_are_one_line(override, message):
     cfg = make_cfg("optimizer=rmsprop" if "momentum" in override else "optimizer=adam", override).optimizer
     with pytest.raises(ConfigError) as error:

@@ -1,6 +1,5 @@
 """Who places a job, and where (vgbench.placement): cores, GPUs and memory, torch-free."""
 
-
 import vgbench.placement
 from vgbench.placement import (
     available_memory,

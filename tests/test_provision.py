@@ -117,8 +117,11 @@ def fake_hub_wheel(path, arrays):
         return images.reshape(len(images), -1).astype(np.float32) / 256, labels.astype(np.int64)
 
     train_x, train_y = arrays["train-images-idx3-ubyte"], arrays["train-labels-idx1-ubyte"]
-    payload = (pair(train_x[:15], train_y[:15]), pair(train_x[15:], train_y[15:]),
-               pair(arrays["t10k-images-idx3-ubyte"], arrays["t10k-labels-idx1-ubyte"]))  # fmt: skip
+    payload = (
+        pair(train_x[:15], train_y[:15]),
+        pair(train_x[15:], train_y[15:]),
+        pair(arrays["t10k-images-idx3-ubyte"], arrays["t10k-labels-idx1-ubyte"]),
+    )
     with zipfile.ZipFile(path, "w") as archive:
         archive.writestr("mnist/data/mnist.pkl.gz", gzip.compress(pickle.dumps(payload, protocol=4)))
     return hashlib.sha256(path.read_bytes()).hexdigest()

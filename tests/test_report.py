@@ -16,16 +16,33 @@ from vgbench.report.load import log_mean_spread, missing_runs, read_sweep
 from vgbench.train import run
 
 
-def write_run(folder, overrides, *, ratio=1.0, delta=1.0, accuracy=0.9, status="completed", losses=(2.3, 0.5),
-              seed=0, grad_to_weight=1e-2, monitored=True, error=None):  # fmt: skip
+def write_run(
+    folder,
+    overrides,
+    *,
+    ratio=1.0,
+    delta=1.0,
+    accuracy=0.9,
+    status="completed",
+    losses=(2.3, 0.5),
+    seed=0,
+    grad_to_weight=1e-2,
+    monitored=True,
+    error=None,
+):
     """A run folder as a sweep leaves it: .hydra/overrides.yaml, summary.json, steps.csv."""
     name = ",".join(overrides) or "run"
     run_dir = folder / name
     (run_dir / ".hydra").mkdir(parents=True)
     (run_dir / ".hydra" / "overrides.yaml").write_text(yaml.safe_dump(list(overrides)))
-    config = {"activation": {"name": "relu", "params": {}}, "model": {"depth": 3, "width": 32, "init": "auto"},
-              "optimizer": {"name": "sgd", "lr": 0.1}, "trainer": {"seed": seed, "epochs": 1},
-              "data": {"name": "synthetic", "num_classes": 10}, "loss": "cross_entropy"}  # fmt: skip
+    config = {
+        "activation": {"name": "relu", "params": {}},
+        "model": {"depth": 3, "width": 32, "init": "auto"},
+        "optimizer": {"name": "sgd", "lr": 0.1},
+        "trainer": {"seed": seed, "epochs": 1},
+        "data": {"name": "synthetic", "num_classes": 10},
+        "loss": "cross_entropy",
+    }
     for override in overrides:
         key, value = override.split("=")
         node = config
@@ -38,16 +55,24 @@ def write_run(folder, overrides, *, ratio=1.0, delta=1.0, accuracy=0.9, status="
             node[last] = yaml.safe_load(value)
     summary = {"status": status, "config": config, "epochs_done": 1}
     if status != "failed":
-        summary |= {"final": {"test_acc": accuracy, "train_loss": losses[-1] if status == "completed" else None},
-                    "first_to_last_grad_ratio": {"step0": ratio if monitored else None},
-                    "first_to_last_delta_ratio": {"step0": delta if monitored else None}}  # fmt: skip
+        summary |= {
+            "final": {"test_acc": accuracy, "train_loss": losses[-1] if status == "completed" else None},
+            "first_to_last_grad_ratio": {"step0": ratio if monitored else None},
+            "first_to_last_delta_ratio": {"step0": delta if monitored else None},
+        }
         if monitored:
-            summary["profile"] = {"step0": {"step": 0, "first_to_last_grad_ratio": ratio,
-                                            "first_to_last_delta_ratio": delta, "total_grad_norm": 1.0,
-                                            "layers": {"grad_norm/weight": [ratio, 1.0],
-                                                       "grad_to_weight": [grad_to_weight] * 2}}}  # fmt: skip
-            (run_dir / "steps.csv").write_text("step,epoch,train/batch_loss\n"
-                                               + "".join(f"{i},1,{v}\n" for i, v in enumerate(losses)))  # fmt: skip
+            summary["profile"] = {
+                "step0": {
+                    "step": 0,
+                    "first_to_last_grad_ratio": ratio,
+                    "first_to_last_delta_ratio": delta,
+                    "total_grad_norm": 1.0,
+                    "layers": {"grad_norm/weight": [ratio, 1.0], "grad_to_weight": [grad_to_weight] * 2},
+                }
+            }
+            (run_dir / "steps.csv").write_text(
+                "step,epoch,train/batch_loss\n" + "".join(f"{i},1,{v}\n" for i, v in enumerate(losses))
+            )
     if error:
         summary["error"] = error
     (run_dir / "summary.json").write_text(json.dumps(summary))
@@ -57,8 +82,9 @@ def write_run(folder, overrides, *, ratio=1.0, delta=1.0, accuracy=0.9, status="
 def test_a_learning_rate_sweep_gives_one_group_per_rate(tmp_path):
     rates = {"0.0001": (2.3, 2.2), "0.01": (2.3, 0.4), "0.1": (2.3, 0.1), "10.0": (2.3,)}
     for rate, losses in rates.items():
-        write_run(tmp_path, [f"optimizer.lr={rate}"], losses=losses,
-                  status="diverged" if rate == "10.0" else "completed")  # fmt: skip
+        write_run(
+            tmp_path, [f"optimizer.lr={rate}"], losses=losses, status="diverged" if rate == "10.0" else "completed"
+        )
     sweep = read_sweep(tmp_path)
     assert sweep.swept == ["optimizer.lr"] and sweep.x_key == "optimizer.lr" and not sweep.seeds
     assert [g.settings["optimizer.lr"] for g in sweep.groups] == [0.0001, 0.01, 0.1, 10.0]  # not averaged as seeds
@@ -68,18 +94,30 @@ def test_a_learning_rate_sweep_gives_one_group_per_rate(tmp_path):
     axes = report.figures["final_loss.png"][1].axes[0]
     assert axes.get_xlabel() == "optimizer.lr" and axes.get_xscale() == "log"
     assert report.figures["learning_curves.png"][1].axes[0].get_legend_handles_labels()[1] == [
-        "lr=0.0001", "lr=0.01", "lr=0.1", "lr=10.0"]  # fmt: skip
+        "lr=0.0001",
+        "lr=0.01",
+        "lr=0.1",
+        "lr=10.0",
+    ]
 
 
 def test_a_weight_scale_sweep_averages_only_its_seeds(tmp_path):
     for scale, ratio in (("0.01", 0.95), ("1.0", 1e5)):
         for seed, factor in ((0, 0.5), (1, 1.0), (2, 2.0)):
-            write_run(tmp_path, [f"model.init_std={scale}", f"trainer.seed={seed}"], ratio=ratio * factor,
-                      delta=ratio * factor, seed=seed, grad_to_weight=1e-7 if scale == "0.01" else 1.0)  # fmt: skip
+            write_run(
+                tmp_path,
+                [f"model.init_std={scale}", f"trainer.seed={seed}"],
+                ratio=ratio * factor,
+                delta=ratio * factor,
+                seed=seed,
+                grad_to_weight=1e-7 if scale == "0.01" else 1.0,
+            )
     sweep = read_sweep(tmp_path)
     assert sweep.seeds == [0, 1, 2] and sweep.x_key == "model.init_std"
-    assert [(g.settings, len(g.runs)) for g in sweep.groups] == [({"model.init_std": 0.01}, 3),
-                                                                  ({"model.init_std": 1.0}, 3)]  # fmt: skip
+    assert [(g.settings, len(g.runs)) for g in sweep.groups] == [
+        ({"model.init_std": 0.01}, 3),
+        ({"model.init_std": 1.0}, 3),
+    ]
     text = "\n".join(write_report(tmp_path).findings)
     # the geometric mean of 0.5 x, x and 2 x is x; the sentences say which way each ratio goes
     assert "init_std 0.01: 0.95 (about the same), runs 4.7e-01 to 1.9e+00" in text
@@ -92,27 +130,46 @@ def test_activation_by_depth_by_seeds_keeps_todays_figures(tmp_path):
     for activation, base in (("sigmoid", 0.25), ("relu", 1.0)):
         for depth in (2, 5, 10):
             for seed in (0, 1):
-                write_run(tmp_path, [f"activation={activation}", f"model.depth={depth}", f"trainer.seed={seed}"],
-                          ratio=base**depth if activation == "sigmoid" else 0.9, seed=seed,
-                          accuracy=0.1 if activation == "sigmoid" and depth > 2 else 0.95)  # fmt: skip
-    (tmp_path / "multirun.yaml").write_text(yaml.safe_dump({"hydra": {"overrides": {"task": [
-        "activation=sigmoid,relu", "model.depth=2,5,10", "trainer.seed=0,1"]}}}))  # the sweep's order  # fmt: skip
+                write_run(
+                    tmp_path,
+                    [f"activation={activation}", f"model.depth={depth}", f"trainer.seed={seed}"],
+                    ratio=base**depth if activation == "sigmoid" else 0.9,
+                    seed=seed,
+                    accuracy=0.1 if activation == "sigmoid" and depth > 2 else 0.95,
+                )
+    (tmp_path / "multirun.yaml").write_text(
+        yaml.safe_dump(
+            {"hydra": {"overrides": {"task": ["activation=sigmoid,relu", "model.depth=2,5,10", "trainer.seed=0,1"]}}}
+        )
+    )  # the sweep's order
     report = write_report(tmp_path)
     sweep = report.sweep
     assert sweep.x_key == "model.depth" and sweep.line_keys == ["activation"] and len(sweep.groups) == 6
     headline = report.figures["headline.png"][1].axes[0]
     assert headline.get_xlabel() == "model.depth" and headline.get_yscale() == "log"
     assert headline.get_legend_handles_labels()[1] == ["sigmoid", "relu"]
-    assert [line.get_ydata().tolist() for line in headline.get_lines()[:1]] == [pytest.approx(
-        [0.25**2, 0.25**5, 0.25**10])]  # fmt: skip
+    assert [line.get_ydata().tolist() for line in headline.get_lines()[:1]] == [
+        pytest.approx([0.25**2, 0.25**5, 0.25**10])
+    ]
     assert [a.get_title() for a in report.figures["profiles.png"][1].axes] == ["sigmoid: step 0", "relu: step 0"]
     text = "\n".join(report.findings)
-    assert "**sigmoid**: the first layer's weight gradient at step 0, against the output layer's: depth 2: 6.2e-02" \
-        in text  # fmt: skip
+    assert (
+        "**sigmoid**: the first layer's weight gradient at step 0, against the output layer's: depth 2: 6.2e-02" in text
+    )
     assert "Flow: vanishing toward the input at depth 2, depth 5, depth 10." in text  # 0.25^2 < 0.1 already
     assert "Near chance (0.10) after training: activation=sigmoid, depth=5 (0.100 ± 0.000)" in text
-    for name in ("report.md", "report.html", "results.csv", "headline.png", "accuracy.png", "profiles.png",
-                 "heatmap.png", "saturation.png", "learning_curves.png", "final_loss.png"):  # fmt: skip
+    for name in (
+        "report.md",
+        "report.html",
+        "results.csv",
+        "headline.png",
+        "accuracy.png",
+        "profiles.png",
+        "heatmap.png",
+        "saturation.png",
+        "learning_curves.png",
+        "final_loss.png",
+    ):
         assert (tmp_path / name).stat().st_size > 0
 
 
@@ -120,14 +177,29 @@ def test_without_a_numeric_key_the_key_with_most_values_is_the_axis(tmp_path):
     for activation in ("sigmoid", "tanh", "relu"):
         for init in ("pytorch_default", "xavier_uniform", "kaiming_normal", "uniform_standard"):
             write_run(tmp_path, [f"activation={activation}", f"model.init={init}"])
-    (tmp_path / "multirun.yaml").write_text(yaml.safe_dump({"hydra": {"sweeper": {"params": {
-        "activation": "sigmoid,tanh,relu", "model.init": "pytorch_default,xavier_uniform,kaiming_normal,"
-                                                         "uniform_standard"}}}}))  # fmt: skip
+    (tmp_path / "multirun.yaml").write_text(
+        yaml.safe_dump(
+            {
+                "hydra": {
+                    "sweeper": {
+                        "params": {
+                            "activation": "sigmoid,tanh,relu",
+                            "model.init": "pytorch_default,xavier_uniform,kaiming_normal,uniform_standard",
+                        }
+                    }
+                }
+            }
+        )
+    )
     sweep = read_sweep(tmp_path)
     assert sweep.x_key == "model.init" and sweep.line_keys == ["activation"]
     axes = write_report(tmp_path).figures["accuracy.png"][1].axes[0]
-    assert [t.get_text() for t in axes.get_xticklabels()] == ["pytorch_default", "xavier_uniform", "kaiming_normal",
-                                                               "uniform_standard"]  # fmt: skip
+    assert [t.get_text() for t in axes.get_xticklabels()] == [
+        "pytorch_default",
+        "xavier_uniform",
+        "kaiming_normal",
+        "uniform_standard",
+    ]
 
 
 def test_seeds_are_averaged_geometrically_for_ratios():
@@ -137,8 +209,7 @@ def test_seeds_are_averaged_geometrically_for_ratios():
 def test_failed_and_missing_runs_are_named(tmp_path):
     write_run(tmp_path, ["model.depth=2"])
     write_run(tmp_path, ["model.depth=0"], status="failed", error="model.depth=0 is not valid; it must be >= 1")
-    (tmp_path / "multirun.yaml").write_text(yaml.safe_dump({"hydra": {"overrides": {
-        "task": ["model.depth=2,0,1e1"]}}}))  # fmt: skip
+    (tmp_path / "multirun.yaml").write_text(yaml.safe_dump({"hydra": {"overrides": {"task": ["model.depth=2,0,1e1"]}}}))
     text = "\n".join(write_report(tmp_path).findings)
     assert "Failed: depth=0 (model.depth=0 is not valid; it must be >= 1)." in text
     assert "Missing (1 of the sweep's runs have no summary yet): model.depth=1e1." in text
@@ -156,8 +227,7 @@ def test_runs_without_the_monitor_are_reported_not_crashed_on(tmp_path):
         (tmp_path / f"model.depth={depth}" / ".hydra").mkdir()
         (tmp_path / f"model.depth={depth}" / ".hydra" / "overrides.yaml").write_text(f"- model.depth={depth}\n")
     report = write_report(tmp_path)
-    assert "No monitor measurements (monitor.enabled=false) in 2 run(s): depth=2, depth=3" in "\n".join(
-        report.findings)  # fmt: skip
+    assert "No monitor measurements (monitor.enabled=false) in 2 run(s): depth=2, depth=3" in "\n".join(report.findings)
     notes = [t.get_text() for t in report.figures["headline.png"][1].axes[0].texts]
     assert notes == ["not recorded (monitor.enabled=false)"]
     assert all(path.stat().st_size > 0 for path in report.files.values())
@@ -191,8 +261,9 @@ def test_report_on_an_empty_folder_is_a_clear_error(tmp_path, capsys):
     with pytest.raises(SystemExit) as stop:
         main([str(tmp_path)])
     assert stop.value.code == 2
-    assert capsys.readouterr().err == (f"error: no summary.json under {tmp_path}: is it a run or sweep folder of "
-                                       "vgbench?\n")  # fmt: skip
+    assert capsys.readouterr().err == (
+        f"error: no summary.json under {tmp_path}: is it a run or sweep folder of vgbench?\n"
+    )
     with pytest.raises(SystemExit) as stop:
         main([str(tmp_path / "nope")])
     assert (stop.value.code, capsys.readouterr().err) == (2, f"error: {tmp_path / 'nope'} is not a folder\n")
@@ -207,10 +278,14 @@ def test_ratio_sentences_are_right_for_each_sign():
     assert math.isnan(float("nan"))
 
 
-PRESET_AXES = {"vanishing": ("model.depth", ["activation"]), "init_study": ("model.init", ["activation"]),
-               "lr_study": ("optimizer.lr", []), "mnist_default": (None, []),
-               "criticality": ("model.sigma_w2", ["model.depth"]),
-               "isometry": ("model.depth", ["activation", "model.init"])}  # fmt: skip
+PRESET_AXES = {
+    "vanishing": ("model.depth", ["activation"]),
+    "init_study": ("model.init", ["activation"]),
+    "lr_study": ("optimizer.lr", []),
+    "mnist_default": (None, []),
+    "criticality": ("model.sigma_w2", ["model.depth"]),
+    "isometry": ("model.depth", ["activation", "model.init"]),
+}
 PRESET_FIGURES = {"criticality": "criticality.png", "isometry": "spectra.png"}  # what only they draw
 
 
@@ -219,8 +294,16 @@ PRESET_FIGURES = {"criticality": "criticality.png", "isometry": "spectra.png"}  
 def test_every_preset_writes_a_report_with_the_axes_it_varies(tmp_path, preset):
     """Each preset through the real command line on a tiny budget; a sweep's report comes from its callback."""
     assert preset in PRESET_AXES, f"add {preset}'s axes to PRESET_AXES"
-    tiny = ["data=synthetic", "data.num_train=128", "data.num_test=64", "model.width=16", "trainer.epochs=1",
-            "trainer.device=cpu", "monitor.every_n_steps=1", "data.limit_train=null"]  # fmt: skip
+    tiny = [
+        "data=synthetic",
+        "data.num_train=128",
+        "data.num_test=64",
+        "model.width=16",
+        "trainer.epochs=1",
+        "trainer.device=cpu",
+        "monitor.every_n_steps=1",
+        "data.limit_train=null",
+    ]
     folder = tmp_path / preset
     result = run_app(f"experiment={preset}", *tiny, f"hydra.sweep.dir={folder}", f"hydra.run.dir={folder}")
     assert result.returncode == 0, result.stderr[-3000:]

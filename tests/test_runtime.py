@@ -20,7 +20,13 @@ def test_only_local_launchers_map_jobs_to_gpus(monkeypatch):
     ray = {"_target_": "hydra_plugins.hydra_ray_launcher.ray_launcher.RayLauncher"}
     fake_gpus(monkeypatch, 4)
     assert [str(resolve_device("auto", gpu_slot(local, job))) for job in range(6)] == [
-        "cuda:0", "cuda:1", "cuda:2", "cuda:3", "cuda:0", "cuda:1"]  # fmt: skip
+        "cuda:0",
+        "cuda:1",
+        "cuda:2",
+        "cuda:3",
+        "cuda:0",
+        "cuda:1",
+    ]
     assert str(resolve_device("cuda", gpu_slot(local, 5))) == "cuda:1"
     for engine in (slurm, ray):  # the engine's allocation (CUDA_VISIBLE_DEVICES) decides: its first GPU
         assert gpu_slot(engine, 5) is None

@@ -13,11 +13,17 @@ from tests.conftest import REPO
 
 @pytest.mark.skipif(torch.cuda.is_available(), reason="this machine has CUDA: the check would run")
 def test_gpu_check_fails_in_one_line_without_cuda(tmp_path):
-    result = subprocess.run([REPO / "scripts" / "gpu_check.sh"], capture_output=True, text=True, timeout=120,
-                            env={"PATH": "/usr/bin:/bin", "GPU_CHECK_OUT": str(tmp_path / "out")})  # fmt: skip
+    result = subprocess.run(
+        [REPO / "scripts" / "gpu_check.sh"],
+        capture_output=True,
+        text=True,
+        timeout=120,
+        env={"PATH": "/usr/bin:/bin", "GPU_CHECK_OUT": str(tmp_path / "out")},
+    )
     assert result.returncode == 1
-    assert result.stdout == ("gpu_check: no CUDA device here (torch.cuda.is_available() is false); run it on a "
-                             "machine with an NVIDIA GPU\n")  # fmt: skip
+    assert result.stdout == (
+        "gpu_check: no CUDA device here (torch.cuda.is_available() is false); run it on a machine with an NVIDIA GPU\n"
+    )
     assert not list((tmp_path / "out").glob("*.json"))
 
 
@@ -26,9 +32,25 @@ def test_profile_epoch_times_every_phase_of_the_trainers_epoch(tmp_path):
     """scripts/profile_epoch.py wraps the trainer's own functions: each phase is found and timed, and
     together they account for the epoch (what is left, the loop's own Python, is small)."""
     out = tmp_path / "phases.json"
-    subprocess.run([sys.executable, REPO / "scripts" / "profile_epoch.py", "--device", "cpu", "--runs", "2",
-                    "--epochs", "3", "--limit-train", "640", "--json", out], check=True, capture_output=True,
-                   timeout=300)  # fmt: skip
+    subprocess.run(
+        [
+            sys.executable,
+            REPO / "scripts" / "profile_epoch.py",
+            "--device",
+            "cpu",
+            "--runs",
+            "2",
+            "--epochs",
+            "3",
+            "--limit-train",
+            "640",
+            "--json",
+            out,
+        ],
+        check=True,
+        capture_output=True,
+        timeout=300,
+    )
     result = json.loads(out.read_text())
     phases = result["phases_seconds_per_epoch"]
     for name in ("op_by_op", "measured", "held_out", "to_host", "series", "checkpoints"):

@@ -9,17 +9,29 @@ from vgbench.series import LAYER_COLUMNS, CsvTable, Series, layer_rows, profile,
 
 def measurement(step: int = 5, layers: int = 3) -> Measurement:
     """A measurement of a network with `layers - 1` hidden layers, each value naming its metric and layer."""
-    values = {name: [10.0 * index + layer for layer in range(1, layers + 1)] for index, name in enumerate(LAYER_METRICS)}
-    values |= {name: [100.0 + 10.0 * index + layer for layer in range(1, layers)]
-               for index, name in enumerate(HIDDEN_METRICS)}  # fmt: skip
-    return Measurement(step, values, total_grad_norm=2.5, first_to_last_grad_ratio=0.25,
-                       first_to_last_delta_ratio=0.5, extra={"train/batch_loss": 1.75})  # fmt: skip
+    values = {
+        name: [10.0 * index + layer for layer in range(1, layers + 1)] for index, name in enumerate(LAYER_METRICS)
+    }
+    values |= {
+        name: [100.0 + 10.0 * index + layer for layer in range(1, layers)] for index, name in enumerate(HIDDEN_METRICS)
+    }
+    return Measurement(
+        step,
+        values,
+        total_grad_norm=2.5,
+        first_to_last_grad_ratio=0.25,
+        first_to_last_delta_ratio=0.5,
+        extra={"train/batch_loss": 1.75},
+    )
 
 
 def test_layer_rows_put_each_layers_values_in_its_row_and_leave_the_outputs_hidden_metrics_empty():
     rows = layer_rows(measurement(step=7, layers=3), epoch=2)
     assert [(row["step"], row["epoch"], row["layer"], row["kind"]) for row in rows] == [
-        (7, 2, 1, "hidden"), (7, 2, 2, "hidden"), (7, 2, 3, "output")]  # fmt: skip
+        (7, 2, 1, "hidden"),
+        (7, 2, 2, "hidden"),
+        (7, 2, 3, "output"),
+    ]
     assert [row["delta_norm"] for row in rows] == [41.0, 42.0, 43.0]  # metric 4 of LAYER_METRICS
     assert [row["activation/std"] for row in rows] == [111.0, 112.0, None]
     assert list(rows[0]) == list(LAYER_COLUMNS)
@@ -27,10 +39,21 @@ def test_layer_rows_put_each_layers_values_in_its_row_and_leave_the_outputs_hidd
 
 def test_a_step_row_and_a_profile_keep_the_run_level_numbers():
     m = measurement()
-    assert step_row(m, 1) == {"step": 5, "epoch": 1, "total_grad_norm": 2.5, "first_to_last_grad_ratio": 0.25,
-                              "first_to_last_delta_ratio": 0.5, "train/batch_loss": 1.75}  # fmt: skip
-    assert profile(m) == {"step": 5, "first_to_last_grad_ratio": 0.25, "first_to_last_delta_ratio": 0.5,
-                          "total_grad_norm": 2.5, "layers": m.layers}  # fmt: skip
+    assert step_row(m, 1) == {
+        "step": 5,
+        "epoch": 1,
+        "total_grad_norm": 2.5,
+        "first_to_last_grad_ratio": 0.25,
+        "first_to_last_delta_ratio": 0.5,
+        "train/batch_loss": 1.75,
+    }
+    assert profile(m) == {
+        "step": 5,
+        "first_to_last_grad_ratio": 0.25,
+        "first_to_last_delta_ratio": 0.5,
+        "total_grad_norm": 2.5,
+        "layers": m.layers,
+    }
 
 
 def test_a_series_writes_what_it_holds_and_resumes_from_its_state(tmp_path):

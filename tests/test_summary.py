@@ -31,8 +31,11 @@ def test_a_failure_never_overwrites_a_finished_run(tmp_path, status):
     before = (tmp_path / SUMMARY_FILE).read_bytes()
     path = record_failure(tmp_path, "data.root=/x is a file", {"loss": "mse"})
     assert path == tmp_path / FAILED_ATTEMPT_FILE and (tmp_path / SUMMARY_FILE).read_bytes() == before
-    assert json.loads(path.read_text()) == {"status": "failed", "error": "data.root=/x is a file",
-                                            "config": {"loss": "mse"}}  # fmt: skip
+    assert json.loads(path.read_text()) == {
+        "status": "failed",
+        "error": "data.root=/x is a file",
+        "config": {"loss": "mse"},
+    }
 
 
 def test_a_failure_replaces_a_failure_and_keeps_off_an_unreadable_summary(tmp_path):

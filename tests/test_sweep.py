@@ -13,8 +13,18 @@ from tests.conftest import run_app
 from vgbench.config import CONF_DIR
 from vgbench.report import main as report_main
 
-SWEEP = ["-m", "data=synthetic", "data.num_train=256", "data.num_test=64", "model.width=16", "trainer.epochs=1",
-         "trainer.device=cpu", "monitor.every_n_steps=2", "activation=sigmoid,relu", "model.depth=2,3"]  # fmt: skip
+SWEEP = [
+    "-m",
+    "data=synthetic",
+    "data.num_train=256",
+    "data.num_test=64",
+    "model.width=16",
+    "trainer.epochs=1",
+    "trainer.device=cpu",
+    "monitor.every_n_steps=2",
+    "activation=sigmoid,relu",
+    "model.depth=2,3",
+]
 RUN_FOLDERS = {
     f"activation={a},data.num_test=64,data.num_train=256,data=synthetic,model.depth={d},"
     "model.width=16,monitor.every_n_steps=2,trainer.epochs=1"
@@ -40,8 +50,16 @@ def check_report_matches(sweep_dir, capsys):
             assert float(row["test_acc"]) == pytest.approx(summary["final"]["test_acc"])
             assert float(row["ratio_step0"]) == pytest.approx(summary["first_to_last_grad_ratio"]["step0"])
             assert row["activation"] == summary["config"]["activation"]["name"]
-    for name in ("report.md", "report.html", "headline.png", "profiles.png", "accuracy.png", "heatmap.png",
-                 "saturation.png", "learning_curves.png"):  # fmt: skip
+    for name in (
+        "report.md",
+        "report.html",
+        "headline.png",
+        "profiles.png",
+        "accuracy.png",
+        "heatmap.png",
+        "saturation.png",
+        "learning_curves.png",
+    ):
         assert (sweep_dir / name).stat().st_size > 0
     return rows
 
@@ -55,16 +73,26 @@ def console_lines(stdout):
 @pytest.mark.slow
 @pytest.mark.parametrize(
     ("launcher", "threads"),
-    [("basic", None), ("parallel", 1), ("submitit_local_1cpu", 1), ("ray_local", 1), ("stacked", 1),
-     ("stacked_submitit_local", 1)],
-)  # fmt: skip
+    [
+        ("basic", None),
+        ("parallel", 1),
+        ("submitit_local_1cpu", 1),
+        ("ray_local", 1),
+        ("stacked", 1),
+        ("stacked_submitit_local", 1),
+    ],
+)
 def test_sweep_with_each_launcher(tmp_path, capsys, launcher, threads):
     overrides = [] if launcher == "basic" else [f"hydra/launcher={launcher}"]
     if launcher == "ray_local":
         overrides += ["hydra.launcher.ray.init.num_cpus=2"]
     if launcher == "stacked_submitit_local":
-        overrides = ["hydra/launcher=stacked_slurm", "hydra.launcher.executor=submitit_local",
-                     "hydra.launcher.submitit.cpus_per_task=1", "hydra.launcher.submitit.timeout_min=10"]  # fmt: skip
+        overrides = [
+            "hydra/launcher=stacked_slurm",
+            "hydra.launcher.executor=submitit_local",
+            "hydra.launcher.submitit.cpus_per_task=1",
+            "hydra.launcher.submitit.timeout_min=10",
+        ]
     result = run_app(*SWEEP, *overrides, f"hydra.sweep.dir={tmp_path}")
     assert result.returncode == 0, result.stderr[-3000:]
     found = summaries(tmp_path)
@@ -84,8 +112,9 @@ def test_sweep_with_each_launcher(tmp_path, capsys, launcher, threads):
 
 @pytest.mark.slow
 def test_a_sweeps_console_is_one_line_per_run_and_the_callback_writes_the_report(tmp_path):
-    result = run_app(*SWEEP, "hydra/launcher=parallel", "hydra.callbacks.vgbench.report=true",
-                     f"hydra.sweep.dir={tmp_path}")  # fmt: skip
+    result = run_app(
+        *SWEEP, "hydra/launcher=parallel", "hydra.callbacks.vgbench.report=true", f"hydra.sweep.dir={tmp_path}"
+    )
     assert result.returncode == 0, result.stderr[-3000:]
     lines = result.stdout.splitlines()
     runs = console_lines(result.stdout)
@@ -119,7 +148,8 @@ def test_stacked_and_parallel_launchers_give_the_same_runs(tmp_path):
         assert other["history"][0]["train_loss"] == pytest.approx(summary["history"][0]["train_loss"], rel=1e-4)
         assert other["final"]["test_acc"] == pytest.approx(summary["final"]["test_acc"], abs=0.01)
         assert other["first_to_last_grad_ratio"]["step0"] == pytest.approx(
-            summary["first_to_last_grad_ratio"]["step0"], rel=1e-5)  # fmt: skip
+            summary["first_to_last_grad_ratio"]["step0"], rel=1e-5
+        )
     from vgbench.report import write_report
 
     reports = [write_report(tmp_path / launcher).findings for launcher in ("parallel", "stacked")]
@@ -139,12 +169,18 @@ def test_failing_run_does_not_stop_the_sweep_and_is_reported(tmp_path, capsys):
     assert result.returncode == 0, result.stderr[-3000:]
     found = summaries(tmp_path)
     statuses = sorted((name.split(",")[0], name.split("model.depth=")[1][0], s["status"]) for name, s in found.items())
-    assert statuses == [("activation=relu", "0", "failed"), ("activation=relu", "2", "completed"),
-                        ("activation=sigmoid", "0", "failed"), ("activation=sigmoid", "2", "completed")]  # fmt: skip
+    assert statuses == [
+        ("activation=relu", "0", "failed"),
+        ("activation=relu", "2", "completed"),
+        ("activation=sigmoid", "0", "failed"),
+        ("activation=sigmoid", "2", "completed"),
+    ]
     assert sum("failed  model.depth=0 is not valid" in line for line in console_lines(result.stdout)) == 2
     rows = check_report_matches(tmp_path, capsys)
-    assert sorted(row["error"] for row in rows if row["status"] == "failed") == [
-        "model.depth=0 is not valid; it must be >= 1"] * 2  # fmt: skip
+    assert (
+        sorted(row["error"] for row in rows if row["status"] == "failed")
+        == ["model.depth=0 is not valid; it must be >= 1"] * 2
+    )
     report = (tmp_path / "report.md").read_text()
     assert "Failed: " in report and "model.depth=0 is not valid" in report
 
@@ -168,10 +204,16 @@ def test_a_sweep_folder_holding_another_sweeps_runs_is_refused_run_by_run(tmp_pa
     # another sweep whose folders have the same names: a setting that is not in the folder name differs (as
     # when a preset changes); here model.init, kept out of the names
     exclude = yaml.safe_load((CONF_DIR / "config.yaml").read_text())["hydra"]["job"]["config"]["override_dirname"][
-        "exclude_keys"]  # fmt: skip
+        "exclude_keys"
+    ]
     keys = ",".join([*exclude, "model.init"])
-    other = run_app(*SWEEP, "model.init=xavier_normal", "trainer.resume=true", f"hydra.sweep.dir={tmp_path}",
-                    f"hydra.job.config.override_dirname.exclude_keys=[{keys}]")  # fmt: skip
+    other = run_app(
+        *SWEEP,
+        "model.init=xavier_normal",
+        "trainer.resume=true",
+        f"hydra.sweep.dir={tmp_path}",
+        f"hydra.job.config.override_dirname.exclude_keys=[{keys}]",
+    )
     assert other.returncode == 0
     lines = console_lines(other.stdout)
     assert len(lines) == 4 and all("failed" in line and "differs in: model.init" in line for line in lines)
@@ -181,16 +223,25 @@ def test_a_sweep_folder_holding_another_sweeps_runs_is_refused_run_by_run(tmp_pa
 
 @pytest.mark.slow
 def test_slurm_presets_compose_without_submitting(tmp_path):
-    result = run_app("experiment=vanishing", "hydra/launcher=slurm", "hydra.launcher.partition=gpu",
-                     "hydra.launcher.gpus_per_node=1", "--cfg", "hydra", "--package", "hydra.launcher")  # fmt: skip
+    result = run_app(
+        "experiment=vanishing",
+        "hydra/launcher=slurm",
+        "hydra.launcher.partition=gpu",
+        "hydra.launcher.gpus_per_node=1",
+        "--cfg",
+        "hydra",
+        "--package",
+        "hydra.launcher",
+    )
     assert result.returncode == 0, result.stderr[-3000:]
     assert "SlurmLauncher" in result.stdout
     for line in ("partition: gpu", "gpus_per_node: 1", "timeout_min: 60", "cpus_per_task: 4", "array_parallelism: 64"):
         assert line in result.stdout
     job = run_app("experiment=vanishing", "hydra/launcher=slurm", "--cfg", "job")
     assert job.returncode == 0 and "resume: true" in job.stdout
-    stacked = run_app("experiment=vanishing", "hydra/launcher=stacked_slurm", "--cfg", "hydra", "--package",
-                      "hydra.launcher")  # fmt: skip
+    stacked = run_app(
+        "experiment=vanishing", "hydra/launcher=stacked_slurm", "--cfg", "hydra", "--package", "hydra.launcher"
+    )
     assert stacked.returncode == 0, stacked.stderr[-3000:]
     assert "StackedLauncher" in stacked.stdout and "executor: slurm" in stacked.stdout
 
@@ -198,9 +249,11 @@ def test_slurm_presets_compose_without_submitting(tmp_path):
 @pytest.mark.slow
 def test_presets_define_their_sweeps():
     inits = "model.init: pytorch_default,xavier_uniform,kaiming_normal,uniform_standard"
-    for preset, swept in (("vanishing", ["activation: sigmoid,tanh,relu,leaky_relu", "model.depth: 20,10,5,2"]),
-                          ("init_study", [inits]),
-                          ("lr_study", ["optimizer.lr: 0.0001,0.001,0.01,0.1,1.0,10.0"])):  # fmt: skip
+    for preset, swept in (
+        ("vanishing", ["activation: sigmoid,tanh,relu,leaky_relu", "model.depth: 20,10,5,2"]),
+        ("init_study", [inits]),
+        ("lr_study", ["optimizer.lr: 0.0001,0.001,0.01,0.1,1.0,10.0"]),
+    ):
         result = run_app(f"experiment={preset}", "--cfg", "hydra", "--package", "hydra.sweeper")
         assert result.returncode == 0, result.stderr[-2000:]
         for line in swept:
@@ -210,10 +263,16 @@ def test_presets_define_their_sweeps():
 @pytest.mark.slow
 def test_the_parallel_launcher_caps_its_jobs_per_gpu(tmp_path):
     """On a host with one GPU (CUDA_VISIBLE_DEVICES=0) and a CUDA run, jobs_per_gpu=1 runs one job at a
-    time, and each job is told so (its .hydra record). Each job records its end: it trains where a GPU is
-there and fails with one line where none is."""
-    result = run_app(*SWEEP, "trainer.device=cuda", "hydra/launcher=parallel", "hydra.launcher.jobs_per_gpu=1",
-                     f"hydra.sweep.dir={tmp_path}", env={"CUDA_VISIBLE_DEVICES": "0"})  # fmt: skip
+        time, and each job is told so (its .hydra record). Each job records its end: it trains where a GPU is
+    there and fails with one line where none is."""
+    result = run_app(
+        *SWEEP,
+        "trainer.device=cuda",
+        "hydra/launcher=parallel",
+        "hydra.launcher.jobs_per_gpu=1",
+        f"hydra.sweep.dir={tmp_path}",
+        env={"CUDA_VISIBLE_DEVICES": "0"},
+    )
     assert result.returncode == 0, result.stderr[-3000:]
     records = [yaml.safe_load((tmp_path / name / ".hydra" / "hydra.yaml").read_text()) for name in RUN_FOLDERS]
     assert {r["hydra"]["launcher"]["n_jobs"] for r in records} == {1}

@@ -23,8 +23,9 @@ MEASURED = [0, 3, 6, 7, 9, 12, 15]  # every 3rd step, plus each epoch's last ste
 
 
 def events(run_dir: Path) -> EventAccumulator:
-    accumulator = EventAccumulator(str(run_dir), size_guidance={"scalars": 0, "histograms": 0, "images": 0,
-                                                                 "tensors": 0})  # fmt: skip
+    accumulator = EventAccumulator(
+        str(run_dir), size_guidance={"scalars": 0, "histograms": 0, "images": 0, "tensors": 0}
+    )
     accumulator.Reload()
     return accumulator
 
@@ -50,15 +51,27 @@ def test_event_file_holds_the_tags_at_the_expected_steps(monitored_run):
         for metric in ("grad_norm/weight", "grad_norm/bias", "grad_to_weight", "update_ratio", "delta_norm"):
             assert f"{metric}/layer_{layer}" in scalars
     for layer in ("01", "02", "03"):
-        for metric in ("activation/mean", "activation/std", "activation/saturated", "activation/dead",
-                       "preactivation/std"):  # fmt: skip
+        for metric in (
+            "activation/mean",
+            "activation/std",
+            "activation/saturated",
+            "activation/dead",
+            "preactivation/std",
+        ):
             assert f"{metric}/layer_{layer}" in scalars
     assert "activation/std/layer_04" not in scalars  # the output layer has no activation
     assert [e.step for e in accumulator.Scalars("grad_ratio/first_to_last")] == MEASURED
     assert [e.step for e in accumulator.Scalars("grad_norm/weight/layer_01")] == MEASURED
     assert [e.step for e in accumulator.Scalars("train/loss")] == [7, 15]  # each epoch's last step
-    assert {"train/acc", "test/loss", "test/acc", "lr", "train/batch_loss", "grad_norm/total",
-            "delta_ratio/first_to_last"} <= scalars  # fmt: skip
+    assert {
+        "train/acc",
+        "test/loss",
+        "test/acc",
+        "lr",
+        "train/batch_loss",
+        "grad_norm/total",
+        "delta_ratio/first_to_last",
+    } <= scalars
     assert [e.step for e in accumulator.Histograms("grad/weight/layer_01")] == [0, 6, 12]
     assert "activation/layer_03" in accumulator.Tags()["histograms"]
     assert [e.step for e in accumulator.Images("gradient_profile")] == [7, 15]
@@ -114,7 +127,8 @@ def test_resumed_run_continues_the_series_without_duplicates(tmp_path):
     # the first attempt's epoch-end scalars and image survive the resume; its HParams entry does not
     for tag in ("train/loss", "train/acc", "test/loss", "test/acc", "lr"):
         assert [(e.step, e.value) for e in accumulator.Scalars(tag)] == [
-            (e.step, e.value) for e in reference.Scalars(tag)], tag  # fmt: skip
+            (e.step, e.value) for e in reference.Scalars(tag)
+        ], tag
     assert [e.step for e in accumulator.Images("gradient_profile")] == [7, 15]
     assert [e.step for e in accumulator.Scalars("hparams/test_acc")] == [16]  # one HParams row, not two
 
@@ -126,8 +140,12 @@ def free_port() -> int:
 
 
 def post(url: str, body: dict) -> dict:
-    request = urllib.request.Request(url, data=json.dumps(body).encode(), method="POST",
-                                     headers={"Content-Type": "application/json", "X-XSRF-Protected": "1"})  # fmt: skip
+    request = urllib.request.Request(
+        url,
+        data=json.dumps(body).encode(),
+        method="POST",
+        headers={"Content-Type": "application/json", "X-XSRF-Protected": "1"},
+    )
     return json.load(urllib.request.urlopen(request, timeout=10))
 
 
@@ -141,9 +159,11 @@ def test_real_tensorboard_serves_scalars_and_hparams(monitored_run, tmp_path):
     run_dir = tmp_path / "monitored"
     port = free_port()
     tensorboard = Path(sys.executable).parent / "tensorboard"
-    server = subprocess.Popen([tensorboard, "--logdir", str(tmp_path), "--host", "127.0.0.1",
-                               "--port", str(port), "--reload_interval", "1"],
-                              stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)  # fmt: skip
+    server = subprocess.Popen(
+        [tensorboard, "--logdir", str(tmp_path), "--host", "127.0.0.1", "--port", str(port), "--reload_interval", "1"],
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+    )
     base = f"http://127.0.0.1:{port}"
     try:
         deadline = time.monotonic() + 90
@@ -160,13 +180,27 @@ def test_real_tensorboard_serves_scalars_and_hparams(monitored_run, tmp_path):
         assert "grad_ratio/first_to_last" in tags[run_dir.name]
         experiment = post(f"{base}/data/plugin/hparams/experiment", {"experimentName": ""})
         assert {h["name"] for h in experiment["hparamInfos"]} == {
-            "activation", "depth", "width", "init", "optimizer", "lr", "loss", "seed"}  # fmt: skip
+            "activation",
+            "depth",
+            "width",
+            "init",
+            "optimizer",
+            "lr",
+            "loss",
+            "seed",
+        }
         metrics = {m["name"]["tag"] for m in experiment["metricInfos"]}
         assert {"hparams/first_to_last_grad_ratio_step0", "hparams/first_to_last_delta_ratio_step0"} <= metrics
-        groups = post(f"{base}/data/plugin/hparams/session_groups", {
-            "experimentName": "", "allowedStatuses": ["STATUS_UNKNOWN", "STATUS_SUCCESS", "STATUS_FAILURE",
-                                                      "STATUS_RUNNING"],
-            "colParams": [], "startIndex": 0, "sliceSize": 100})["sessionGroups"]  # fmt: skip
+        groups = post(
+            f"{base}/data/plugin/hparams/session_groups",
+            {
+                "experimentName": "",
+                "allowedStatuses": ["STATUS_UNKNOWN", "STATUS_SUCCESS", "STATUS_FAILURE", "STATUS_RUNNING"],
+                "colParams": [],
+                "startIndex": 0,
+                "sliceSize": 100,
+            },
+        )["sessionGroups"]
         assert sorted(g["name"] for g in groups) == ["monitored", "resumed"]
         assert [len(g["sessions"]) for g in groups] == [1, 1]
         url = f"{base}/data/plugin/scalars/scalars?tag=train/loss&run=resumed"
@@ -184,8 +218,13 @@ def test_the_gradient_profile_image_draws_each_layers_orders_of_magnitude():
     from vgbench.monitor import Measurement
     from vgbench.tb_writer import BAR_COLOUR, PROFILE_MARGINS, PROFILE_SIZE, gradient_profile_image
 
-    measurement = Measurement(step=7, layers={"grad_norm/weight": [1e-6, 1e-3, 1.0, 0.0]}, total_grad_norm=1.0,
-                              first_to_last_grad_ratio=1e-6, first_to_last_delta_ratio=1.0)  # fmt: skip
+    measurement = Measurement(
+        step=7,
+        layers={"grad_norm/weight": [1e-6, 1e-3, 1.0, 0.0]},
+        total_grad_norm=1.0,
+        first_to_last_grad_ratio=1e-6,
+        first_to_last_delta_ratio=1.0,
+    )
     image = gradient_profile_image(measurement, "epoch 1")
     assert image.shape == (PROFILE_SIZE[1], PROFILE_SIZE[0], 3) and image.dtype == np.uint8
     left, _, right, _ = PROFILE_MARGINS

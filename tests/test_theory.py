@@ -42,10 +42,13 @@ def random_network(f, sigma_w2, sigma_b2, width, depth, examples, seed):
     error ||delta_l||^2 per hidden layer (relative to the output's) for a random output error."""
     generator = torch.Generator().manual_seed(seed)
     x = torch.randn(examples, width, generator=generator, dtype=torch.float64)
-    weights = [torch.randn(width, width, generator=generator, dtype=torch.float64) * math.sqrt(sigma_w2 / width)
-               for _ in range(depth + 1)]  # fmt: skip
-    biases = [torch.randn(width, generator=generator, dtype=torch.float64) * math.sqrt(sigma_b2)
-              for _ in range(depth + 1)]  # fmt: skip
+    weights = [
+        torch.randn(width, width, generator=generator, dtype=torch.float64) * math.sqrt(sigma_w2 / width)
+        for _ in range(depth + 1)
+    ]
+    biases = [
+        torch.randn(width, generator=generator, dtype=torch.float64) * math.sqrt(sigma_b2) for _ in range(depth + 1)
+    ]
     zs, h = [], x
     for layer in range(depth):
         zs.append(h @ weights[layer].T + biases[layer])
@@ -90,14 +93,21 @@ def test_effective_weight_variance_of_each_layer():
     assert theory.layer_variances(kaiming, RELU, sizes)[1] == pytest.approx((2.0, 0.01))
 
 
-@pytest.mark.parametrize(("overrides", "reason"), [
-    (["model.norm=batchnorm"], "renormalises"), (["model.residual=true"], "skip connections"),
-    (["model.dropout=0.1"], "dropout"), (["activation=binary_step"], "f' = 0"), (["activation=softmax"], "couples"),
-])  # fmt: skip
+@pytest.mark.parametrize(
+    ("overrides", "reason"),
+    [
+        (["model.norm=batchnorm"], "renormalises"),
+        (["model.residual=true"], "skip connections"),
+        (["model.dropout=0.1"], "dropout"),
+        (["activation=binary_step"], "f' = 0"),
+        (["activation=softmax"], "couples"),
+    ],
+)
 def test_where_the_theory_does_not_apply_it_says_so(overrides, reason):
     cfg = make_cfg(*overrides)
-    prediction = theory.predict(cfg, build_activation(cfg.activation.name, dict(cfg.activation.params)),
-                                [784, 256, 256, 256, 10], 1.0)  # fmt: skip
+    prediction = theory.predict(
+        cfg, build_activation(cfg.activation.name, dict(cfg.activation.params)), [784, 256, 256, 256, 10], 1.0
+    )
     assert prediction["applies"] is False and reason in prediction["reason"]
 
 
@@ -112,18 +122,39 @@ def test_prediction_of_a_relu_stack():
 
 
 @pytest.mark.mnist
-@pytest.mark.parametrize(("activation", "init"), [("sigmoid", "xavier_uniform"), ("sigmoid", "gaussian"),
-                                                  ("tanh", "xavier_uniform"), ("tanh", "orthogonal"),
-                                                  ("relu", "kaiming_normal"), ("relu", "gaussian")])  # fmt: skip
+@pytest.mark.parametrize(
+    ("activation", "init"),
+    [
+        ("sigmoid", "xavier_uniform"),
+        ("sigmoid", "gaussian"),
+        ("tanh", "xavier_uniform"),
+        ("tanh", "orthogonal"),
+        ("relu", "kaiming_normal"),
+        ("relu", "gaussian"),
+    ],
+)
 def test_prediction_and_measurement_agree_at_initialisation(tmp_path, activation, init):
     """Width 256, depth 10 on MNIST: the measured first-to-last delta ratio is within a factor of 3 of the
     mean-field prediction (the factors measured are in the README)."""
     from vgbench.train import run
 
-    summary = run(make_cfg(f"activation={activation}", f"model.init={init}", "model.depth=10", "model.width=256",
-                           "model.sigma_w2=1.5", "data.limit_train=512", "data.val_size=0", "data.limit_test=256",
-                           "trainer.epochs=1", "trainer.device=cpu", "logger.tensorboard=false",
-                           "trainer.checkpoint=false"), tmp_path)  # fmt: skip
+    summary = run(
+        make_cfg(
+            f"activation={activation}",
+            f"model.init={init}",
+            "model.depth=10",
+            "model.width=256",
+            "model.sigma_w2=1.5",
+            "data.limit_train=512",
+            "data.val_size=0",
+            "data.limit_test=256",
+            "trainer.epochs=1",
+            "trainer.device=cpu",
+            "logger.tensorboard=false",
+            "trainer.checkpoint=false",
+        ),
+        tmp_path,
+    )
     result = summary["theory"]
     assert result["applies"]
     assert 1 / 3 < result["measured_over_predicted"] < 3, result

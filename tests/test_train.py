@@ -35,12 +35,15 @@ def test_end_to_end_app_writes_summary(tmp_path):
 
 @pytest.mark.slow
 def test_app_and_console_script_run_from_another_folder(tmp_path):
-    result = run_app(*TINY, "trainer.epochs=1", f"hydra.run.dir={tmp_path / 'module'}", cwd=tmp_path,
-                     module="vgbench")  # fmt: skip
+    result = run_app(*TINY, "trainer.epochs=1", f"hydra.run.dir={tmp_path / 'module'}", cwd=tmp_path, module="vgbench")
     assert result.returncode == 0, result.stderr
     script = Path(sys.executable).parent / "vgbench-train"
-    result = subprocess.run([script, *TINY, "trainer.epochs=1", f"hydra.run.dir={tmp_path / 'script'}"],
-                            cwd=tmp_path, capture_output=True, text=True)  # fmt: skip
+    result = subprocess.run(
+        [script, *TINY, "trainer.epochs=1", f"hydra.run.dir={tmp_path / 'script'}"],
+        cwd=tmp_path,
+        capture_output=True,
+        text=True,
+    )
     assert result.returncode == 0, result.stderr
     assert (tmp_path / "module" / "summary.json").exists() and (tmp_path / "script" / "summary.json").exists()
 
@@ -63,8 +66,6 @@ def test_resumed_run_ends_exactly_like_an_uninterrupted_one(tmp_path):
     assert resumed["steps"] == uninterrupted["steps"]
 
 
-@pytest.mark.parametrize("changed", ["trainer.amp=bf16", "monitor.every_n_steps=3", "trainer.deterministic=true",
-                                     "trainer.eval_every=2"])  # fmt: skip
 def test_eval_every_evaluates_every_nth_epoch_and_the_last(tmp_path):
     summary = run(make_cfg(*TINY, "trainer.epochs=5", "trainer.eval_every=2"), tmp_path)
     assert ["test_acc" in record for record in summary["history"]] == [False, True, False, True, True]
@@ -92,13 +93,25 @@ def test_huge_lr_diverges_cleanly(tmp_path):
 
 # --- a stack of runs is K runs alone (issue: stacked sweeps) ---
 
-STACKED = ["data=synthetic", "data.num_train=3200", "data.num_test=256", "model.depth=3", "model.width=32",
-           "trainer.device=cpu", "trainer.cpu_threads=1", "model.init=normal", "monitor.every_n_steps=1",
-           "monitor.histogram_every_n_steps=0", "logger.tensorboard=false"]  # fmt: skip
-PER_RUN = [["trainer.seed=0", "optimizer.lr=0.05", "model.init_std=0.05"],
-           ["trainer.seed=1", "optimizer.lr=0.1", "model.init_std=0.08"],
-           ["trainer.seed=2", "optimizer.lr=0.02", "model.init_std=0.1"],
-           ["trainer.seed=3", "optimizer.lr=0.2", "model.init_std=0.03"]]  # fmt: skip
+STACKED = [
+    "data=synthetic",
+    "data.num_train=3200",
+    "data.num_test=256",
+    "model.depth=3",
+    "model.width=32",
+    "trainer.device=cpu",
+    "trainer.cpu_threads=1",
+    "model.init=normal",
+    "monitor.every_n_steps=1",
+    "monitor.histogram_every_n_steps=0",
+    "logger.tensorboard=false",
+]
+PER_RUN = [
+    ["trainer.seed=0", "optimizer.lr=0.05", "model.init_std=0.05"],
+    ["trainer.seed=1", "optimizer.lr=0.1", "model.init_std=0.08"],
+    ["trainer.seed=2", "optimizer.lr=0.02", "model.init_std=0.1"],
+    ["trainer.seed=3", "optimizer.lr=0.2", "model.init_std=0.03"],
+]
 
 
 def assert_same_run(a: Path, b: Path, loss_rtol: float = 1e-4, metric_rtol: float = 1e-5) -> None:
@@ -107,10 +120,20 @@ def assert_same_run(a: Path, b: Path, loss_rtol: float = 1e-4, metric_rtol: floa
     losses_a = [float(r["train/batch_loss"]) for r in steps_a[:50]]
     assert len(losses_a) == 50
     assert losses_a == pytest.approx([float(r["train/batch_loss"]) for r in steps_b[:50]], rel=loss_rtol)
-    step0 = [(r["layer"], k, float(v)) for r in read_rows(a / "layers.csv") if r["step"] == "0"
-             for k, v in r.items() if v and k not in ("step", "epoch", "layer", "kind")]  # fmt: skip
-    other = [(r["layer"], k, float(v)) for r in read_rows(b / "layers.csv") if r["step"] == "0"
-             for k, v in r.items() if v and k not in ("step", "epoch", "layer", "kind")]  # fmt: skip
+    step0 = [
+        (r["layer"], k, float(v))
+        for r in read_rows(a / "layers.csv")
+        if r["step"] == "0"
+        for k, v in r.items()
+        if v and k not in ("step", "epoch", "layer", "kind")
+    ]
+    other = [
+        (r["layer"], k, float(v))
+        for r in read_rows(b / "layers.csv")
+        if r["step"] == "0"
+        for k, v in r.items()
+        if v and k not in ("step", "epoch", "layer", "kind")
+    ]
     assert [v for *_, v in step0] == pytest.approx([v for *_, v in other], rel=metric_rtol, abs=1e-12)
     summary_a, summary_b = (json.loads((d / "summary.json").read_text()) for d in (a, b))
     assert summary_a["final"]["test_acc"] == pytest.approx(summary_b["final"]["test_acc"], abs=0.01)
@@ -138,13 +161,17 @@ def test_a_resumed_stack_matches_an_uninterrupted_one(tmp_path):
     assert {r.stack_size for r in results} == {4}
     for a, b in zip(straight, resumed, strict=True):
         assert_same_run(a, b, loss_rtol=0, metric_rtol=0)  # bit for bit
-        assert json.loads((a / "summary.json").read_text())["history"] == json.loads(
-            (b / "summary.json").read_text())["history"]  # fmt: skip
+        assert (
+            json.loads((a / "summary.json").read_text())["history"]
+            == json.loads((b / "summary.json").read_text())["history"]
+        )
 
 
 def test_a_diverging_run_stops_and_its_stack_mates_go_on(tmp_path):
-    cfgs = [make_cfg(*TINY, "trainer.log_every_n_steps=1", f"optimizer.lr={lr}", "trainer.epochs=2")
-            for lr in (0.1, 1e12, 0.05)]  # fmt: skip
+    cfgs = [
+        make_cfg(*TINY, "trainer.log_every_n_steps=1", f"optimizer.lr={lr}", "trainer.epochs=2")
+        for lr in (0.1, 1e12, 0.05)
+    ]
     results = train_jobs(cfgs, [tmp_path / f"run{k}" for k in range(3)])
     assert [r.status for r in results] == ["completed", "diverged", "completed"]
     alone = run(cfgs[2], tmp_path / "alone")
@@ -174,8 +201,12 @@ def test_a_corrupt_checkpoint_is_one_line_and_the_completed_summary_survives(tmp
 def corrupt_mnist(root: Path) -> Path:
     raw = root / "MNIST" / "raw"
     raw.mkdir(parents=True)
-    for name in ("train-images-idx3-ubyte", "train-labels-idx1-ubyte", "t10k-images-idx3-ubyte",
-                 "t10k-labels-idx1-ubyte"):  # fmt: skip
+    for name in (
+        "train-images-idx3-ubyte",
+        "train-labels-idx1-ubyte",
+        "t10k-images-idx3-ubyte",
+        "t10k-labels-idx1-ubyte",
+    ):
         (raw / name).write_bytes(b"\x00\x00\x08\x01" + (3).to_bytes(4, "big") + b"abc")
     return raw
 
@@ -190,8 +221,12 @@ def test_corrupted_data_file_is_refused(tmp_path):
 @pytest.mark.slow
 def test_a_data_problem_is_one_line_and_exit_2(tmp_path):
     corrupt_mnist(tmp_path / "data")
-    result = run_app("data=mnist", "trainer.device=cpu", f"hydra.run.dir={tmp_path / 'run'}",
-                     env={"VGBENCH_DATA": str(tmp_path / "data")})  # fmt: skip
+    result = run_app(
+        "data=mnist",
+        "trainer.device=cpu",
+        f"hydra.run.dir={tmp_path / 'run'}",
+        env={"VGBENCH_DATA": str(tmp_path / "data")},
+    )
     assert result.returncode == 2
     assert result.stderr.startswith("error: ") and "has MD5" in result.stderr and result.stderr.count("\n") == 1
     assert "HYDRA_FULL_ERROR" not in result.stderr
@@ -203,14 +238,17 @@ def test_a_data_root_that_is_a_file(tmp_path):
         run(make_cfg("data=mnist", f"data.root={tmp_path / 'data'}", "trainer.device=cpu"), tmp_path / "run")
 
 
-@pytest.mark.parametrize(("optimizer", "loss"), [("sgd", "cross_entropy"), ("momentum", "cross_entropy"),
-                                               ("adam", "cross_entropy"), ("rmsprop", "mse")])  # fmt: skip
+@pytest.mark.parametrize(
+    ("optimizer", "loss"),
+    [("sgd", "cross_entropy"), ("momentum", "cross_entropy"), ("adam", "cross_entropy"), ("rmsprop", "mse")],
+)
 def test_every_optimizer_and_loss_learns(tmp_path, optimizer, loss):
     """A harder synthetic problem (noise 4), 24 steps at each preset's rate: every optimizer at least halves
     its training loss (measured: to 0.04 to 0.4 of it) and passes 0.45 test accuracy (measured 0.49 for
     Adam's cautious 1e-3, 0.88 to 1.0 for the others; chance is 0.1). Their exact updates: test_optim.py."""
-    summary = run(make_cfg(*TINY, f"optimizer={optimizer}", f"loss={loss}", "trainer.epochs=3",
-                           "data.noise=4"), tmp_path)  # fmt: skip
+    summary = run(
+        make_cfg(*TINY, f"optimizer={optimizer}", f"loss={loss}", "trainer.epochs=3", "data.noise=4"), tmp_path
+    )
     history = summary["history"]
     assert summary["status"] == "completed"
     assert summary["final"]["test_acc"] > 0.45
@@ -242,7 +280,8 @@ def test_cuda_resume_matches_an_uninterrupted_run(tmp_path):
     run(make_cfg(*common, "trainer.epochs=1"), tmp_path / "resumed")
     resumed = run(make_cfg(*common, "trainer.epochs=2", "trainer.resume=true"), tmp_path / "resumed")
     assert [r["train_loss"] for r in resumed["history"]] == pytest.approx(
-        [r["train_loss"] for r in straight["history"]], rel=1e-5)  # fmt: skip
+        [r["train_loss"] for r in straight["history"]], rel=1e-5
+    )
 
 
 @pytest.mark.mnist

@@ -21,6 +21,7 @@ from typing import Any
 import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
+from torch.autograd.function import FunctionCtx
 
 from vgbench.errors import ConfigError
 
@@ -66,11 +67,11 @@ class _BinaryStepFunction(torch.autograd.Function):
     """
 
     @staticmethod
-    def forward(ctx, z: Tensor) -> Tensor:  # noqa: ANN001 - autograd's signature
+    def forward(ctx: FunctionCtx, z: Tensor) -> Tensor:
         return (z > 0).to(z.dtype)
 
     @staticmethod
-    def backward(ctx, grad_output: Tensor) -> Tensor:  # noqa: ANN001
+    def backward(ctx: FunctionCtx, grad_output: Tensor) -> Tensor:
         return torch.zeros_like(grad_output)
 
 
@@ -277,10 +278,22 @@ class Hardtanh(Activation):
 ACTIVATIONS: dict[str, type[Activation]] = {
     cls.name: cls
     for cls in (
-        BinaryStep, Linear, Sigmoid, Tanh, ReLU, LeakyReLU, Softmax,
-        ELU, SELU, GELU, SiLU, Softplus, Mish, Hardtanh,
+        BinaryStep,
+        Linear,
+        Sigmoid,
+        Tanh,
+        ReLU,
+        LeakyReLU,
+        Softmax,
+        ELU,
+        SELU,
+        GELU,
+        SiLU,
+        Softplus,
+        Mish,
+        Hardtanh,
     )
-}  # fmt: skip
+}
 
 
 def check_params(name: str, params: dict[str, float]) -> None:
@@ -296,7 +309,7 @@ def check_params(name: str, params: dict[str, float]) -> None:
 CUSTOM = "custom"  # activation=custom activation.target=module.function: a user's own function
 
 
-def import_target(target: str) -> Any:  # noqa: ANN401 - a callable
+def import_target(target: str) -> Any:  # a callable
     """`module.function` imported, from PYTHONPATH or the folder vgbench runs from."""
     module_name, _, attribute = target.rpartition(".")
     if not module_name:
@@ -311,14 +324,16 @@ def import_target(target: str) -> Any:  # noqa: ANN401 - a callable
             module = importlib.import_module(module_name)
         function = getattr(module, attribute)
     except (ImportError, AttributeError) as error:
-        raise ConfigError(f"activation.target={target!r} does not import ({error}); put {module_name} on "
-                          "PYTHONPATH or in the folder you run vgbench from") from error  # fmt: skip
+        raise ConfigError(
+            f"activation.target={target!r} does not import ({error}); put {module_name} on "
+            "PYTHONPATH or in the folder you run vgbench from"
+        ) from error
     if not callable(function):
         raise ConfigError(f"activation.target={target!r} is not a function")
     return function
 
 
-def check_elementwise(function: Any, target: str) -> None:  # noqa: ANN401
+def check_elementwise(function: Any, target: str) -> None:
     """f must map a tensor to one of the same shape, each output depending on its own input alone."""
     z = torch.linspace(-3, 3, 15, dtype=torch.float64).reshape(3, 5)
     try:
@@ -326,7 +341,7 @@ def check_elementwise(function: Any, target: str) -> None:  # noqa: ANN401
         nudged = z.clone()
         nudged[1, 2] += 0.5
         b = function(nudged)
-    except Exception as error:  # noqa: BLE001 - whatever the user's function raises is reported in one line
+    except Exception as error:  # whatever the user's function raises is reported in one line
         raise ConfigError(f"activation.target={target!r} fails on a tensor: {type(error).__name__}: {error}") from error
     if not isinstance(a, Tensor) or a.shape != z.shape:
         shape = tuple(a.shape) if isinstance(a, Tensor) else type(a).__name__
@@ -357,7 +372,7 @@ class CustomActivation(Activation):
         return slope
 
 
-def _custom_activation(cfg: Any) -> CustomActivation:  # noqa: ANN401 - an activation config
+def _custom_activation(cfg: Any) -> CustomActivation:  # an activation config
     """activation=custom: the user's function, imported and checked elementwise (one line if not)."""
     if not cfg.get("target"):
         raise ConfigError("activation=custom needs activation.target=module.function (an elementwise torch function)")
@@ -366,7 +381,7 @@ def _custom_activation(cfg: Any) -> CustomActivation:  # noqa: ANN401 - an activ
     return CustomActivation(cfg.target)
 
 
-def check_activation(cfg: Any) -> None:  # noqa: ANN401 - an activation config (DictConfig or dataclass)
+def check_activation(cfg: Any) -> None:  # an activation config (DictConfig or dataclass)
     """The activation config names a registered function with exactly its parameters, or a user's own
     elementwise function (activation=custom activation.target=module.function)."""
     if cfg.name == CUSTOM:
@@ -378,7 +393,7 @@ def check_activation(cfg: Any) -> None:  # noqa: ANN401 - an activation config (
     check_params(cfg.name, dict(cfg.params))
 
 
-def activation_from_config(cfg: Any) -> Activation:  # noqa: ANN401
+def activation_from_config(cfg: Any) -> Activation:
     """The activation an `activation` config describes (a registered one or the user's own)."""
     if cfg.name == CUSTOM:
         return _custom_activation(cfg)

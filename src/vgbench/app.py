@@ -42,7 +42,7 @@ register_configs()
 os.environ.setdefault("RAY_DEDUP_LOGS", "0")
 
 
-def console_level(mode: Any, verbose: Any) -> str:  # noqa: ANN401 - resolver arguments
+def console_level(mode: Any, verbose: Any) -> str:  # resolver arguments
     """The console's log level: a sweep's jobs keep their full log in their folders and show one line
     each (vgbench.callbacks); `hydra.verbose` brings everything back."""
     quiet = str(mode).endswith("MULTIRUN") and verbose in (False, None, "false", "False", "")

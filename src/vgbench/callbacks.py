@@ -36,9 +36,10 @@ def sweep_shape(config: DictConfig) -> tuple[int | None, list[str]]:
     params = [f"{k}={v}" for k, v in (hydra.sweeper.get("params") or {}).items()]
     try:
         overrides = OverridesParser.create().parse_overrides([*params, *hydra.overrides.task])
-        sizes = {o.get_key_element(): len(list(o.sweep_string_iterator())) if o.is_sweep_override() else 1
-                 for o in overrides}  # fmt: skip
-    except Exception:  # noqa: BLE001 - a count is a nicety, never a reason to fail a sweep
+        sizes = {
+            o.get_key_element(): len(list(o.sweep_string_iterator())) if o.is_sweep_override() else 1 for o in overrides
+        }
+    except Exception:  # a count is a nicety, never a reason to fail a sweep
         return None, []
     return math.prod(sizes.values()), [key for key, size in sizes.items() if size > 1]
 
@@ -64,7 +65,7 @@ def _number(value: float | None, spec: str) -> str:
     return "-" if value is None or not math.isfinite(value) else format(value, spec)
 
 
-def job_line(result: Any, overrides: str, done: int, total: int | None) -> str:  # noqa: ANN401
+def job_line(result: Any, overrides: str, done: int, total: int | None) -> str:
     """'[ 3/16] activation=relu,model.depth=10  completed  acc 0.9612  first/last 8.2e-01  41.3 s'."""
     width = len(str(total or done))
     count = f"[{done:>{width}}/{total}]" if total else f"[{done}]"
@@ -73,8 +74,10 @@ def job_line(result: Any, overrides: str, done: int, total: int | None) -> str: 
     if result.status == "failed":
         return f"{count} {overrides}  failed  {result.error}"
     stack = f"  (stack of {result.stack_size})" if result.stack_size > 1 else ""
-    numbers = (f"acc {_number(result.test_acc, '.4f')}  first/last {_number(result.grad_ratio_step0, '.1e')}  "
-               f"{_number(result.wall_time_s, '.1f')} s")  # fmt: skip
+    numbers = (
+        f"acc {_number(result.test_acc, '.4f')}  first/last {_number(result.grad_ratio_step0, '.1e')}  "
+        f"{_number(result.wall_time_s, '.1f')} s"
+    )
     return f"{count} {overrides}  {result.status}  {numbers}{stack}"
 
 
@@ -82,13 +85,13 @@ class SweepCallback(Callback):
     def __init__(self, report: bool = False) -> None:
         self.report = report
 
-    def on_multirun_start(self, config: DictConfig, **kwargs: Any) -> None:  # noqa: ANN401
+    def on_multirun_start(self, config: DictConfig, **kwargs: Any) -> None:
         folder = _progress_dir(config)
         (folder / "finished.txt").unlink(missing_ok=True)  # a sweep run again into its folder counts afresh
         total, swept = sweep_shape(config)
         write_json_atomic(folder / "sweep.json", {"total": total, "swept": swept})
 
-    def on_job_end(self, config: DictConfig, job_return: JobReturn, **kwargs: Any) -> None:  # noqa: ANN401
+    def on_job_end(self, config: DictConfig, job_return: JobReturn, **kwargs: Any) -> None:
         if str(config.hydra.mode) != "RunMode.MULTIRUN":
             return
         # a job that raised past vgbench's wrapper holds its exception (return_value would re-raise it)
@@ -96,10 +99,11 @@ class SweepCallback(Callback):
         done, sweep = _count_finished(config, str(config.hydra.job.override_dirname) or str(config.hydra.job.num))
         swept = set(sweep.get("swept", []))
         shown = [o for o in config.hydra.overrides.task if o.split("=", 1)[0] in swept] or list(
-            config.hydra.overrides.task)  # fmt: skip
+            config.hydra.overrides.task
+        )
         print(job_line(result, ",".join(shown), done, sweep.get("total")), flush=True)
 
-    def on_multirun_end(self, config: DictConfig, **kwargs: Any) -> None:  # noqa: ANN401
+    def on_multirun_end(self, config: DictConfig, **kwargs: Any) -> None:
         if not self.report:
             return
         from vgbench.report import print_report, write_report

@@ -69,8 +69,10 @@ def inspect_run_folder(cfg: DictConfig, run_dir: Path) -> RunFolder:
     try:
         _probe_writable(run_dir)
     except OSError as error:
-        raise UserError(f"cannot write into the run folder {run_dir} ({error.strerror}); point hydra.run.dir (or "
-                        "hydra.sweep.dir) at a folder you can write") from error  # fmt: skip
+        raise UserError(
+            f"cannot write into the run folder {run_dir} ({error.strerror}); point hydra.run.dir (or "
+            "hydra.sweep.dir) at a folder you can write"
+        ) from error
     identity = run_identity(cfg)
     summary_path, checkpoint_path = run_dir / SUMMARY_FILE, run_dir / CHECKPOINT_FILE
     if summary_path.exists():
@@ -114,7 +116,7 @@ def load_checkpoint(path: Path) -> dict[str, Any]:
     """A checkpoint, on the CPU; a truncated or corrupt file is one clear error, not a traceback."""
     try:
         checkpoint = torch.load(path, map_location="cpu", weights_only=True)
-    except Exception as error:  # noqa: BLE001 - torch.load fails in many ways on a damaged file
+    except Exception as error:  # torch.load fails in many ways on a damaged file
         reason = str(error).strip().splitlines()[0][:160] if str(error).strip() else type(error).__name__
         raise CheckpointError(
             f"{path} cannot be read ({reason}): it is truncated or corrupt. Move it away to start this run "
@@ -126,25 +128,37 @@ def load_checkpoint(path: Path) -> dict[str, Any]:
     try:  # the recorder's state is JSON text (save_checkpoint)
         checkpoint["recorder"] = json.loads(checkpoint["recorder"])
     except (TypeError, ValueError) as error:
-        raise CheckpointError(f"{path} holds no readable monitor series (its recorder state is not JSON text); "
-                              "move it away") from error
+        raise CheckpointError(
+            f"{path} holds no readable monitor series (its recorder state is not JSON text); move it away"
+        ) from error
     return checkpoint
 
 
-def save_checkpoint(path: Path, identity: str, model_state: dict[str, torch.Tensor], optimizer_state: dict[str, Any],
-                    scaler_state: dict[str, Any], epoch: int, step: int, history: list[dict[str, Any]],
-                    recorder_state: dict[str, Any]) -> None:  # fmt: skip
+def save_checkpoint(
+    path: Path,
+    identity: str,
+    model_state: dict[str, torch.Tensor],
+    optimizer_state: dict[str, Any],
+    scaler_state: dict[str, Any],
+    epoch: int,
+    step: int,
+    history: list[dict[str, Any]],
+    recorder_state: dict[str, Any],
+) -> None:
     """One run (its `run_identity`, its `vgbench.run_slices` share of the model), written atomically: a crash leaves
     the previous checkpoint whole. The recorder's state (its tables as CSV text, its profiles) goes in as one
     JSON text: torch.save pickles each small object with a Python call (the tables as rows took 0.55 s an
     epoch for a 64-run stack), json encodes in C."""
-    save_torch_atomic(path, {
-        "identity": identity,
-        "model": model_state,
-        "optimizer": optimizer_state,
-        "scaler": scaler_state,
-        "epoch": epoch,
-        "step": step,
-        "history": history,
-        "recorder": json.dumps(recorder_state),
-    })  # fmt: skip
+    save_torch_atomic(
+        path,
+        {
+            "identity": identity,
+            "model": model_state,
+            "optimizer": optimizer_state,
+            "scaler": scaler_state,
+            "epoch": epoch,
+            "step": step,
+            "history": history,
+            "recorder": json.dumps(recorder_state),
+        },
+    )

@@ -142,8 +142,15 @@ class Config:
     loss: str = "cross_entropy"  # see vgbench.losses.LOSSES
 
 
-SCHEMAS = {"activation": ActivationConfig, "model": ModelConfig, "optimizer": OptimizerConfig, "data": DataConfig,
-           "trainer": TrainerConfig, "monitor": MonitorConfig, "logger": LoggerConfig}  # fmt: skip
+SCHEMAS = {
+    "activation": ActivationConfig,
+    "model": ModelConfig,
+    "optimizer": OptimizerConfig,
+    "data": DataConfig,
+    "trainer": TrainerConfig,
+    "monitor": MonitorConfig,
+    "logger": LoggerConfig,
+}
 
 # What the runs of one stack may differ in (see vgbench.train): each run draws its own init and batch
 # order and keeps its own optimizer hyperparameters. Everything else fixes the sequence of operations.
@@ -162,9 +169,18 @@ PER_RUN_KEYS = (
     "model.bias_std",
 )
 # Where and how a run computes, not what it computes: two configs that differ only here are one run.
-PLACEMENT_KEYS = ("trainer.device", "trainer.cpu_threads", "trainer.resume", "trainer.skip_completed",
-                  "trainer.checkpoint", "trainer.fail_on_divergence", "trainer.cuda_graphs", "data.root",
-                  "data.eval_batch_size", "logger.tensorboard")  # fmt: skip
+PLACEMENT_KEYS = (
+    "trainer.device",
+    "trainer.cpu_threads",
+    "trainer.resume",
+    "trainer.skip_completed",
+    "trainer.checkpoint",
+    "trainer.fail_on_divergence",
+    "trainer.cuda_graphs",
+    "data.root",
+    "data.eval_batch_size",
+    "logger.tensorboard",
+)
 
 
 def register_configs() -> None:

@@ -1,8 +1,10 @@
-"""The ground floor: the errors a user's mistake raises, how a command stops on one, and the small checks
-that name a bad value and the valid choices. Imports nothing of vgbench, and no torch."""
+"""The ground floor: the errors a user's mistake raises, how a command stops on one (and parses its
+arguments), and the small checks that name a bad value and the valid choices. Imports nothing of vgbench,
+and no torch."""
 
 from __future__ import annotations
 
+import argparse
 import sys
 from collections.abc import Iterable
 from typing import Any, NoReturn
@@ -20,6 +22,14 @@ def exit_with_error(message: object) -> NoReturn:
     """How every vgbench command stops on a user's mistake: one line on stderr, exit code 2."""
     print(f"error: {message}", file=sys.stderr)
     sys.exit(2)
+
+
+class CommandParser(argparse.ArgumentParser):
+    """argparse for vgbench's commands: `--help` and `-h` print the usage (exit 0); a bad argument stops
+    like every other user error, in one line with exit code 2 (argparse prints the usage above it)."""
+
+    def error(self, message: str) -> NoReturn:
+        exit_with_error(f"{self.prog}: {message} (see {self.prog} --help)")
 
 
 def choice(key: str, value: Any, choices: Iterable[str]) -> None:

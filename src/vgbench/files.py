@@ -33,7 +33,7 @@ def write_atomic(path: Path, data: bytes) -> None:
         raise
 
 
-def finite_or_none(value: Any) -> Any:  # noqa: ANN401
+def finite_or_none(value: Any) -> Any:
     """JSON has no NaN or infinity: a diverged run's non-finite numbers (and an infinite depth scale) become
     null."""
     if isinstance(value, float) and not math.isfinite(value):

@@ -43,8 +43,12 @@ HEALTHY, VANISHING, VANISHING_EVERYWHERE, EXPLODING = (
 )
 KINDS = (HEALTHY, VANISHING, VANISHING_EVERYWHERE, EXPLODING)
 CRAWL_FRACTION = 0.5  # a final training loss above half the step-0 loss: it crawled
-THRESHOLDS = {"vanishing_ratio": VANISHING_RATIO, "exploding_ratio": EXPLODING_RATIO,
-              "everywhere_grad_to_weight": EVERYWHERE_GRAD_TO_WEIGHT, "crawl_fraction": CRAWL_FRACTION}  # fmt: skip
+THRESHOLDS = {
+    "vanishing_ratio": VANISHING_RATIO,
+    "exploding_ratio": EXPLODING_RATIO,
+    "everywhere_grad_to_weight": EVERYWHERE_GRAD_TO_WEIGHT,
+    "crawl_fraction": CRAWL_FRACTION,
+}
 DIVERGED, CRAWLED, LEARNED = "diverged", "crawled", "learned"
 
 

@@ -45,23 +45,33 @@ class JobResult:
 
 
 def _result(run_dir: Path, summary: dict[str, Any], skipped: bool = False) -> JobResult:
-    return JobResult(str(run_dir), "skipped" if skipped else summary["status"],
-                     (summary.get("final") or {}).get("test_acc"),
-                     (summary.get("first_to_last_grad_ratio") or {}).get("step0"),
-                     summary.get("wall_time_s"), summary.get("stack_size", 1))  # fmt: skip
+    return JobResult(
+        str(run_dir),
+        "skipped" if skipped else summary["status"],
+        (summary.get("final") or {}).get("test_acc"),
+        (summary.get("first_to_last_grad_ratio") or {}).get("step0"),
+        summary.get("wall_time_s"),
+        summary.get("stack_size", 1),
+    )
 
 
 def _fail(cfg: DictConfig, run_dir: Path, error: Exception) -> JobResult:
     message = str(error) if isinstance(error, UserError) else f"{type(error).__name__}: {error}"
     if not isinstance(error, UserError):  # a bug or a crash keeps its traceback in the job's log
         log.error("%s failed:\n%s", run_dir, "".join(traceback.format_exception(error)))
-    record_failure(run_dir, message.splitlines()[0] if message else type(error).__name__,
-                   OmegaConf.to_container(cfg, resolve=True))  # fmt: skip
+    record_failure(
+        run_dir, message.splitlines()[0] if message else type(error).__name__, OmegaConf.to_container(cfg, resolve=True)
+    )
     return JobResult(str(run_dir), "failed", error=message)
 
 
-def train_jobs(cfgs: Sequence[DictConfig], run_dirs: Sequence[Path], placement: Placement | None = None,
-               max_stack: int | None = None, reraise: bool = False) -> list[JobResult]:  # fmt: skip
+def train_jobs(
+    cfgs: Sequence[DictConfig],
+    run_dirs: Sequence[Path],
+    placement: Placement | None = None,
+    max_stack: int | None = None,
+    reraise: bool = False,
+) -> list[JobResult]:
     """Train the runs one process was given. Each is validated and its folder inspected on its own, so a
     bad one fails alone; the rest train in as few stacks as their shapes and checkpoints allow (at most
     `max_stack` runs each; fp16 runs alone, since its loss scale is shared by a stack). Each group of one
@@ -96,8 +106,9 @@ def train_jobs(cfgs: Sequence[DictConfig], run_dirs: Sequence[Path], placement: 
         trained = 0
         try:
             environment = prepare(cfgs[group[0][0]], placement)
-            for size in stack_sizes([cfgs[i] for i, _ in group], placement.memory_share, environment.device,
-                                    environment.data):  # fmt: skip
+            for size in stack_sizes(
+                [cfgs[i] for i, _ in group], placement.memory_share, environment.device, environment.data
+            ):
                 chunk = group[trained : trained + size]
                 summaries = train_stack([f for _, f in chunk], [cfgs[i] for i, _ in chunk], placement, environment)
                 for (index, _), summary in zip(chunk, summaries, strict=True):

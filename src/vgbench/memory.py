@@ -114,11 +114,23 @@ def stack_sizes(cfgs: Sequence[DictConfig], memory_share: float | None, device: 
         return [len(cfgs)]
     stacks = math.ceil(len(cfgs) / fit)
     sizes = [len(cfgs) // stacks + (1 if i < len(cfgs) % stacks else 0) for i in range(stacks)]  # balanced
-    log.warning("memory: %d runs of this shape need about %s as one stack, and it may plan for %s of the %s "
-                "free on %s (hydra.launcher.memory_fraction); training them as %d stacks of up to %d, one after "
-                "another", len(cfgs), _size(per_run * len(cfgs)), _size(budget), _size(free), device, stacks,
-                sizes[0])  # fmt: skip
+    log.warning(
+        "memory: %d runs of this shape need about %s as one stack, and it may plan for %s of the %s "
+        "free on %s (hydra.launcher.memory_fraction); training them as %d stacks of up to %d, one after "
+        "another",
+        len(cfgs),
+        _size(per_run * len(cfgs)),
+        _size(budget),
+        _size(free),
+        device,
+        stacks,
+        sizes[0],
+    )
     if per_run > budget:
-        log.warning("memory: one run of this shape needs about %s, more than the %s it may plan for on %s",
-                    _size(per_run), _size(budget), device)  # fmt: skip
+        log.warning(
+            "memory: one run of this shape needs about %s, more than the %s it may plan for on %s",
+            _size(per_run),
+            _size(budget),
+            device,
+        )
     return sizes

@@ -65,8 +65,16 @@ class StackedBatchNorm(nn.Module):
     def forward(self, z: Tensor) -> Tensor:
         stack, batch, width = z.shape
         flat = z.transpose(0, 1).reshape(batch, stack * width)
-        out = F.batch_norm(flat, self.running_mean.view(-1), self.running_var.view(-1), self.weight.view(-1),
-                           self.bias.view(-1), self.training, self.momentum, self.eps)  # fmt: skip
+        out = F.batch_norm(
+            flat,
+            self.running_mean.view(-1),
+            self.running_var.view(-1),
+            self.weight.view(-1),
+            self.bias.view(-1),
+            self.training,
+            self.momentum,
+            self.eps,
+        )
         return out.view(batch, stack, width).transpose(0, 1)
 
 
@@ -127,8 +135,16 @@ class Trace:
 class HiddenLayer(nn.Module):
     """Linear -> norm -> activation -> dropout, with an optional skip connection."""
 
-    def __init__(self, stack: int, in_features: int, out_features: int, activation: Activation, norm: str,
-                 residual: bool, dropout: float) -> None:  # fmt: skip
+    def __init__(
+        self,
+        stack: int,
+        in_features: int,
+        out_features: int,
+        activation: Activation,
+        norm: str,
+        residual: bool,
+        dropout: float,
+    ) -> None:
         super().__init__()
         self.linear = StackedLinear(stack, in_features, out_features)
         self.norm = NORMS[norm](stack, out_features)
@@ -149,8 +165,17 @@ class HiddenLayer(nn.Module):
 
 
 class MLP(nn.Module):
-    def __init__(self, stack: int, in_features: int, widths: list[int], num_classes: int, activation: Activation,
-                 norm: str = "none", residual: bool = False, dropout: float = 0.0) -> None:  # fmt: skip
+    def __init__(
+        self,
+        stack: int,
+        in_features: int,
+        widths: list[int],
+        num_classes: int,
+        activation: Activation,
+        norm: str = "none",
+        residual: bool = False,
+        dropout: float = 0.0,
+    ) -> None:
         super().__init__()
         self.stack = stack
         sizes = [in_features, *widths]
@@ -175,8 +200,10 @@ class MLP(nn.Module):
         masks of an uninterrupted one, on any device, and no generator state needs saving."""
         for index, layer in enumerate(self.hidden):
             if layer.dropout.p > 0:
-                layer.dropout.generators = [torch.Generator(device=device).manual_seed(
-                    (seed * 1_000_003 + epoch) * 1009 + index) for seed in seeds]  # fmt: skip
+                layer.dropout.generators = [
+                    torch.Generator(device=device).manual_seed((seed * 1_000_003 + epoch) * 1009 + index)
+                    for seed in seeds
+                ]
 
     @torch.no_grad()
     def keep_runs(self, rows: Tensor) -> None:
@@ -221,26 +248,26 @@ def _kaiming_gain(activation: Activation) -> float:
     return nn.init.calculate_gain(activation.kaiming_nonlinearity or "relu", activation.kaiming_param)
 
 
-def _kaiming_uniform(weight: Tensor, activation: Activation, cfg: Any) -> None:  # noqa: ANN401
+def _kaiming_uniform(weight: Tensor, activation: Activation, cfg: Any) -> None:
     nn.init.kaiming_uniform_(weight, a=activation.kaiming_param, nonlinearity=activation.kaiming_nonlinearity or "relu")
 
 
-def _kaiming_normal(weight: Tensor, activation: Activation, cfg: Any) -> None:  # noqa: ANN401
+def _kaiming_normal(weight: Tensor, activation: Activation, cfg: Any) -> None:
     nn.init.kaiming_normal_(weight, a=activation.kaiming_param, nonlinearity=activation.kaiming_nonlinearity or "relu")
 
 
-def _uniform_standard(weight: Tensor, activation: Activation, cfg: Any) -> None:  # noqa: ANN401
+def _uniform_standard(weight: Tensor, activation: Activation, cfg: Any) -> None:
     """The "standard" init of Glorot & Bengio (2010), eq. 1: U[-1/sqrt(fan_in), 1/sqrt(fan_in)]."""
     bound = 1 / math.sqrt(weight.shape[1])
     nn.init.uniform_(weight, -bound, bound)
 
 
-def _gaussian(weight: Tensor, activation: Activation, cfg: Any) -> None:  # noqa: ANN401
+def _gaussian(weight: Tensor, activation: Activation, cfg: Any) -> None:
     """The mean-field theory's weights: N(0, sigma_w^2 / fan_in) (model.sigma_w2)."""
     nn.init.normal_(weight, 0.0, math.sqrt(cfg.sigma_w2 / weight.shape[1]))
 
 
-def _orthogonal_variance(fan_in: int, fan_out: int, activation: Activation, cfg: Any) -> float:  # noqa: ANN401
+def _orthogonal_variance(fan_in: int, fan_out: int, activation: Activation, cfg: Any) -> float:
     # orthonormal rows (out <= in: each row has squared norm 1) or orthonormal columns (out > in), times gain^2
     return cfg.sigma_w2 * (1 / fan_in if fan_out <= fan_in else 1 / fan_out)
 
@@ -256,8 +283,9 @@ WEIGHT_INITS: dict[str, WeightInit] = {
         lambda i, o, f, c: WEIGHT_INITS[auto_weight_init(f)].variance(i, o, f, c),
     ),
     # nn.Linear's own, kaiming_uniform_(a=sqrt(5)): the same distribution as uniform_standard
-    "pytorch_default": WeightInit(lambda w, f, c: nn.init.kaiming_uniform_(w, a=math.sqrt(5)),
-                                  lambda i, o, f, c: 1 / (3 * i)),
+    "pytorch_default": WeightInit(
+        lambda w, f, c: nn.init.kaiming_uniform_(w, a=math.sqrt(5)), lambda i, o, f, c: 1 / (3 * i)
+    ),
     "xavier_uniform": WeightInit(lambda w, f, c: nn.init.xavier_uniform_(w), lambda i, o, f, c: 2 / (i + o)),
     "xavier_normal": WeightInit(lambda w, f, c: nn.init.xavier_normal_(w), lambda i, o, f, c: 2 / (i + o)),
     "kaiming_uniform": WeightInit(_kaiming_uniform, lambda i, o, f, c: _kaiming_gain(f) ** 2 / i),
@@ -267,7 +295,7 @@ WEIGHT_INITS: dict[str, WeightInit] = {
     "gaussian": WeightInit(_gaussian, lambda i, o, f, c: c.sigma_w2 / i),
     # gain sqrt(model.sigma_w2): 1 by default
     "orthogonal": WeightInit(lambda w, f, c: nn.init.orthogonal_(w, gain=math.sqrt(c.sigma_w2)), _orthogonal_variance),
-}  # fmt: skip
+}
 
 
 @dataclass(frozen=True)
@@ -319,8 +347,16 @@ def build_model(cfgs: Sequence[DictConfig], in_features: int, num_classes: int) 
     its own seed and init settings, on the CPU."""
     shape = cfgs[0]
     activation = activation_from_config(shape.activation)
-    model = MLP(len(cfgs), in_features, hidden_widths(shape.model), num_classes, activation, norm=shape.model.norm,
-                residual=shape.model.residual, dropout=shape.model.dropout)  # fmt: skip
+    model = MLP(
+        len(cfgs),
+        in_features,
+        hidden_widths(shape.model),
+        num_classes,
+        activation,
+        norm=shape.model.norm,
+        residual=shape.model.residual,
+        dropout=shape.model.dropout,
+    )
     for run, cfg in enumerate(cfgs):
         init_run_(model, run, cfg.model, cfg.trainer.seed)
     return model

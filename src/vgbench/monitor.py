@@ -104,9 +104,16 @@ def jacobian_spectrum(model: MLP, x: Tensor, examples: int = JACOBIAN_EXAMPLES) 
         squared = s**2
         values = torch.cat([torch.stack([squared.mean(), squared.var(), s.max()]), quantiles]).cpu().tolist()
         spread = values[1] / values[0] ** 2 if values[0] > 0 else float("nan")
-        spectra.append({"mean_sq_singular": values[0], "var_sq_singular": values[1], "relative_spread": spread,
-                        "max_singular": values[2], "singular_quantiles": values[3:],
-                        "examples": int(h1.shape[0])})  # fmt: skip
+        spectra.append(
+            {
+                "mean_sq_singular": values[0],
+                "var_sq_singular": values[1],
+                "relative_spread": spread,
+                "max_singular": values[2],
+                "singular_quantiles": values[3:],
+                "examples": int(h1.shape[0]),
+            }
+        )
     return spectra
 
 
@@ -135,8 +142,14 @@ class GradientMonitor:
         return self.histogram_every_n_steps > 0 and step % self.histogram_every_n_steps == 0
 
     @torch.no_grad()
-    def measure(self, step: int, trace: Trace, stepped: Stepped, extra: dict[str, Tensor] | None = None,
-                histograms: bool = False) -> list[Measurement]:  # fmt: skip
+    def measure(
+        self,
+        step: int,
+        trace: Trace,
+        stepped: Stepped,
+        extra: dict[str, Tensor] | None = None,
+        histograms: bool = False,
+    ) -> list[Measurement]:
         """Every statistic of every run at this step, after the optimizer's step (one host transfer).
 
         trace: the forward pass's record, backward done. stepped: the step's updates and loss scale.
@@ -147,8 +160,9 @@ class GradientMonitor:
             raise RuntimeError("measure() needs a traced forward pass whose backward has run")
         stack, batch = trace.z[0].shape[:2]
         weight_updates = [stepped.updates[index] for index in self.weight_indices]
-        weights_before = [wide(linear.weight) - wide(update)
-                          for linear, update in zip(self.linears, weight_updates, strict=True)]  # fmt: skip
+        weights_before = [
+            wide(linear.weight) - wide(update) for linear, update in zip(self.linears, weight_updates, strict=True)
+        ]
         grad_w = run_norms([self._grad(linear.weight) for linear in self.linears])
         grad_b = run_norms([self._grad(linear.bias) for linear in self.linears])
         weight_norm = run_norms(weights_before)
@@ -156,15 +170,25 @@ class GradientMonitor:
         # B * dL/dz is each example's own error: the loss is a mean over the batch
         # (in float32 before the product: B times an fp16 gradient under a 2^16 loss scale overflows)
         per_example = batch if stepped.loss_scale is None else batch / stepped.loss_scale.float()
-        deltas = torch.stack([torch.linalg.vector_norm(wide(z.grad) * per_example, dim=-1).mean(dim=1)
-                              for z in trace.z])  # fmt: skip
-        hidden = torch.cat([
-            hidden_stats(u, a, self.model.activation.derivative(wide(u)), self.saturation_threshold)
-            for u, a in zip(trace.u, trace.a, strict=True)
-        ])  # fmt: skip
+        deltas = torch.stack(
+            [torch.linalg.vector_norm(wide(z.grad) * per_example, dim=-1).mean(dim=1) for z in trace.z]
+        )
+        hidden = torch.cat(
+            [
+                hidden_stats(u, a, self.model.activation.derivative(wide(u)), self.saturation_threshold)
+                for u, a in zip(trace.u, trace.a, strict=True)
+            ]
+        )
         total = torch.linalg.vector_norm(run_norms([self._grad(p) for p in self.model.parameters()]), dim=0)
-        rows = [grad_w, grad_b, grad_w / weight_norm, update / weight_norm, deltas, hidden,
-                torch.stack([total, grad_w[0] / grad_w[-1], deltas[0] / deltas[-1]])]  # fmt: skip
+        rows = [
+            grad_w,
+            grad_b,
+            grad_w / weight_norm,
+            update / weight_norm,
+            deltas,
+            hidden,
+            torch.stack([total, grad_w[0] / grad_w[-1], deltas[0] / deltas[-1]]),
+        ]
         if extra:
             rows.append(torch.stack([wide(value.detach()).reshape(stack) for value in extra.values()]))
         table = torch.cat([row.to(grad_w.dtype) for row in rows])  # [metrics, K]
@@ -181,8 +205,9 @@ class GradientMonitor:
     def _grad(param: Tensor) -> Tensor:
         return param.grad if param.grad is not None else torch.zeros_like(param)
 
-    def _per_run(self, step: int, host: Tensor, shape: torch.Size, extra_names: list[str],
-                 histogram_parts: list[Tensor]) -> list[Measurement]:  # fmt: skip
+    def _per_run(
+        self, step: int, host: Tensor, shape: torch.Size, extra_names: list[str], histogram_parts: list[Tensor]
+    ) -> list[Measurement]:
         n_layers, depth = len(self.linears), len(self.model.hidden)
         pieces = host.split([shape.numel(), *(part.numel() for part in histogram_parts)])
         table = pieces[0].view(shape).t().tolist()  # one row of values per run
@@ -197,9 +222,15 @@ class GradientMonitor:
             layers |= {name: hidden_values[i :: len(HIDDEN_METRICS)] for i, name in enumerate(HIDDEN_METRICS)}
             total, grad_ratio, delta_ratio = values[:3]
             mine = histograms[run * per_run_histograms : (run + 1) * per_run_histograms]
-            measurements.append(Measurement(
-                step=step, layers=layers, total_grad_norm=total, first_to_last_grad_ratio=grad_ratio,
-                first_to_last_delta_ratio=delta_ratio, extra=dict(zip(extra_names, values[3:], strict=True)),
-                histograms={"grad/weight": mine[:n_layers], "activation": mine[n_layers:]} if mine else {},
-            ))  # fmt: skip
+            measurements.append(
+                Measurement(
+                    step=step,
+                    layers=layers,
+                    total_grad_norm=total,
+                    first_to_last_grad_ratio=grad_ratio,
+                    first_to_last_delta_ratio=delta_ratio,
+                    extra=dict(zip(extra_names, values[3:], strict=True)),
+                    histograms={"grad/weight": mine[:n_layers], "activation": mine[n_layers:]} if mine else {},
+                )
+            )
         return measurements

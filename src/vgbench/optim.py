@@ -54,8 +54,9 @@ class PerRun:
     def take(self, rows: Tensor) -> PerRun:
         """These runs' values only (row indices)."""
         if self.values is not None:
-            return PerRun([self.values[0]] * len(rows) if self.uniform else [self.values[i] for i in rows.tolist()],
-                          self.device)  # fmt: skip
+            return PerRun(
+                [self.values[0]] * len(rows) if self.uniform else [self.values[i] for i in rows.tolist()], self.device
+            )
         return PerRun(self.tensor.index_select(0, rows), self.device)
 
     @staticmethod
@@ -65,8 +66,12 @@ class PerRun:
         if all(i.uniform for i in inputs):
             return PerRun([fn(*(i.values[0] for i in inputs))], inputs[0].device)
         stack = max(len(i.tensor) for i in inputs if i.tensor is not None)
-        tensors = [i.tensor if i.tensor is not None else torch.full((stack,), i.values[0], dtype=torch.float64,
-                                                                    device=i.device) for i in inputs]  # fmt: skip
+        tensors = [
+            i.tensor
+            if i.tensor is not None
+            else torch.full((stack,), i.values[0], dtype=torch.float64, device=i.device)
+            for i in inputs
+        ]
         return PerRun(fn(*tensors), inputs[0].device)
 
 
@@ -117,8 +122,10 @@ class StackedOptimizer:
         """Keep only these runs (row indices): `params` are the model's new parameters, cut the same way and
         in the same order; the state and every per-run hyperparameter (the PerRun attributes of this object
         and its subclass) follow."""
-        state = {new: {name: buffer.index_select(0, rows) for name, buffer in self.state[old].items()}
-                 for old, new in zip(self.params, params, strict=True)}  # fmt: skip
+        state = {
+            new: {name: buffer.index_select(0, rows) for name, buffer in self.state[old].items()}
+            for old, new in zip(self.params, params, strict=True)
+        }
         self.params = list(params)
         self.param_groups[0]["params"] = self.params
         self.state = defaultdict(dict, state)
@@ -165,12 +172,20 @@ class StackedOptimizer:
     def run_states(self) -> list[dict[str, Any]]:
         """Each run's share of the state, as a stack of one: what its checkpoint keeps (vgbench.run_slices:
         each buffer leaves the device once). A buffer not made yet is None."""
-        buffers = {(name, i): self.state[p][name] for name in self.state_names for i, p in enumerate(self.params)
-                   if name in self.state[p]}  # fmt: skip
+        buffers = {
+            (name, i): self.state[p][name]
+            for name in self.state_names
+            for i, p in enumerate(self.params)
+            if name in self.state[p]
+        }
         indices = range(len(self.params))
-        return [{"steps": self.steps, "buffers": {name: [shares.get((name, i)) for i in indices]
-                                                  for name in self.state_names}}
-                for shares in run_slices(buffers, self.stack)]  # fmt: skip
+        return [
+            {
+                "steps": self.steps,
+                "buffers": {name: [shares.get((name, i)) for i in indices] for name in self.state_names},
+            }
+            for shares in run_slices(buffers, self.stack)
+        ]
 
     def load_run_state(self, run: int, saved: dict[str, Any]) -> None:
         self.steps = saved["steps"]
@@ -255,8 +270,9 @@ class Adam(StackedOptimizer):
         exp_avg, exp_avg_sq = self.buffers("exp_avg"), self.buffers("exp_avg_sq")
         torch._foreach_lerp_(exp_avg, grads, self.of(self.one_minus_beta1))  # m + (1 - b1)(g - m), as torch does
         torch._foreach_mul_(exp_avg_sq, self.of(self.beta2))
-        torch._foreach_add_(exp_avg_sq, torch._foreach_mul(torch._foreach_mul(grads, grads),
-                                                           self.of(self.one_minus_beta2)))  # fmt: skip
+        torch._foreach_add_(
+            exp_avg_sq, torch._foreach_mul(torch._foreach_mul(grads, grads), self.of(self.one_minus_beta2))
+        )
         denominator = torch._foreach_div(torch._foreach_sqrt(exp_avg_sq), self.of(correction2_sqrt))
         torch._foreach_add_(denominator, self.of(self.eps))
         return torch._foreach_div(exp_avg, denominator), neg_step_size
@@ -291,8 +307,9 @@ class RMSprop(StackedOptimizer):
     def direction(self, grads: list[Tensor]) -> tuple[list[Tensor], PerRun]:
         square_avg = self.buffers("square_avg")
         torch._foreach_mul_(square_avg, self.of(self.alpha))
-        torch._foreach_add_(square_avg, torch._foreach_mul(torch._foreach_mul(grads, grads),
-                                                           self.of(self.one_minus_alpha)))  # fmt: skip
+        torch._foreach_add_(
+            square_avg, torch._foreach_mul(torch._foreach_mul(grads, grads), self.of(self.one_minus_alpha))
+        )
         denominator = torch._foreach_sqrt(square_avg)
         torch._foreach_add_(denominator, self.of(self.eps))
         direction = torch._foreach_div(grads, denominator)

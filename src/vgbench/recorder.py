@@ -15,8 +15,14 @@ from vgbench.summary import Profile, Summary
 
 
 class Recorder:
-    def __init__(self, run_dir: Path, n_layers: int, tensorboard: bool, resumed_state: dict[str, Any] | None,
-                 resume_step: int | None) -> None:  # fmt: skip
+    def __init__(
+        self,
+        run_dir: Path,
+        n_layers: int,
+        tensorboard: bool,
+        resumed_state: dict[str, Any] | None,
+        resume_step: int | None,
+    ) -> None:
         resumed_state = resumed_state or {}
         self.run_dir = run_dir
         self.series = Series(**resumed_state.get("series", {}))

@@ -46,9 +46,11 @@ def resolve_device(name: str, gpu_slot: int | None = None) -> torch.device:
         if torch.backends.mps.is_available():
             return torch.device("mps")
         if os.environ.get("CUDA_VISIBLE_DEVICES") == "":
-            log.warning("trainer.device=auto: the launcher allocated this job no GPU (CUDA_VISIBLE_DEVICES is "
-                        "empty), so it runs on the CPU; ask for GPUs with hydra.launcher.gpus_per_node (SLURM) "
-                        "or hydra.launcher.ray.remote.num_gpus (Ray)")  # fmt: skip
+            log.warning(
+                "trainer.device=auto: the launcher allocated this job no GPU (CUDA_VISIBLE_DEVICES is "
+                "empty), so it runs on the CPU; ask for GPUs with hydra.launcher.gpus_per_node (SLURM) "
+                "or hydra.launcher.ray.remote.num_gpus (Ray)"
+            )
         return torch.device("cpu")
     if name == "cpu":
         return torch.device("cpu")
@@ -57,8 +59,11 @@ def resolve_device(name: str, gpu_slot: int | None = None) -> torch.device:
             raise ConfigError("trainer.device='mps' but MPS is not available here; use auto or cpu")
         return torch.device("mps")
     if not count:
-        hidden = " (CUDA_VISIBLE_DEVICES is empty: the launcher allocated this job none)" if os.environ.get(
-            "CUDA_VISIBLE_DEVICES") == "" else ""  # fmt: skip
+        hidden = (
+            " (CUDA_VISIBLE_DEVICES is empty: the launcher allocated this job none)"
+            if os.environ.get("CUDA_VISIBLE_DEVICES") == ""
+            else ""
+        )
         raise ConfigError(f"trainer.device={name!r} but no CUDA device is visible here{hidden}; use auto or cpu")
     index = int(name[5:]) if ":" in name else 0
     if index >= count:

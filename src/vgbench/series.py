@@ -27,8 +27,12 @@ def layer_rows(measurement: Measurement, epoch: int) -> list[dict[str, Any]]:
     rows = []
     for index in range(n_layers):
         hidden = index < n_layers - 1
-        row: dict[str, Any] = {"step": measurement.step, "epoch": epoch, "layer": index + 1,
-                               "kind": "hidden" if hidden else "output"}  # fmt: skip
+        row: dict[str, Any] = {
+            "step": measurement.step,
+            "epoch": epoch,
+            "layer": index + 1,
+            "kind": "hidden" if hidden else "output",
+        }
         row |= {name: measurement.layers[name][index] for name in LAYER_METRICS}
         row |= {name: measurement.layers[name][index] if hidden else None for name in HIDDEN_METRICS}
         rows.append(row)
@@ -36,16 +40,25 @@ def layer_rows(measurement: Measurement, epoch: int) -> list[dict[str, Any]]:
 
 
 def step_row(measurement: Measurement, epoch: int) -> dict[str, Any]:
-    return {"step": measurement.step, "epoch": epoch, "total_grad_norm": measurement.total_grad_norm,
-            "first_to_last_grad_ratio": measurement.first_to_last_grad_ratio,
-            "first_to_last_delta_ratio": measurement.first_to_last_delta_ratio, **measurement.extra}  # fmt: skip
+    return {
+        "step": measurement.step,
+        "epoch": epoch,
+        "total_grad_norm": measurement.total_grad_norm,
+        "first_to_last_grad_ratio": measurement.first_to_last_grad_ratio,
+        "first_to_last_delta_ratio": measurement.first_to_last_delta_ratio,
+        **measurement.extra,
+    }
 
 
 def profile(measurement: Measurement) -> Profile:
     """A measurement as the summary stores it: the step, the run-level numbers, per-layer lists."""
-    return Profile(step=measurement.step, first_to_last_grad_ratio=measurement.first_to_last_grad_ratio,
-                   first_to_last_delta_ratio=measurement.first_to_last_delta_ratio,
-                   total_grad_norm=measurement.total_grad_norm, layers=measurement.layers)  # fmt: skip
+    return Profile(
+        step=measurement.step,
+        first_to_last_grad_ratio=measurement.first_to_last_grad_ratio,
+        first_to_last_delta_ratio=measurement.first_to_last_delta_ratio,
+        total_grad_norm=measurement.total_grad_norm,
+        layers=measurement.layers,
+    )
 
 
 class CsvTable:

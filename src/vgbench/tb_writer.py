@@ -30,9 +30,16 @@ from torch.utils.tensorboard.summary import hparams as hparams_summaries
 from vgbench.monitor import HIDDEN_METRICS, LAYER_METRICS, Measurement
 
 # The HParams table: columns from the config, metrics from the summary (key paths in summary.json)
-HPARAM_COLUMNS = {"activation": "activation.name", "depth": "model.depth", "width": "model.width",
-                  "init": "model.init", "optimizer": "optimizer.name", "lr": "optimizer.lr", "loss": "loss",
-                  "seed": "trainer.seed"}  # fmt: skip
+HPARAM_COLUMNS = {
+    "activation": "activation.name",
+    "depth": "model.depth",
+    "width": "model.width",
+    "init": "model.init",
+    "optimizer": "optimizer.name",
+    "lr": "optimizer.lr",
+    "loss": "loss",
+    "seed": "trainer.seed",
+}
 HPARAM_METRICS = {
     "hparams/test_acc": "final.test_acc",
     "hparams/train_loss": "final.train_loss",
@@ -42,7 +49,7 @@ HPARAM_METRICS = {
 }
 
 
-def _lookup(tree: dict[str, Any], path: str) -> Any:  # noqa: ANN401
+def _lookup(tree: dict[str, Any], path: str) -> Any:
     for key in path.split("."):
         tree = tree.get(key) if isinstance(tree, dict) else None
     return tree
@@ -62,7 +69,7 @@ def custom_scalars_layout() -> dict[str, dict[str, list[Any]]]:
         "training": {
             "loss": ["Multiline", [r"^(train|val|test)/loss$"]],
             "accuracy": ["Multiline", [r"^(train|val|test)/acc$"]],
-        },  # fmt: skip
+        },
     }
 
 
@@ -102,11 +109,17 @@ def gradient_profile_image(measurement: Measurement, title: str) -> np.ndarray:
             draw.text((x0 + 0.35 * slot, top + plot_height + 4), str(index + 1), fill="black", font=font, anchor="mt")
     draw.line([(left, y(0)), (left + plot_width, y(0))], fill="black")
     draw.line([(left, top), (left, top + plot_height)], fill="black")
-    draw.text((left + plot_width / 2, height - 4), "layer (1 = next to the input)", fill="black", font=font,
-              anchor="mb")  # fmt: skip
+    draw.text(
+        (left + plot_width / 2, height - 4), "layer (1 = next to the input)", fill="black", font=font, anchor="mb"
+    )
     draw.text((4, top - 14), "log10 ||dL/dW||", fill="black", font=font)
-    draw.text((left + plot_width / 2, 4), f"{title}: first/last = {measurement.first_to_last_grad_ratio:.2e}",
-              fill="black", font=font, anchor="mt")  # fmt: skip
+    draw.text(
+        (left + plot_width / 2, 4),
+        f"{title}: first/last = {measurement.first_to_last_grad_ratio:.2e}",
+        fill="black",
+        font=font,
+        anchor="mt",
+    )
     return np.asarray(image)
 
 
@@ -177,8 +190,10 @@ class TensorBoardWriter:
         measured = theory.get("measured_delta_profile") or [None] * len(theory["delta_profile"])
         for layer, (predicted, actual) in enumerate(zip(theory["delta_profile"], measured, strict=True), 1):
             rows.append(f"| {layer} | {predicted:.3e} | {'' if actual is None else f'{actual:.3e}'} |")
-        head = (f"chi_1 = {theory['chi_1']:.3f} ({theory['regime']}), xi_c = {theory['xi_c']:.3g} layers; "
-                f"first-to-last delta ratio predicted {theory['delta_ratio']:.3e}")  # fmt: skip
+        head = (
+            f"chi_1 = {theory['chi_1']:.3f} ({theory['regime']}), xi_c = {theory['xi_c']:.3g} layers; "
+            f"first-to-last delta ratio predicted {theory['delta_ratio']:.3e}"
+        )
         if theory.get("measured_delta_ratio") is not None:
             head += f", measured {theory['measured_delta_ratio']:.3e} ({theory['measured_over_predicted']:.2f}x)"
         self.writer.add_text("theory", head + "\n\n" + "\n".join(rows), 0)

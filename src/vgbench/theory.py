@@ -67,7 +67,7 @@ def _df(activation: Activation, u: np.ndarray) -> np.ndarray:
         return activation.derivative(torch.as_tensor(u, dtype=torch.float64)).numpy()
 
 
-def gaussian_mean(g: Any, q: float) -> float:  # noqa: ANN401 - g: array -> array
+def gaussian_mean(g: Any, q: float) -> float:  # g: array -> array
     """E[g(sqrt(q) z)], z ~ N(0, 1)."""
     nodes, weights = _nodes()
     return float(np.dot(weights, g(math.sqrt(max(q, 0.0)) * nodes)))
@@ -97,7 +97,7 @@ def fixed_point(activation: Activation, sigma_w2: float, sigma_b2: float, q0: fl
     return q
 
 
-def _pair_mean(g: Any, q: float, c: float) -> float:  # noqa: ANN401 - g: (u1, u2) -> array
+def _pair_mean(g: Any, q: float, c: float) -> float:  # g: (u1, u2) -> array
     """E[g(u_1, u_2)] for u_1 = sqrt(q) z_1, u_2 = sqrt(q) (c z_1 + sqrt(1 - c^2) z_2)."""
     nodes, weights = _nodes()
     z1, z2 = np.meshgrid(nodes, nodes, indexing="ij")
@@ -166,8 +166,9 @@ def phase(activation: Activation, sigma_w2: float, sigma_b2: float, q0: float = 
         chi_1 = chi(activation, q, sigma_w2)
         return Phase(q_star, chi_1, 1.0, chi_1, math.nan, math.nan)
     c_star = correlation_fixed_point(activation, q, sigma_w2, sigma_b2)
-    slope = (length_map(activation, q * 1.001, sigma_w2, sigma_b2)
-             - length_map(activation, q * 0.999, sigma_w2, sigma_b2)) / (0.002 * q)  # fmt: skip
+    slope = (
+        length_map(activation, q * 1.001, sigma_w2, sigma_b2) - length_map(activation, q * 0.999, sigma_w2, sigma_b2)
+    ) / (0.002 * q)
     correlation_chi = chi_c(activation, q, c_star, sigma_w2)
     return Phase(
         q_star, chi(activation, q, sigma_w2), c_star, correlation_chi, depth_scale(correlation_chi), depth_scale(slope)
@@ -191,7 +192,7 @@ def critical_sigma_w2(activation: Activation, sigma_b2: float, low: float = 0.1,
 # --- a vgbench model's prediction ---
 
 
-def not_applicable(cfg: Any, activation: Activation) -> str | None:  # noqa: ANN401 - the run's config
+def not_applicable(cfg: Any, activation: Activation) -> str | None:  # the run's config
     """Why the theory does not describe this model (None when it does)."""
     if activation.name == "softmax":
         return "softmax couples the units of a layer; the theory needs an elementwise activation"
@@ -206,7 +207,7 @@ def not_applicable(cfg: Any, activation: Activation) -> str | None:  # noqa: ANN
     return None
 
 
-def layer_variances(cfg: Any, activation: Activation, sizes: Sequence[int]) -> list[tuple[float, float]]:  # noqa: ANN401
+def layer_variances(cfg: Any, activation: Activation, sizes: Sequence[int]) -> list[tuple[float, float]]:
     """(sigma_w^2, sigma_b^2) of every linear layer, from the init registries (non-square layers as they are:
     Xavier on 784 -> 128 gives sigma_w^2 = 784 * 2 / (784 + 128) = 1.72, not 1)."""
     weight = WEIGHT_INITS[cfg.model.init]
@@ -217,7 +218,7 @@ def layer_variances(cfg: Any, activation: Activation, sizes: Sequence[int]) -> l
     ]
 
 
-def predict(cfg: Any, activation: Activation, sizes: Sequence[int], q0: float) -> dict[str, Any]:  # noqa: ANN401
+def predict(cfg: Any, activation: Activation, sizes: Sequence[int], q0: float) -> dict[str, Any]:
     """The step-0 prediction for a model with layer sizes [in, hidden..., out] on data with E[x_i^2] = q0:
     q and chi per hidden layer, the back-propagated error profile (relative to the output layer's), its
     first-to-last ratio, and the stack's chi_1, xi_c and regime at the hidden layers' (sigma_w^2, sigma_b^2)."""
@@ -264,9 +265,11 @@ def compare(prediction: dict[str, Any], measured_deltas: Sequence[float] | None)
     if measured is None:
         return prediction
     ratio = measured[0]
-    return prediction | {"measured_delta_profile": measured, "measured_delta_ratio": ratio,
-                         "measured_over_predicted": ratio / prediction["delta_ratio"]
-                         if prediction["delta_ratio"] else None}  # fmt: skip
+    return prediction | {
+        "measured_delta_profile": measured,
+        "measured_delta_ratio": ratio,
+        "measured_over_predicted": ratio / prediction["delta_ratio"] if prediction["delta_ratio"] else None,
+    }
 
 
 # --- the command line: vgbench-theory ---
@@ -275,30 +278,38 @@ PHASE_SIGMA_W2 = np.linspace(0.5, 4.0, 29)
 PHASE_SIGMA_B2 = np.linspace(0.0, 0.3, 13)
 
 
-def prediction_table(cfg: Any, activation: Activation, sizes: Sequence[int], q0: float) -> str:  # noqa: ANN401
+def prediction_table(cfg: Any, activation: Activation, sizes: Sequence[int], q0: float) -> str:
     """The prediction for a config as text: per layer, then the stack's state."""
     prediction = predict(cfg, activation, sizes, q0)
     if not prediction["applies"]:
         return f"the mean-field theory does not apply: {prediction['reason']}"
     variances = layer_variances(cfg, activation, sizes)
-    lines = [f"{len(sizes) - 2} hidden layers of {activation.name}, init {cfg.model.init}, data q0 = E[x^2] = {q0:.3g}",
-             "", f"{'layer':>5} {'sigma_w^2':>9} {'sigma_b^2':>9} {'q':>10} {'chi':>8} {'delta/out':>10}"]  # fmt: skip
-    for layer, (q, factor, delta) in enumerate(zip(prediction["q"], prediction["chi"], prediction["delta_profile"],
-                                                   strict=False), 1):  # fmt: skip
+    lines = [
+        f"{len(sizes) - 2} hidden layers of {activation.name}, init {cfg.model.init}, data q0 = E[x^2] = {q0:.3g}",
+        "",
+        f"{'layer':>5} {'sigma_w^2':>9} {'sigma_b^2':>9} {'q':>10} {'chi':>8} {'delta/out':>10}",
+    ]
+    for layer, (q, factor, delta) in enumerate(
+        zip(prediction["q"], prediction["chi"], prediction["delta_profile"], strict=False), 1
+    ):
         sigma_w2, sigma_b2 = variances[layer - 1]
         lines.append(f"{layer:>5} {sigma_w2:>9.3f} {sigma_b2:>9.3g} {q:>10.4g} {factor:>8.4f} {delta:>10.3e}")
     critical = critical_sigma_w2(activation, prediction["sigma_b2"])
-    lines += ["", f"stack (sigma_w^2 {prediction['sigma_w2']:.3f}, sigma_b^2 {prediction['sigma_b2']:.3g}): "
-              f"chi_1 = {prediction['chi_1']:.4f}, {prediction['regime']}; q* = {prediction['q_star']:.4g}; "
-              f"xi_c = {prediction['xi_c']:.3g} layers, xi_q = {prediction['xi_q']:.3g} layers",
-              f"predicted first-to-last delta ratio: {prediction['delta_ratio']:.3e}; trainable to about "
-              f"{TRAINABLE_DEPTH_SCALES} xi_c = {TRAINABLE_DEPTH_SCALES * prediction['xi_c']:.3g} layers",
-              f"critical sigma_w^2 at this sigma_b^2: {critical:.4f}" if critical else
-              "no critical sigma_w^2 in [0.1, 20] at this sigma_b^2"]  # fmt: skip
+    lines += [
+        "",
+        f"stack (sigma_w^2 {prediction['sigma_w2']:.3f}, sigma_b^2 {prediction['sigma_b2']:.3g}): "
+        f"chi_1 = {prediction['chi_1']:.4f}, {prediction['regime']}; q* = {prediction['q_star']:.4g}; "
+        f"xi_c = {prediction['xi_c']:.3g} layers, xi_q = {prediction['xi_q']:.3g} layers",
+        f"predicted first-to-last delta ratio: {prediction['delta_ratio']:.3e}; trainable to about "
+        f"{TRAINABLE_DEPTH_SCALES} xi_c = {TRAINABLE_DEPTH_SCALES * prediction['xi_c']:.3g} layers",
+        f"critical sigma_w^2 at this sigma_b^2: {critical:.4f}"
+        if critical
+        else "no critical sigma_w^2 in [0.1, 20] at this sigma_b^2",
+    ]
     return "\n".join(lines)
 
 
-def phase_diagram(activation: Activation) -> Any:  # noqa: ANN401 - a matplotlib Figure
+def phase_diagram(activation: Activation) -> Any:  # a matplotlib Figure
     """xi_c over (sigma_w^2, sigma_b^2), log colour scale, with the critical line chi_1 = 1."""
     from matplotlib.colors import LogNorm
     from matplotlib.figure import Figure
@@ -322,18 +333,31 @@ def phase_diagram(activation: Activation) -> Any:  # noqa: ANN401 - a matplotlib
 
 def main(argv: list[str] | None = None) -> None:
     """`vgbench-theory [--phase-diagram] [overrides]`: the prediction for a config, without training."""
-    import sys
     from pathlib import Path
 
     from vgbench.activations import activation_from_config
     from vgbench.config import compose_config, hidden_widths
     from vgbench.data import data_shape
-    from vgbench.errors import UserError, exit_with_error
+    from vgbench.errors import CommandParser, UserError, exit_with_error
     from vgbench.validate import validate
 
-    args = sys.argv[1:] if argv is None else argv
-    diagram = "--phase-diagram" in args
-    overrides = [a for a in args if a != "--phase-diagram"]
+    parser = CommandParser(
+        prog="vgbench-theory",
+        description="The mean-field prediction of a config's gradient "
+        "flow at initialisation, layer by layer, without training (vgbench.theory).",
+    )
+    parser.add_argument(
+        "--phase-diagram",
+        action="store_true",
+        help="draw the activation's (sigma_w^2, sigma_b^2) phase diagram into outputs/theory/ instead",
+    )
+    parser.add_argument(
+        "overrides",
+        nargs="*",
+        help="Hydra overrides, as for vgbench-train (activation=tanh model.depth=20 data=synthetic)",
+    )
+    args = parser.parse_args(argv)
+    diagram, overrides = args.phase_diagram, args.overrides
     try:
         cfg = compose_config(overrides)
         validate(cfg)

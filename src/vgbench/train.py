@@ -146,8 +146,12 @@ def prepare(shape: DictConfig, placement: Placement) -> Environment:
     return Environment(device, threads, data)
 
 
-def setup(folders: Sequence[RunFolder], cfgs: Sequence[DictConfig], placement: Placement,
-          environment: Environment | None = None) -> Stack:  # fmt: skip
+def setup(
+    folders: Sequence[RunFolder],
+    cfgs: Sequence[DictConfig],
+    placement: Placement,
+    environment: Environment | None = None,
+) -> Stack:
     """The stacked model (each run's init or checkpoint), optimizer, monitor, on `environment` (`prepare`d
     here when not given)."""
     started = time.perf_counter()
@@ -168,8 +172,10 @@ def setup(folders: Sequence[RunFolder], cfgs: Sequence[DictConfig], placement: P
 
     model = build_model(cfgs, data.num_features, data.num_classes)
     if model.activation.name == "custom" and shape.model.init == "auto":
-        log.info("activation=custom: init=auto draws %s (Kaiming is for ReLU-like units; set model.init to choose)",
-                 auto_weight_init(model.activation))  # fmt: skip
+        log.info(
+            "activation=custom: init=auto draws %s (Kaiming is for ReLU-like units; set model.init to choose)",
+            auto_weight_init(model.activation),
+        )
     for index, folder in enumerate(folders):
         if folder.checkpoint:
             load_run_slice(model, index, folder.checkpoint["model"])
@@ -181,25 +187,60 @@ def setup(folders: Sequence[RunFolder], cfgs: Sequence[DictConfig], placement: P
         if saved:
             optimizer.load_run_state(index, saved["optimizer"])
             precision.scaler.load_state_dict(saved["scaler"])
-            log.info("%sresumed from %s after epoch %d", run_prefix(folder.run_dir, len(cfgs)),
-                     folder.run_dir / CHECKPOINT_FILE, saved["epoch"])  # fmt: skip
-        recorder = Recorder(folder.run_dir, len(model.linears()), cfg.logger.tensorboard,
-                            saved["recorder"] if saved else None, saved["step"] if saved else None)  # fmt: skip
-        runs.append(Run(cfg, folder.run_dir, folder.identity or run_identity(cfg), recorder,
-                        saved["history"] if saved else [], saved["epoch"] if saved else 0))  # fmt: skip
+            log.info(
+                "%sresumed from %s after epoch %d",
+                run_prefix(folder.run_dir, len(cfgs)),
+                folder.run_dir / CHECKPOINT_FILE,
+                saved["epoch"],
+            )
+        recorder = Recorder(
+            folder.run_dir,
+            len(model.linears()),
+            cfg.logger.tensorboard,
+            saved["recorder"] if saved else None,
+            saved["step"] if saved else None,
+        )
+        runs.append(
+            Run(
+                cfg,
+                folder.run_dir,
+                folder.identity or run_identity(cfg),
+                recorder,
+                saved["history"] if saved else [],
+                saved["epoch"] if saved else 0,
+            )
+        )
     monitor = None
     if shape.monitor.enabled:
-        monitor = GradientMonitor(model, shape.monitor.every_n_steps, shape.monitor.histogram_every_n_steps,
-                                  shape.monitor.jacobian)  # fmt: skip
+        monitor = GradientMonitor(
+            model, shape.monitor.every_n_steps, shape.monitor.histogram_every_n_steps, shape.monitor.jacobian
+        )
     step = folders[0].checkpoint["step"] if folders[0].checkpoint else 0
     log.info("%d run(s) of a %s on %s (%d torch threads)", len(runs), model.describe(), device, threads)
     log.debug("model: %s", model)
-    stack = Stack(runs, list(runs), shape, device, threads, data, model, optimizer, LOSSES[shape.loss], precision,
-                  monitor, placement, started, epoch=epochs.pop(), step=step, steps_before=step,
-                  input_second_moment=input_second_moment(data))  # fmt: skip
+    stack = Stack(
+        runs,
+        list(runs),
+        shape,
+        device,
+        threads,
+        data,
+        model,
+        optimizer,
+        LOSSES[shape.loss],
+        precision,
+        monitor,
+        placement,
+        started,
+        epoch=epochs.pop(),
+        step=step,
+        steps_before=step,
+        input_second_moment=input_second_moment(data),
+    )
     if will_graph(shape, device):
-        stack.graphed = GraphedStep(lambda indices: train_step(stack, indices), len(runs), shape.data.batch_size,
-                                    device)  # fmt: skip
+        stack.graphed = GraphedStep(
+            lambda indices: train_step(stack, indices), len(runs), shape.data.batch_size, device
+        )
     elif shape.trainer.cuda_graphs:  # asked for by name: say why not
         log.warning("trainer.cuda_graphs: %s; each step is launched op by op", why_not_graphed(shape, device))
     return stack
@@ -226,8 +267,13 @@ def train_step(stack: Stack, idx: Tensor, measured_in_epoch: int | None = None) 
     # the sum: each run gets its own gradient
     stepped = precision.backward_and_step(losses.sum(), optimizer, keep_updates=measuring)
     if measuring:
-        measurements = monitor.measure(stack.step, trace, stepped, {"train/batch_loss": losses.detach()},
-                                       histograms=monitor.histograms_due(stack.step))  # fmt: skip
+        measurements = monitor.measure(
+            stack.step,
+            trace,
+            stepped,
+            {"train/batch_loss": losses.detach()},
+            histograms=monitor.histograms_due(stack.step),
+        )
         for run, measurement in zip(stack.training, measurements, strict=True):
             run.recorder.measurement(measurement, measured_in_epoch)
     stack.loss_sum += losses.detach() * y.shape[1]
@@ -243,8 +289,7 @@ def graphed_step(stack: Stack, idx: Tensor) -> None:
             stack.optimizer.steps += 1
         stack.graphed_steps += stack.graphed.replays - replays
     except CaptureError as error:  # nothing of the step ran
-        log.warning("trainer.cuda_graphs: the step could not be captured (%s); each step is launched op by op",
-                    error)  # fmt: skip
+        log.warning("trainer.cuda_graphs: the step could not be captured (%s); each step is launched op by op", error)
         stack.graphed, stack.optimizer.steps = None, steps
         train_step(stack, idx)
 
@@ -266,8 +311,12 @@ def train_epoch(stack: Stack, epoch: int) -> None:
     stack.correct.zero_()
     seen = 0
     num_batches = math.ceil(len(train) / batch_size)
-    progress = tqdm(total=num_batches, desc=f"epoch {epoch + 1}/{stack.shape.trainer.epochs}",
-                    disable=None if stack.placement.progress else True, leave=False)  # fmt: skip
+    progress = tqdm(
+        total=num_batches,
+        desc=f"epoch {epoch + 1}/{stack.shape.trainer.epochs}",
+        disable=None if stack.placement.progress else True,
+        leave=False,
+    )
     for batch in range(1, num_batches + 1):
         idx = orders[:, (batch - 1) * batch_size : batch * batch_size]
         measuring = monitor is not None and monitor.due(stack.step, batch == num_batches)
@@ -286,8 +335,12 @@ def train_epoch(stack: Stack, epoch: int) -> None:
             leaving = [run for run in stack.training if not math.isfinite(run.epoch_loss)]
             for run in leaving:
                 run.diverged = True
-                log.warning("%sepoch %d: the training loss is %s; stopping it (status: diverged)",
-                            stack.describe(run), epoch + 1, run.epoch_loss)  # fmt: skip
+                log.warning(
+                    "%sepoch %d: the training loss is %s; stopping it (status: diverged)",
+                    stack.describe(run),
+                    epoch + 1,
+                    run.epoch_loss,
+                )
             if leaving:
                 orders = orders[stack.drop(leaving)]
             if not stack.training:
@@ -332,13 +385,26 @@ def fit(stack: Stack) -> None:
             record |= {key: values[index] for key, values in held_out.items()}
             run.history.append(record)
             run.epochs_done = epoch + 1
-            log.info("%sepoch %d/%d: %s", stack.describe(run), epoch + 1, trainer.epochs,
-                     ", ".join(f"{k} {v:.4f}" for k, v in record.items() if k != "epoch"))  # fmt: skip
+            log.info(
+                "%sepoch %d/%d: %s",
+                stack.describe(run),
+                epoch + 1,
+                trainer.epochs,
+                ", ".join(f"{k} {v:.4f}" for k, v in record.items() if k != "epoch"),
+            )
             run.recorder.epoch_end(stack.step - 1, record, run.cfg.optimizer.lr)
             if trainer.checkpoint:
-                save_checkpoint(run.run_dir / CHECKPOINT_FILE, run.identity, model_states[index],
-                                optimizer_states[index], scaler_state, run.epochs_done, stack.step, run.history,
-                                run.recorder.state())  # fmt: skip
+                save_checkpoint(
+                    run.run_dir / CHECKPOINT_FILE,
+                    run.identity,
+                    model_states[index],
+                    optimizer_states[index],
+                    scaler_state,
+                    run.epochs_done,
+                    stack.step,
+                    run.history,
+                    run.recorder.state(),
+                )
     stack.train_seconds = time.perf_counter() - train_started
 
 
@@ -382,27 +448,39 @@ def summarize(stack: Stack) -> list[Summary]:
             torch_version=torch.__version__,
             vgbench_version=vgbench.__version__,
             data_source=stack.data.source,
-            first_to_last_grad_ratio={which: run.recorder.ratio("first_to_last_grad_ratio", which)
-                                      for which in ("step0", "final")},
-            first_to_last_delta_ratio={which: run.recorder.ratio("first_to_last_delta_ratio", which)
-                                       for which in ("step0", "final")},
+            first_to_last_grad_ratio={
+                which: run.recorder.ratio("first_to_last_grad_ratio", which) for which in ("step0", "final")
+            },
+            first_to_last_delta_ratio={
+                which: run.recorder.ratio("first_to_last_delta_ratio", which) for which in ("step0", "final")
+            },
             profile=run.recorder.profiles,
             flow=classify(run.recorder.profiles.get("step0")),
             theory=prediction(stack, run),
             config=OmegaConf.to_container(run.cfg, resolve=True),
-        )  # fmt: skip
+        )
         if run.recorder.jacobian:
             summary["jacobian"] = run.recorder.jacobian
         run.recorder.finish(summary)
         path = write_summary(run.run_dir, summary)
-        log.info("%s%s: test accuracy %.4f, test loss %.4f (summary: %s)", stack.describe(run), summary["status"],
-                 final["test_acc"], test_loss, path)  # fmt: skip
+        log.info(
+            "%s%s: test accuracy %.4f, test loss %.4f (summary: %s)",
+            stack.describe(run),
+            summary["status"],
+            final["test_acc"],
+            test_loss,
+            path,
+        )
         summaries.append(finite_or_none(summary))  # as summary.json holds it
     return summaries
 
 
-def train_stack(folders: Sequence[RunFolder], cfgs: Sequence[DictConfig], placement: Placement | None = None,
-                environment: Environment | None = None) -> list[Summary]:  # fmt: skip
+def train_stack(
+    folders: Sequence[RunFolder],
+    cfgs: Sequence[DictConfig],
+    placement: Placement | None = None,
+    environment: Environment | None = None,
+) -> list[Summary]:
     """Train runs of one shape, validated and with their folders inspected, as one stack."""
     stack = setup(folders, cfgs, placement or Placement(), environment)
     fit(stack)
@@ -425,4 +503,3 @@ def run(cfg: DictConfig, run_dir: Path, placement: Placement | None = None) -> S
     if folder.completed is not None:
         return folder.completed
     return train_stack([folder], [cfg], placement)[0]
-

@@ -49,8 +49,10 @@ def validate(cfg: Config | DictConfig) -> None:
     at_least("monitor.every_n_steps", cfg.monitor.every_n_steps, 1)
     at_least("monitor.histogram_every_n_steps", cfg.monitor.histogram_every_n_steps, 0)
     if cfg.monitor.jacobian and (cfg.model.norm != "none" or cfg.model.residual or cfg.model.dropout > 0):
-        raise ConfigError("monitor.jacobian=true measures plain layers: it needs model.norm=none, "
-                          "model.residual=false and model.dropout=0")  # fmt: skip
+        raise ConfigError(
+            "monitor.jacobian=true measures plain layers: it needs model.norm=none, "
+            "model.residual=false and model.dropout=0"
+        )
     threads = cfg.trainer.cpu_threads
     if threads != "auto" and not (isinstance(threads, int) and threads >= 1):
         raise ConfigError(f"trainer.cpu_threads={threads!r} is not valid; use 'auto' or an int >= 1")

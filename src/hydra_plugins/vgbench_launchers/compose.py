@@ -49,8 +49,9 @@ def sibling_config(
         OmegaConf.update(config, override.key_or_group, override.value(), merge=True)
     with open_dict(config.hydra):
         config.hydra.overrides.task = [o.input_line for o in mine if not o.is_hydra_override()]
-        config.hydra.job.override_dirname = _dirname([o for o in mine if not o.is_hydra_override()],
-                                                     config.hydra.job.config.override_dirname)  # fmt: skip
+        config.hydra.job.override_dirname = _dirname(
+            [o for o in mine if not o.is_hydra_override()], config.hydra.job.config.override_dirname
+        )
     return config
 
 
@@ -66,7 +67,7 @@ def compose_configs(
         for other_overrides, other in reversed(composed[-SIBLINGS_LOOKED_AT:]):
             try:
                 config = sibling_config(other, other_overrides, overrides)
-            except Exception:  # noqa: BLE001 - Hydra's composition below raises the error its own way
+            except Exception:  # Hydra's composition below raises the error its own way
                 config = None
                 break
             if config is not None:

@@ -25,12 +25,13 @@ class ParallelLauncherConf(JobLibLauncherConf):
     jobs_per_gpu: int = 4  # processes at once per GPU when the runs use CUDA
 
 
-ConfigStore.instance().store(group="hydra/launcher", name="vgbench_parallel", node=ParallelLauncherConf,
-                             provider="vgbench")  # fmt: skip
+ConfigStore.instance().store(
+    group="hydra/launcher", name="vgbench_parallel", node=ParallelLauncherConf, provider="vgbench"
+)
 
 
 class ParallelLauncher(JoblibLauncher):
-    def __init__(self, jobs_per_gpu: int = 4, **joblib: Any) -> None:  # noqa: ANN401
+    def __init__(self, jobs_per_gpu: int = 4, **joblib: Any) -> None:
         super().__init__(**joblib)
         self.jobs_per_gpu = jobs_per_gpu
 

@@ -53,8 +53,9 @@ class StackedLauncherConf:
     submitit: dict[str, Any] = field(default_factory=dict)
 
 
-ConfigStore.instance().store(group="hydra/launcher", name="vgbench_stacked", node=StackedLauncherConf,
-                             provider="vgbench")  # fmt: skip
+ConfigStore.instance().store(
+    group="hydra/launcher", name="vgbench_stacked", node=StackedLauncherConf, provider="vgbench"
+)
 
 
 @dataclass
@@ -73,7 +74,7 @@ class _RecordDumper(getattr(yaml, "CDumper", yaml.Dumper)):
 _RecordDumper.add_representer(str, get_omega_conf_dumper().str_representer)
 
 
-def record_yaml(container: Any) -> str:  # noqa: ANN401 - a config as plain containers
+def record_yaml(container: Any) -> str:  # a config as plain containers
     """What OmegaConf.to_yaml writes for the config `container` came from (OmegaConf.to_container)."""
     return yaml.dump(container, Dumper=_RecordDumper, default_flow_style=False, allow_unicode=True, sort_keys=False)
 
@@ -95,8 +96,11 @@ def _prepare(job: Job) -> tuple[DictConfig, DictConfig, Path]:
         folder.mkdir(parents=True, exist_ok=True)
         task = OmegaConf.to_container(config, enum_to_str=True)
         hydra = {"hydra": task.pop("hydra")}
-        for name, record in (("config.yaml", task), ("hydra.yaml", hydra),
-                             ("overrides.yaml", hydra["hydra"]["overrides"]["task"])):  # fmt: skip
+        for name, record in (
+            ("config.yaml", task),
+            ("hydra.yaml", hydra),
+            ("overrides.yaml", hydra["hydra"]["overrides"]["task"]),
+        ):
             (folder / name).write_text(record_yaml(record), encoding="utf-8")
     return config, task_cfg, output_dir
 
@@ -107,8 +111,14 @@ class StackTask:
     def __init__(self, hydra_context: HydraContext, config: DictConfig, task_function: TaskFunction) -> None:
         self.hydra_context, self.config, self.task_function = hydra_context, config, task_function
 
-    def __call__(self, jobs: list[Job], singleton_state: dict[Any, Any], threads: int | None,
-                 gpu_slot: int | None, memory_share: float) -> list[JobReturn]:  # fmt: skip
+    def __call__(
+        self,
+        jobs: list[Job],
+        singleton_state: dict[Any, Any],
+        threads: int | None,
+        gpu_slot: int | None,
+        memory_share: float,
+    ) -> list[JobReturn]:
         from vgbench.app import console_level
         from vgbench.jobs import train_jobs  # in the stack's process: torch loads when it trains
 
@@ -128,16 +138,23 @@ class StackTask:
         for sweep_config, *_ in prepared:
             callbacks.on_job_start(config=sweep_config, task_function=self.task_function)
         progress = console_level(first.hydra.mode, first.hydra.verbose) == "INFO"
-        results = train_jobs([task for _, task, _ in prepared], [out for *_, out in prepared],
-                             Placement(threads=threads, gpu_slot=gpu_slot, progress=progress,
-                                       memory_share=memory_share))  # fmt: skip
+        results = train_jobs(
+            [task for _, task, _ in prepared],
+            [out for *_, out in prepared],
+            Placement(threads=threads, gpu_slot=gpu_slot, progress=progress, memory_share=memory_share),
+        )
         returns = []
         for (sweep_config, task_cfg, _), result in zip(prepared, results, strict=True):
             # hydra_cfg: the job's whole config, whose `hydra` node is the job's own (a copy of it alone
             # would be a second deep copy per run)
-            ret = JobReturn(overrides=list(sweep_config.hydra.overrides.task), cfg=task_cfg,
-                            hydra_cfg=sweep_config, working_dir=os.getcwd(),
-                            task_name=str(sweep_config.hydra.job.name), status=JobStatus.COMPLETED)  # fmt: skip
+            ret = JobReturn(
+                overrides=list(sweep_config.hydra.overrides.task),
+                cfg=task_cfg,
+                hydra_cfg=sweep_config,
+                working_dir=os.getcwd(),
+                task_name=str(sweep_config.hydra.job.name),
+                status=JobStatus.COMPLETED,
+            )
             ret.return_value = result
             callbacks.on_job_end(config=sweep_config, job_return=ret)
             returns.append(ret)
@@ -146,7 +163,7 @@ class StackTask:
             handler.close()
         return returns
 
-    def checkpoint(self, *args: Any, **kwargs: Any) -> Any:  # noqa: ANN401
+    def checkpoint(self, *args: Any, **kwargs: Any) -> Any:
         """submitit: a preempted or timed-out stack is resubmitted as it was, and resumes its runs'
         checkpoints (the presets set trainer.resume=true)."""
         import submitit
@@ -155,15 +172,23 @@ class StackTask:
 
 
 class StackedLauncher(Launcher):
-    def __init__(self, max_stack: int = 64, n_jobs: int = -1, jobs_per_gpu: int = 4, memory_fraction: float = 0.8,
-                 executor: str = "local", submitit: dict[str, Any] | None = None) -> None:  # fmt: skip
+    def __init__(
+        self,
+        max_stack: int = 64,
+        n_jobs: int = -1,
+        jobs_per_gpu: int = 4,
+        memory_fraction: float = 0.8,
+        executor: str = "local",
+        submitit: dict[str, Any] | None = None,
+    ) -> None:
         choice("hydra.launcher.executor", executor, EXECUTORS)
         at_least("hydra.launcher.max_stack", max_stack, 1)
         fraction("hydra.launcher.memory_fraction", memory_fraction, "(0, 1]")
         self.max_stack, self.n_jobs, self.jobs_per_gpu, self.executor = max_stack, n_jobs, jobs_per_gpu, executor
         self.memory_fraction = memory_fraction
-        self.submitit = OmegaConf.to_container(submitit, resolve=True) if OmegaConf.is_config(submitit) else dict(
-            submitit or {})  # fmt: skip
+        self.submitit = (
+            OmegaConf.to_container(submitit, resolve=True) if OmegaConf.is_config(submitit) else dict(submitit or {})
+        )
         self.composed: dict[tuple[str, ...], DictConfig] = {}  # job overrides -> config, from the sweeper
         self.config: DictConfig | None = None
         self.hydra_context: HydraContext | None = None
@@ -184,8 +209,10 @@ class StackedLauncher(Launcher):
         if None in configs:
             configs = compose_configs(self.hydra_context.config_loader, self.config, job_overrides)
         self.composed = {}
-        jobs = [Job(initial_job_idx + i, list(overrides), config)
-                for i, (overrides, config) in enumerate(zip(job_overrides, configs, strict=True))]  # fmt: skip
+        jobs = [
+            Job(initial_job_idx + i, list(overrides), config)
+            for i, (overrides, config) in enumerate(zip(job_overrides, configs, strict=True))
+        ]
         keys = [stack_key(OmegaConf.masked_copy(job.config, [k for k in job.config if k != "hydra"])) for job in jobs]
         stacks = [[jobs[i] for i in members] for members in group_into_stacks(keys, self.max_stack)]
         task = StackTask(self.hydra_context, self.config, self.task_function)
@@ -208,16 +235,23 @@ class StackedLauncher(Launcher):
         for job in (job for stack in stacks for job in stack):  # recorded in each run's .hydra/hydra.yaml
             with read_write(job.config.hydra), open_dict(job.config.hydra):
                 job.config.hydra.launcher.n_jobs = parallel
-        log.warning("stacked launcher: %d runs in %d stack(s) of up to %d, %d at a time, %d torch thread(s) each",
-                    sum(map(len, stacks)), len(stacks), self.max_stack, parallel, threads)  # fmt: skip
+        log.warning(
+            "stacked launcher: %d runs in %d stack(s) of up to %d, %d at a time, %d torch thread(s) each",
+            sum(map(len, stacks)),
+            len(stacks),
+            self.max_stack,
+            parallel,
+            threads,
+        )
         if parallel == 1:
             return [task(stack, state, threads, 0, share) for stack in stacks]
         return Parallel(n_jobs=parallel, backend="loky")(
             delayed(task)(stack, state, threads, slot, share) for slot, stack in enumerate(stacks)
         )
 
-    def _run_submitit(self, task: StackTask, stacks: list[list[Job]], state: dict[Any, Any],
-                      sweep_dir: Path) -> list[list[JobReturn]]:  # fmt: skip
+    def _run_submitit(
+        self, task: StackTask, stacks: list[list[Job]], state: dict[Any, Any], sweep_dir: Path
+    ) -> list[list[JobReturn]]:
         import submitit
 
         params = dict(self.submitit)
@@ -227,10 +261,16 @@ class StackedLauncher(Launcher):
         executor = submitit.AutoExecutor(folder=folder, cluster=cluster, **retries)
         executor.update_parameters(**params)
         threads = int(params.get("cpus_per_task") or 1)
-        log.warning("stacked launcher: %d runs in %d stack(s) of up to %d, one %s task each",
-                    sum(map(len, stacks)), len(stacks), self.max_stack, cluster)  # fmt: skip
+        log.warning(
+            "stacked launcher: %d runs in %d stack(s) of up to %d, one %s task each",
+            sum(map(len, stacks)),
+            len(stacks),
+            self.max_stack,
+            cluster,
+        )
         # a SLURM task has its own allocation; submitit's local tasks all run at once on this machine
         share = self.memory_fraction / (len(stacks) if cluster == "local" else 1)
-        submitted = executor.map_array(task, stacks, [state] * len(stacks), [threads] * len(stacks),
-                                       [None] * len(stacks), [share] * len(stacks))  # fmt: skip
+        submitted = executor.map_array(
+            task, stacks, [state] * len(stacks), [threads] * len(stacks), [None] * len(stacks), [share] * len(stacks)
+        )
         return [job.results()[0] for job in submitted]

@@ -30,5 +30,6 @@ class VgbenchSweeper(BasicSweeper):
         assert self.hydra_context is not None and self.config is not None
         configs = compose_configs(self.hydra_context.config_loader, self.config, batch)
         if isinstance(self.launcher, StackedLauncher):
-            self.launcher.composed = {tuple(overrides): config
-                                      for overrides, config in zip(batch, configs, strict=True)}  # fmt: skip
+            self.launcher.composed = {
+                tuple(overrides): config for overrides, config in zip(batch, configs, strict=True)
+            }

@@ -9,11 +9,11 @@ Each writes its figures and a text summary (summary.md) into outputs/lessons/NAM
 
 from __future__ import annotations
 
-import argparse
 import importlib
+from argparse import RawDescriptionHelpFormatter
 from pathlib import Path
 
-from vgbench.errors import exit_with_error
+from vgbench.errors import CommandParser, exit_with_error
 
 LESSONS = {
     "gradient-descent": "vgbench.lessons.gradient_descent",
@@ -23,8 +23,7 @@ LESSONS = {
 
 
 def main(argv: list[str] | None = None) -> None:
-    parser = argparse.ArgumentParser(prog="vgbench-lesson", description=__doc__,
-                                     formatter_class=argparse.RawDescriptionHelpFormatter)  # fmt: skip
+    parser = CommandParser(prog="vgbench-lesson", description=__doc__, formatter_class=RawDescriptionHelpFormatter)
     parser.add_argument("name", help=f"one of: {', '.join(LESSONS)}")
     parser.add_argument("--out", type=Path, default=None, help="folder (default: outputs/lessons/NAME)")
     args = parser.parse_args(argv)

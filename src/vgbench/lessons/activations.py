@@ -62,8 +62,9 @@ def _range_end(bounded: bool, value: float, infinity: str) -> str:
     return f"{value:.3g}" if bounded else infinity
 
 
-def cost_vs_baseline(f: Activation, baseline: Activation, batch: int = 8192, width: int = 128,
-                     repeats: int = 20) -> float:  # fmt: skip
+def cost_vs_baseline(
+    f: Activation, baseline: Activation, batch: int = 8192, width: int = 128, repeats: int = 20
+) -> float:
     """Time of forward + backward of f over a batch x width layer of float32 pre-activations (the shape
     it meets in an MLP; softmax normalises across the layer's `width` units), relative to `baseline`'s.
     The two are timed alternately, so both see the same machine, and each keeps its best of `repeats`
@@ -96,12 +97,17 @@ def properties(f: Activation, relu: Activation) -> Properties:
     # a bounded f levels off: from 1e4 to 1e8 it no longer moves; an unbounded one (even leaky ReLU's
     # 0.01 z) keeps growing
     # (relative to its size there: softsign's 2z / (1 + |z|) still moves by 2e-4 on its way to 2)
-    bounded = {"left": abs(far[0] - far[1]) < 1e-3 * max(1.0, abs(far[1])),
-               "right": abs(far[3] - far[2]) < 1e-3 * max(1.0, abs(far[2]))}  # fmt: skip
+    bounded = {
+        "left": abs(far[0] - far[1]) < 1e-3 * max(1.0, abs(far[1])),
+        "right": abs(far[3] - far[2]) < 1e-3 * max(1.0, abs(far[2])),
+    }
     # A saturating tail: f levels off (bounded) and f' fades there. A side where f' is zero all the way
     # from 0 is a dead zone instead (ReLU's z < 0).
-    flat = [side for side, slope in (("left", left), ("right", right))
-            if bounded[side] and slope < 1e-3 and not all_zero[side]]  # fmt: skip
+    flat = [
+        side
+        for side, slope in (("left", left), ("right", right))
+        if bounded[side] and slope < 1e-3 and not all_zero[side]
+    ]
     saturating = {0: "no", 1: f"{flat[0] if flat else ''} tail", 2: "both tails"}[len(flat)]
     if bool(zero_slope.all()):
         dead = "everywhere (f' = 0)"
@@ -150,8 +156,16 @@ def compare_on_data(names: list[str], depth: int, overrides: list[str], out_dir:
 
     summaries = {}
     for name in names:
-        cfg = compose_config([f"activation={name}", f"model.depth={depth}", "logger.tensorboard=false",
-                              "trainer.checkpoint=false", "trainer.skip_completed=false", *overrides])  # fmt: skip
+        cfg = compose_config(
+            [
+                f"activation={name}",
+                f"model.depth={depth}",
+                "logger.tensorboard=false",
+                "trainer.checkpoint=false",
+                "trainer.skip_completed=false",
+                *overrides,
+            ]
+        )
         summaries[name] = run(cfg, out_dir / "runs" / name)
     return summaries
 
@@ -177,48 +191,79 @@ def comparison_figure(summaries: dict[str, dict[str, Any]]) -> Figure:
 def quarter_per_layer(summaries: dict[str, dict[str, Any]], depth: int) -> list[str]:
     """Why about 1/4 per sigmoid layer: the back-propagated error's first-to-last ratio three ways, from the
     trained runs' summaries (their step-0 measurement and mean-field prediction, vgbench.theory)."""
-    lines = [f"## Why about 1/4 per sigmoid layer ({depth} hidden layers)", "",
-             "The error passed back through layer l is multiplied by f'(z_l) and by the layer's weights. Three",
-             "answers for how much of it reaches layer 1, as delta_1 / delta_out:", "",
-             "- the bound: (max |f'|)^L, f' alone at its largest (sigmoid: 1/4 at z = 0);",
-             "- the mean field: sqrt(prod_l chi_l), chi_l = sigma_w^2 E[f'(z_l)^2] over the layer's actual",
-             "  pre-activations (vgbench.theory): f' where the units really are, and the weights' scale too;",
-             "- the measurement at step 0 (the monitor's delta_norm).", "",
-             "| activation | bound | mean field | measured | per layer (mean field) |",
-             "|---|---|---|---|---|"]  # fmt: skip
+    lines = [
+        f"## Why about 1/4 per sigmoid layer ({depth} hidden layers)",
+        "",
+        "The error passed back through layer l is multiplied by f'(z_l) and by the layer's weights. Three",
+        "answers for how much of it reaches layer 1, as delta_1 / delta_out:",
+        "",
+        "- the bound: (max |f'|)^L, f' alone at its largest (sigmoid: 1/4 at z = 0);",
+        "- the mean field: sqrt(prod_l chi_l), chi_l = sigma_w^2 E[f'(z_l)^2] over the layer's actual",
+        "  pre-activations (vgbench.theory): f' where the units really are, and the weights' scale too;",
+        "- the measurement at step 0 (the monitor's delta_norm).",
+        "",
+        "| activation | bound | mean field | measured | per layer (mean field) |",
+        "|---|---|---|---|---|",
+    ]
     for name, summary in summaries.items():
         theory = summary.get("theory") or {}
         if not theory.get("applies") or theory.get("measured_delta_ratio") is None:
             continue
         bound = default_activation(name).max_derivative ** depth
         per_layer = theory["delta_ratio"] ** (1 / depth)
-        lines.append(f"| {name} | {bound:.2e} | {theory['delta_ratio']:.2e} | {theory['measured_delta_ratio']:.2e} | "
-                     f"{per_layer:.3f} |")  # fmt: skip
-    lines += ["", "For sigmoid with Xavier weights the units sit near z = 0, where f' is close to its maximum 1/4,",
-              "so each layer keeps about a quarter of the error: the bound is nearly reached. ReLU-like units",
-              "with Kaiming weights have chi = 1 and pass the error back whole; for tanh it depends on how far",
-              "its units reach into the flat tails (the last column: how much each layer keeps)."]  # fmt: skip
+        lines.append(
+            f"| {name} | {bound:.2e} | {theory['delta_ratio']:.2e} | {theory['measured_delta_ratio']:.2e} | "
+            f"{per_layer:.3f} |"
+        )
+    lines += [
+        "",
+        "For sigmoid with Xavier weights the units sit near z = 0, where f' is close to its maximum 1/4,",
+        "so each layer keeps about a quarter of the error: the bound is nearly reached. ReLU-like units",
+        "with Kaiming weights have chi = 1 and pass the error back whole; for tanh it depends on how far",
+        "its units reach into the flat tails (the last column: how much each layer keeps).",
+    ]
     return lines
 
 
-def run_lesson(out_dir: Path | None = None, names: list[str] | None = None, depth: int = 6,
-               overrides: list[str] | None = None) -> str:  # fmt: skip
+def run_lesson(
+    out_dir: Path | None = None, names: list[str] | None = None, depth: int = 6, overrides: list[str] | None = None
+) -> str:
     """The lesson's text; figures too when `out_dir` is given. `overrides` set the comparison's budget."""
     names = names or list(ACTIVATIONS)
     if overrides is None:
-        overrides = ["model.width=128", "optimizer.lr=0.05", "data.limit_train=10000", "data.val_size=0",
-                     "trainer.epochs=1"]  # fmt: skip
+        overrides = [
+            "model.width=128",
+            "optimizer.lr=0.05",
+            "data.limit_train=10000",
+            "data.val_size=0",
+            "trainer.epochs=1",
+        ]
     relu = default_activation("relu")
     table = [properties(default_activation(name), relu) for name in names]
-    columns = ["activation", "range", "mean on N(0,1)", "zero-centred", "max \\|f'\\|", "saturating", "dead zone",
-               "cost (x ReLU)"]  # fmt: skip
+    columns = [
+        "activation",
+        "range",
+        "mean on N(0,1)",
+        "zero-centred",
+        "max \\|f'\\|",
+        "saturating",
+        "dead zone",
+        "cost (x ReLU)",
+    ]
     lines = ["# Activation functions compared", "", "| " + " | ".join(columns) + " |", "|---" * len(columns) + "|"]
-    lines += [f"| {p.name} | {p.lower} to {p.upper} | {p.mean_on_standard_normal:+.3f} | "
-              f"{'yes' if p.zero_centred else 'no'} | {p.max_derivative:.4g} | {p.saturating} | {p.dead_zone} | "
-              f"{p.cost_vs_relu:.2f} |" for p in table]  # fmt: skip
-    lines += ["", "Every entry is computed: the range on [-50, 50] and out to +-1e8, the mean of f(z) for z ~ N(0, 1),",
-              "max |f'| on a dense grid, tails where |f'(+-30)| < 1e-3, the zero-slope set, and the median time of",
-              "forward + backward on a 8192 x 128 layer relative to ReLU on this machine.", ""]  # fmt: skip
+    lines += [
+        f"| {p.name} | {p.lower} to {p.upper} | {p.mean_on_standard_normal:+.3f} | "
+        f"{'yes' if p.zero_centred else 'no'} | {p.max_derivative:.4g} | {p.saturating} | {p.dead_zone} | "
+        f"{p.cost_vs_relu:.2f} |"
+        for p in table
+    ]
+    lines += [
+        "",
+        "Every entry is computed: the range on [-50, 50] and out to +-1e8, the mean of f(z) for z ~ N(0, 1),",
+        "max |f'| on a dense grid, tails where |f'(+-30)| < 1e-3, the zero-slope set, and the median time of",
+        "forward + backward on a 8192 x 128 layer relative to ReLU on this machine.",
+        "",
+    ]
 
     if out_dir is not None:
         summaries = compare_on_data(names, depth, overrides, out_dir)
@@ -233,10 +278,13 @@ def run_lesson(out_dir: Path | None = None, names: list[str] | None = None, dept
         accuracy = summary["final"]["test_acc"]
         shown = f"{accuracy:.3f}" if accuracy is not None and math.isfinite(accuracy) else "-"
         lines.append(f"| {p.name} | {p.max_derivative**depth:.2e} | {measured:.2e} | {shown} | {summary['status']} |")
-    lines += ["", "The bound counts f' alone: each layer also multiplies by its weights, which the init scales",
-              "so that a unit-gain function neither grows nor shrinks the signal (Kaiming, Xavier). Sigmoid's",
-              "f' <= 1/4 is what no weight scale in the usual inits makes up for; the binary step passes back",
-              "nothing. A diverged run (status) stopped when its loss stopped being finite."]  # fmt: skip
+    lines += [
+        "",
+        "The bound counts f' alone: each layer also multiplies by its weights, which the init scales",
+        "so that a unit-gain function neither grows nor shrinks the signal (Kaiming, Xavier). Sigmoid's",
+        "f' <= 1/4 is what no weight scale in the usual inits makes up for; the binary step passes back",
+        "nothing. A diverged run (status) stopped when its loss stopped being finite.",
+    ]
     lines += ["", *quarter_per_layer(summaries, depth)]
     text = "\n".join(lines) + "\n"
     if out_dir is not None:

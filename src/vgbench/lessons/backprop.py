@@ -30,8 +30,15 @@ def sigmoid(z: float) -> float:
     return 1 / (1 + math.exp(-z))
 
 
-def two_neuron_example(x: float = 0.1, w1: float = 0.15, b1: float = 0.4, w2: float = 0.45, b2: float = 0.65,
-                       target: float = 0.25, lr: float = 0.4) -> dict[str, float]:  # fmt: skip
+def two_neuron_example(
+    x: float = 0.1,
+    w1: float = 0.15,
+    b1: float = 0.4,
+    w2: float = 0.45,
+    b2: float = 0.65,
+    target: float = 0.25,
+    lr: float = 0.4,
+) -> dict[str, float]:
     """Every number of the worked example, in plain Python floats, in the order one computes them."""
     z1 = w1 * x + b1
     a1 = sigmoid(z1)
@@ -41,19 +48,31 @@ def two_neuron_example(x: float = 0.1, w1: float = 0.15, b1: float = 0.4, w2: fl
     delta2 = (a2 - target) * a2 * (1 - a2)  # dE/dz2 = dE/da2 * sigma'(z2)
     delta1 = delta2 * w2 * a1 * (1 - a1)  # dE/dz1 = dE/dz2 * dz2/da1 * sigma'(z1): one more sigma' factor
     return {
-        "z1": z1, "a1": a1, "z2": z2, "a2": a2, "E": error,
-        "dE/dw2": delta2 * a1, "dE/db2": delta2, "dE/dw1": delta1 * x, "dE/db1": delta1,
-        "w2_new": w2 - lr * delta2 * a1, "b2_new": b2 - lr * delta2,
-        "w1_new": w1 - lr * delta1 * x, "b1_new": b1 - lr * delta1,
+        "z1": z1,
+        "a1": a1,
+        "z2": z2,
+        "a2": a2,
+        "E": error,
+        "dE/dw2": delta2 * a1,
+        "dE/db2": delta2,
+        "dE/dw1": delta1 * x,
+        "dE/db1": delta1,
+        "w2_new": w2 - lr * delta2 * a1,
+        "b2_new": b2 - lr * delta2,
+        "w1_new": w1 - lr * delta1 * x,
+        "b1_new": b1 - lr * delta1,
         "ratio dE/dw2 : dE/dw1": (delta2 * a1) / (delta1 * x),
-    }  # fmt: skip
+    }
 
 
-def two_neuron_autograd(x: float = 0.1, w1: float = 0.15, b1: float = 0.4, w2: float = 0.45, b2: float = 0.65,
-                        target: float = 0.25) -> dict[str, float]:  # fmt: skip
+def two_neuron_autograd(
+    x: float = 0.1, w1: float = 0.15, b1: float = 0.4, w2: float = 0.45, b2: float = 0.65, target: float = 0.25
+) -> dict[str, float]:
     """The same four gradients from torch.autograd, for comparison."""
-    params = {name: torch.tensor(v, dtype=torch.float64, requires_grad=True)
-              for name, v in (("w1", w1), ("b1", b1), ("w2", w2), ("b2", b2))}  # fmt: skip
+    params = {
+        name: torch.tensor(v, dtype=torch.float64, requires_grad=True)
+        for name, v in (("w1", w1), ("b1", b1), ("w2", w2), ("b2", b2))
+    }
     a1 = torch.sigmoid(params["w1"] * x + params["b1"])
     a2 = torch.sigmoid(params["w2"] * a1 + params["b2"])
     (0.5 * (target - a2) ** 2).backward()
@@ -75,13 +94,21 @@ class ManualMLP:
     activation: Activation
 
     @classmethod
-    def random(cls, sizes: list[int], activation: Activation, seed: int = 0, dtype: torch.dtype = torch.float64,
-               gain: float | None = None) -> ManualMLP:  # fmt: skip
+    def random(
+        cls,
+        sizes: list[int],
+        activation: Activation,
+        seed: int = 0,
+        dtype: torch.dtype = torch.float64,
+        gain: float | None = None,
+    ) -> ManualMLP:
         """Gaussian weights with std gain / sqrt(fan_in) (gain: sqrt(2) for ReLU-like units, 1 otherwise)."""
         generator = torch.Generator().manual_seed(seed)
         gain = gain if gain is not None else (math.sqrt(2) if activation.kaiming_nonlinearity else 1.0)
-        weights = [torch.randn(n_out, n_in, generator=generator, dtype=dtype) * gain / math.sqrt(n_in)
-                   for n_in, n_out in zip(sizes[:-1], sizes[1:], strict=True)]  # fmt: skip
+        weights = [
+            torch.randn(n_out, n_in, generator=generator, dtype=dtype) * gain / math.sqrt(n_in)
+            for n_in, n_out in zip(sizes[:-1], sizes[1:], strict=True)
+        ]
         biases = [0.1 * torch.randn(n_out, generator=generator, dtype=dtype) for n_out in sizes[1:]]
         return cls(weights, biases, activation)
 
@@ -182,10 +209,15 @@ def run_lesson(out_dir: Path | None = None, mnist_limit: int = 2000, mnist_epoch
     example = two_neuron_example()
     autograd = two_neuron_autograd()
     lines += [f"    {name:>22s} = {value:.6g}" for name, value in example.items()]
-    lines += ["", "autograd agrees: " + ", ".join(f"{k} {autograd[k]:.6g}" for k in autograd),
-              "", f"dE/dw1 is {example['ratio dE/dw2 : dE/dw1']:.1f} times smaller than dE/dw2: it carries one more "
-              f"sigma'(z) <= 0.25 factor (here sigma'(z1) = {example['a1'] * (1 - example['a1']):.4f}) and a "
-              f"weight (w2 = 0.45), and x = 0.1 in place of a1 = {example['a1']:.4f}.", ""]  # fmt: skip
+    lines += [
+        "",
+        "autograd agrees: " + ", ".join(f"{k} {autograd[k]:.6g}" for k in autograd),
+        "",
+        f"dE/dw1 is {example['ratio dE/dw2 : dE/dw1']:.1f} times smaller than dE/dw2: it carries one more "
+        f"sigma'(z) <= 0.25 factor (here sigma'(z1) = {example['a1'] * (1 - example['a1']):.4f}) and a "
+        f"weight (w2 = 0.45), and x = 0.1 in place of a1 = {example['a1']:.4f}.",
+        "",
+    ]
 
     lines += ["## (b) An MLP with a hand-written backward pass", ""]
     x = torch.randn(16, 6, dtype=torch.float64, generator=torch.Generator().manual_seed(0))
@@ -199,8 +231,10 @@ def run_lesson(out_dir: Path | None = None, mnist_limit: int = 2000, mnist_epoch
     lines.append(f"Against torch.autograd (tanh, depths 1 to 6, float64): largest difference {worst:.1e}.")
     model, losses = train_xor()
     xor_x, xor_y = xor_data()
-    lines.append(f"XOR, 2-8-2 tanh MLP, 2000 SGD steps: loss {losses[0]:.3f} -> {losses[-1]:.4f}, "
-                 f"accuracy {model.accuracy(xor_x, xor_y):.2f}.")  # fmt: skip
+    lines.append(
+        f"XOR, 2-8-2 tanh MLP, 2000 SGD steps: loss {losses[0]:.3f} -> {losses[-1]:.4f}, "
+        f"accuracy {model.accuracy(xor_x, xor_y):.2f}."
+    )
 
     train_x, train_y, test_x, test_y = mnist_subset(mnist_limit)
     mnist = ManualMLP.random([784, 64, 10], build_activation("relu"), seed=0)
@@ -208,13 +242,18 @@ def run_lesson(out_dir: Path | None = None, mnist_limit: int = 2000, mnist_epoch
         for start in range(0, len(train_y), 64):
             mnist.sgd_step(train_x[start : start + 64], train_y[start : start + 64], lr=0.1)
     accuracy = mnist.accuracy(test_x, test_y)
-    lines.append(f"MNIST, first {mnist_limit} training images, 784-64-10 ReLU MLP, {mnist_epochs} epochs of "
-                 f"hand-written SGD: test accuracy {accuracy:.3f} on 1000 test images.")  # fmt: skip
+    lines.append(
+        f"MNIST, first {mnist_limit} training images, 784-64-10 ReLU MLP, {mnist_epochs} epochs of "
+        f"hand-written SGD: test accuracy {accuracy:.3f} on 1000 test images."
+    )
 
     depth = 8
     profiles = {a: delta_profile(a, depth, train_x[:256], train_y[:256]) for a in ("sigmoid", "relu")}
-    lines += ["", f"Per-layer mean ||delta_l|| of a fresh {depth}-hidden-layer MLP on 256 MNIST images "
-              "(layer 1 = input side):", ""]  # fmt: skip
+    lines += [
+        "",
+        f"Per-layer mean ||delta_l|| of a fresh {depth}-hidden-layer MLP on 256 MNIST images (layer 1 = input side):",
+        "",
+    ]
     for activation, profile in profiles.items():
         lines.append(f"    {activation:8s} " + " ".join(f"{v:.2e}" for v in profile))
     shrink = {a: p[0] / p[-1] for a, p in profiles.items()}

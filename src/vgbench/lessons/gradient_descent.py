@@ -209,8 +209,7 @@ def _write(result: LessonResult, out_dir: Path, line_loss: LossFunction, w_star:
     axes.plot(grid, [line_loss(w.reshape(1)).item() for w in grid], color="black", linewidth=1)
     for t in result.line_fit:
         path = [w[0] for w in t.weights[:12] if abs(w[0] - w_star) < 3.5]
-        axes.plot(path, [line_loss(torch.tensor([w])).item() for w in path], "o-", markersize=3,
-                  label=f"lr {t.lr:.3g}")  # fmt: skip
+        axes.plot(path, [line_loss(torch.tensor([w])).item() for w in path], "o-", markersize=3, label=f"lr {t.lr:.3g}")
     axes.set_xlabel("w")
     axes.set_ylabel("E(w)")
     axes.set_title("The path of w on the loss curve (first 12 steps)")
@@ -221,8 +220,14 @@ def _write(result: LessonResult, out_dir: Path, line_loss: LossFunction, w_star:
     figure = Figure(figsize=(6.4, 4.4))
     axes = figure.add_subplot()
     w1, w2 = torch.meshgrid(torch.linspace(-4.5, 4.5, 200), torch.linspace(-2.5, 2.5, 200), indexing="xy")
-    axes.contour(w1, w2, 0.5 * (result.curvatures_2d[0] * w1**2 + result.curvatures_2d[1] * w2**2), levels=20,
-                 linewidths=0.6, colors="gray")  # fmt: skip
+    axes.contour(
+        w1,
+        w2,
+        0.5 * (result.curvatures_2d[0] * w1**2 + result.curvatures_2d[1] * w2**2),
+        levels=20,
+        linewidths=0.6,
+        colors="gray",
+    )
     for t in result.quadratic:
         path = [w for w in t.weights[:40] if abs(w[0]) < 4.5 and abs(w[1]) < 2.5]
         axes.plot([w[0] for w in path], [w[1] for w in path], "o-", markersize=2, label=f"lr {t.lr:g} ({t.behaviour})")

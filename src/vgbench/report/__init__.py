@@ -9,14 +9,13 @@ partial sweep, a merged folder and a single run, and says what is missing, faile
 
 from __future__ import annotations
 
-import argparse
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 from matplotlib.figure import Figure
 
-from vgbench.errors import exit_with_error
+from vgbench.errors import CommandParser, exit_with_error
 from vgbench.figures import save_figure
 from vgbench.files import write_atomic
 from vgbench.report import figures as draw
@@ -38,11 +37,18 @@ def overview(sweep: Sweep, missing: list[str]) -> list[str]:
     for run in sweep.runs:
         statuses[run.status] = statuses.get(run.status, 0) + 1
     counts = ", ".join(f"{n} {s}" for s, n in sorted(statuses.items()))
-    lines = [f"{len(sweep.runs)} run(s) in `{sweep.folder}`: {counts}"
-             + (f"; {len(missing)} of the sweep's runs missing." if missing else ".")]  # fmt: skip
+    lines = [
+        f"{len(sweep.runs)} run(s) in `{sweep.folder}`: {counts}"
+        + (f"; {len(missing)} of the sweep's runs missing." if missing else ".")
+    ]
     if sweep.swept:
-        lines.append("Swept: " + ", ".join(f"`{k}`" for k in sweep.swept) + f"; {len(sweep.groups)} group(s)"
-                     + (f" of {len(sweep.seeds)} seeds" if sweep.seeds else "") + ".")  # fmt: skip
+        lines.append(
+            "Swept: "
+            + ", ".join(f"`{k}`" for k in sweep.swept)
+            + f"; {len(sweep.groups)} group(s)"
+            + (f" of {len(sweep.seeds)} seeds" if sweep.seeds else "")
+            + "."
+        )
     if sweep.fixed:
         lines.append("The same for every run: " + ", ".join(f"`{k}={v}`" for k, v in sweep.fixed.items()) + ".")
     return lines
@@ -52,34 +58,60 @@ def build_figures(sweep: Sweep, chance: float) -> dict[str, tuple[str, Figure, s
     """name -> (title, figure, caption), for this sweep's shape."""
     x = f"`{sweep.x_key}`" if sweep.x_key else "the runs"
     return {
-        "headline.png": ("How much gradient reaches the first layer, at initialisation", draw.ratio_figure(sweep),
-                         f"Geometric mean over seeds (band: min to max) against {x}; dotted: the flow thresholds."),
+        "headline.png": (
+            "How much gradient reaches the first layer, at initialisation",
+            draw.ratio_figure(sweep),
+            f"Geometric mean over seeds (band: min to max) against {x}; dotted: the flow thresholds.",
+        ),
         "accuracy.png": ("Test accuracy", draw.accuracy_figure(sweep, chance), f"Mean ± std over seeds against {x}."),
-        "final_loss.png": ("Final training loss: crawled, learned, diverged", draw.final_loss_figure(sweep),
-                           "Each run; diverged runs drawn above the scale."),
+        "final_loss.png": (
+            "Final training loss: crawled, learned, diverged",
+            draw.final_loss_figure(sweep),
+            "Each run; diverged runs drawn above the scale.",
+        ),
         "learning_curves.png": ("Learning curves", draw.learning_curves_figure(sweep), "The first seed of each."),
         "profiles.png": ("Gradient norm per layer at step 0", draw.profiles_figure(sweep, "step0"), ""),
-        "deltas.png": ("Back-propagated error per layer at step 0: measured and predicted",
-                       draw.profiles_figure(sweep, "step0", "delta_norm", "delta_l (per example)",
-                                            draw.predicted_deltas),
-                       "Solid: measured; dashed: the mean-field prediction (vgbench.theory), anchored at the "
-                       "measured output layer."),
+        "deltas.png": (
+            "Back-propagated error per layer at step 0: measured and predicted",
+            draw.profiles_figure(sweep, "step0", "delta_norm", "delta_l (per example)", draw.predicted_deltas),
+            "Solid: measured; dashed: the mean-field prediction (vgbench.theory), anchored at the "
+            "measured output layer.",
+        ),
         "profiles_end.png": ("Gradient norm per layer at the end", draw.profiles_figure(sweep, "final"), ""),
-        "heatmap.png": ("Gradient norm, layer x training step", draw.heatmap_figure(sweep),
-                        "The groups with the smallest and the largest step-0 ratio."),
+        "heatmap.png": (
+            "Gradient norm, layer x training step",
+            draw.heatmap_figure(sweep),
+            "The groups with the smallest and the largest step-0 ratio.",
+        ),
         "saturation.png": ("Saturated and dead units per layer, at the end", draw.units_figure(sweep), ""),
-        "criticality.png": ("Where deep networks train: accuracy over (sigma_w^2, depth)",
-                            draw.criticality_figure(sweep, chance),
-                            "Mean test accuracy; dashed: depth = 6 xi_c, below which the theory says they train."),
-        "spectra.png": ("Dynamical isometry: the Jacobian's singular values at step 0", draw.spectra_figure(sweep),
-                        "Cumulative distribution of the singular values of dh_L/dh_1 (monitor.jacobian)."),
-    }  # fmt: skip
+        "criticality.png": (
+            "Where deep networks train: accuracy over (sigma_w^2, depth)",
+            draw.criticality_figure(sweep, chance),
+            "Mean test accuracy; dashed: depth = 6 xi_c, below which the theory says they train.",
+        ),
+        "spectra.png": (
+            "Dynamical isometry: the Jacobian's singular values at step 0",
+            draw.spectra_figure(sweep),
+            "Cumulative distribution of the singular values of dh_L/dh_1 (monitor.jacobian).",
+        ),
+    }
 
 
 def theory_table(sweep: Sweep) -> tuple[str, list[str], list[list[Any]]] | None:
     """Per group: the mean-field prediction beside the measurement (geometric mean over seeds)."""
-    columns = ["group", "predicted delta ratio", "measured", "measured / predicted", "chi_1", "xi_c", "regime",
-               "Jacobian: mean s^2", "var s^2", "var / mean^2", "max s"]  # fmt: skip
+    columns = [
+        "group",
+        "predicted delta ratio",
+        "measured",
+        "measured / predicted",
+        "chi_1",
+        "xi_c",
+        "regime",
+        "Jacobian: mean s^2",
+        "var s^2",
+        "var / mean^2",
+        "max s",
+    ]
     rows = []
     for group in sweep.groups:
         theory = group.runs[0].summary.get("theory") or {}
@@ -88,11 +120,21 @@ def theory_table(sweep: Sweep) -> tuple[str, list[str], list[list[Any]]] | None:
         if not theory.get("applies") and not spectrum:
             continue
         predicted = theory.get("delta_ratio")
-        rows.append([group.label(), predicted, measured[0] if measured else None,
-                     measured[0] / predicted if measured and predicted else None, theory.get("chi_1"),
-                     theory.get("xi_c"), theory.get("regime"), spectrum.get("mean_sq_singular"),
-                     spectrum.get("var_sq_singular"), spectrum.get("relative_spread"),
-                     spectrum.get("max_singular")])  # fmt: skip
+        rows.append(
+            [
+                group.label(),
+                predicted,
+                measured[0] if measured else None,
+                measured[0] / predicted if measured and predicted else None,
+                theory.get("chi_1"),
+                theory.get("xi_c"),
+                theory.get("regime"),
+                spectrum.get("mean_sq_singular"),
+                spectrum.get("var_sq_singular"),
+                spectrum.get("relative_spread"),
+                spectrum.get("max_singular"),
+            ]
+        )
     return ("Mean-field prediction and measurement at step 0", columns, rows) if rows else None
 
 
@@ -100,8 +142,11 @@ def write_report(folder: Path) -> Report:
     """Write results.csv, the figures, report.md and report.html into `folder`."""
     sweep = read_sweep(folder)
     missing = missing_runs(folder, sweep.runs)
-    classes = {int(run.config.get("data", {}).get("num_classes", 10)) for run in sweep.runs
-               if run.config.get("data", {}).get("name") == "synthetic"} or {10}  # fmt: skip
+    classes = {
+        int(run.config.get("data", {}).get("num_classes", 10))
+        for run in sweep.runs
+        if run.config.get("data", {}).get("name") == "synthetic"
+    } or {10}
     chance = 1 / max(classes)
     columns, rows = results_table(sweep)
     outputs = {"results.csv": folder / "results.csv"}
@@ -131,7 +176,7 @@ def print_report(report: Report, folder: Path) -> None:
 
 
 def main(argv: list[str] | None = None) -> None:
-    parser = argparse.ArgumentParser(prog="vgbench-report", description="Write the report of a sweep (or a run).")
+    parser = CommandParser(prog="vgbench-report", description="Write the report of a sweep (or a run).")
     parser.add_argument("folder", type=Path, help="a sweep folder (outputs/sweeps/...) or a single run's folder")
     args = parser.parse_args(argv)
     if not args.folder.is_dir():

@@ -23,14 +23,14 @@ def _log_axis(values: list[Any]) -> bool:
     return len(positive) == len(values) and len(values) > 1 and max(positive) / min(positive) >= 100
 
 
-def _x(sweep: Sweep, group: Group) -> Any:  # noqa: ANN401 - a number, or a position for a categorical axis
+def _x(sweep: Sweep, group: Group) -> Any:  # a number, or a position for a categorical axis
     if sweep.x_key is None:
         return 0
     value = group.settings[sweep.x_key]
     return value if sweep.numeric_x else sweep.x_values().index(value)
 
 
-def _x_axis(axes: Any, sweep: Sweep) -> None:  # noqa: ANN401
+def _x_axis(axes: Any, sweep: Sweep) -> None:
     values = sweep.x_values()
     if sweep.x_key is None:
         axes.set_xticks([0], ["all runs"])
@@ -45,15 +45,14 @@ def _x_axis(axes: Any, sweep: Sweep) -> None:  # noqa: ANN401
     axes.set_xlabel(sweep.x_key)
 
 
-def _note(axes: Any, text: str) -> None:  # noqa: ANN401
+def _note(axes: Any, text: str) -> None:
     axes.text(0.5, 0.5, text, ha="center", va="center", transform=axes.transAxes, fontsize=9, color="gray")
 
 
 def ratio_figure(sweep: Sweep) -> Figure:
     """The step-0 first-to-last ratios against x: the weight gradient's and the back-propagated error's."""
     figure = Figure(figsize=(11, 4.2))
-    for column, (kind, label) in enumerate((("grad", "||dL/dW_1|| / ||dL/dW_out||"),
-                                            ("delta", "delta_1 / delta_out"))):  # fmt: skip
+    for column, (kind, label) in enumerate((("grad", "||dL/dW_1|| / ||dL/dW_out||"), ("delta", "delta_1 / delta_out"))):
         axes = figure.add_subplot(1, 2, column + 1)
         drawn = False
         for settings, groups in sweep.lines():
@@ -64,8 +63,9 @@ def ratio_figure(sweep: Sweep) -> Figure:
             drawn = True
             xs = [x for x, _ in points]
             line = axes.plot(xs, [s[0] for _, s in points], "o-", label=sweep.line_label(settings))[0]
-            axes.fill_between(xs, [s[1] for _, s in points], [s[2] for _, s in points], color=line.get_color(),
-                              alpha=0.2)  # fmt: skip
+            axes.fill_between(
+                xs, [s[1] for _, s in points], [s[2] for _, s in points], color=line.get_color(), alpha=0.2
+            )
         if drawn:
             axes.set_yscale("log")
             for level, style in ((1.0, "-"), (VANISHING_RATIO, ":"), (EXPLODING_RATIO, ":")):
@@ -75,8 +75,9 @@ def ratio_figure(sweep: Sweep) -> Figure:
             _note(axes, "not recorded (monitor.enabled=false)")
         _x_axis(axes, sweep)
         axes.set_ylabel(f"{label} at step 0")
-        axes.set_title(f"{'weight gradient' if kind == 'grad' else 'back-propagated error'}: first layer / output",
-                       fontsize=10)  # fmt: skip
+        axes.set_title(
+            f"{'weight gradient' if kind == 'grad' else 'back-propagated error'}: first layer / output", fontsize=10
+        )
     figure.tight_layout()
     return figure
 
@@ -88,8 +89,14 @@ def accuracy_figure(sweep: Sweep, chance: float) -> Figure:
         points = [(_x(sweep, g), mean_spread([r.final("test_acc") for r in g.runs])) for g in groups]
         points = [(x, s) for x, s in points if s is not None]
         if points:
-            axes.errorbar([x for x, _ in points], [s[0] for _, s in points], yerr=[s[1] for _, s in points],
-                          fmt="o-", capsize=3, label=sweep.line_label(settings))  # fmt: skip
+            axes.errorbar(
+                [x for x, _ in points],
+                [s[0] for _, s in points],
+                yerr=[s[1] for _, s in points],
+                fmt="o-",
+                capsize=3,
+                label=sweep.line_label(settings),
+            )
     axes.axhline(chance, color="gray", linestyle="--", linewidth=0.8, label="chance")
     _x_axis(axes, sweep)
     axes.set_ylabel("test accuracy")
@@ -124,8 +131,14 @@ def final_loss_figure(sweep: Sweep) -> Figure:
             if stats:
                 means.append((_x(sweep, group), stats[0]))
         if means:
-            axes.plot([m[0] for m in means], [m[1] for m in means], "-", linewidth=0.8, alpha=0.6,
-                      label=f"{sweep.line_label(settings)} (mean)")  # fmt: skip
+            axes.plot(
+                [m[0] for m in means],
+                [m[1] for m in means],
+                "-",
+                linewidth=0.8,
+                alpha=0.6,
+                label=f"{sweep.line_label(settings)} (mean)",
+            )
     axes.set_yscale("log")
     _x_axis(axes, sweep)
     axes.set_ylabel("final training loss (diverged: drawn above)")
@@ -152,7 +165,7 @@ def _curve_label(sweep: Sweep, group: Group) -> str:
     return f"{sweep.x_key.split('.')[-1]}={group.settings[sweep.x_key]}" if sweep.x_key else "runs"
 
 
-def _finish(axes: Any, drawn: bool, xlabel: str, ylabel: str) -> None:  # noqa: ANN401
+def _finish(axes: Any, drawn: bool, xlabel: str, ylabel: str) -> None:
     if drawn:
         axes.set_yscale("log")
     else:
@@ -161,19 +174,28 @@ def _finish(axes: Any, drawn: bool, xlabel: str, ylabel: str) -> None:  # noqa: 
     axes.set_ylabel(ylabel, fontsize=8)
 
 
-def profiles_figure(sweep: Sweep, which: str, metric: str = "grad_norm/weight", ylabel: str = "||dL/dW_l||",
-                    overlay: Callable[[Any, Run, str], None] | None = None) -> Figure:  # fmt: skip
+def profiles_figure(
+    sweep: Sweep,
+    which: str,
+    metric: str = "grad_norm/weight",
+    ylabel: str = "||dL/dW_l||",
+    overlay: Callable[[Any, Run, str], None] | None = None,
+) -> Figure:
     """A per-layer metric (step 0 or the end) for the first seed of each group; `overlay(axes, run,
     colour)` may draw more on each curve (the theory's prediction, dashed)."""
 
-    def draw(axes: Any, groups: list[Group]) -> None:  # noqa: ANN401
+    def draw(axes: Any, groups: list[Group]) -> None:
         drawn = False
         for group in groups:
             values = group.runs[0].profile(which, metric)
             if values:
                 drawn = True
-                line = axes.plot(range(1, len(values) + 1), [v if v and v > 0 else float("nan") for v in values],
-                                 ".-", label=_curve_label(sweep, group))[0]  # fmt: skip
+                line = axes.plot(
+                    range(1, len(values) + 1),
+                    [v if v and v > 0 else float("nan") for v in values],
+                    ".-",
+                    label=_curve_label(sweep, group),
+                )[0]
                 if overlay:
                     overlay(axes, group.runs[0], line.get_color())
         _finish(axes, drawn, "layer (1 = input side)", ylabel)
@@ -181,7 +203,7 @@ def profiles_figure(sweep: Sweep, which: str, metric: str = "grad_norm/weight", 
     return _panels(sweep, draw, "step 0" if which == "step0" else "end", height=3.4)
 
 
-def predicted_deltas(axes: Any, run: Run, colour: str) -> None:  # noqa: ANN401
+def predicted_deltas(axes: Any, run: Run, colour: str) -> None:
     """The mean-field profile of the back-propagated error, anchored at the measured output layer: dashed."""
     theory = run.summary.get("theory") or {}
     measured = run.profile("step0", "delta_norm")
@@ -191,14 +213,13 @@ def predicted_deltas(axes: Any, run: Run, colour: str) -> None:  # noqa: ANN401
 
 
 def learning_curves_figure(sweep: Sweep) -> Figure:
-    def draw(axes: Any, groups: list[Group]) -> None:  # noqa: ANN401
+    def draw(axes: Any, groups: list[Group]) -> None:
         drawn = False
         for group in groups:
             points = group.runs[0].batch_losses
             if points:
                 drawn = True
-                axes.plot([p[0] for p in points], [p[1] for p in points], label=_curve_label(sweep, group),
-                          linewidth=1)  # fmt: skip
+                axes.plot([p[0] for p in points], [p[1] for p in points], label=_curve_label(sweep, group), linewidth=1)
         _finish(axes, drawn, "step", "training loss (batch)")
 
     return _panels(sweep, draw, "learning curves")
@@ -207,7 +228,7 @@ def learning_curves_figure(sweep: Sweep) -> Figure:
 def units_figure(sweep: Sweep) -> Figure:
     """Saturated units (|f'| < 1% of its maximum) and dead units per hidden layer, at the end."""
 
-    def draw(axes: Any, groups: list[Group]) -> None:  # noqa: ANN401
+    def draw(axes: Any, groups: list[Group]) -> None:
         drawn = False
         for group in groups:
             run = group.runs[0]
@@ -215,8 +236,13 @@ def units_figure(sweep: Sweep) -> Figure:
                 values = run.profile("final", metric)
                 if values and any(values):
                     drawn = True
-                    axes.plot(range(1, len(values) + 1), values, style, marker=".",
-                              label=f"{_curve_label(sweep, group)} {metric.split('/')[1]}")  # fmt: skip
+                    axes.plot(
+                        range(1, len(values) + 1),
+                        values,
+                        style,
+                        marker=".",
+                        label=f"{_curve_label(sweep, group)} {metric.split('/')[1]}",
+                    )
         if not drawn:
             _note(axes, "none saturated or dead (or not recorded)")
         axes.set_ylim(-0.02, 1.02)
@@ -241,8 +267,9 @@ def _log_grid(run: Run) -> tuple[list[int], list[list[float]]]:
 
 def heatmap_runs(sweep: Sweep) -> list[Run]:
     """The groups whose first-to-last ratio is smallest and largest (the first seed of each)."""
-    ranked = sorted((g for g in sweep.groups if g.runs[0].layers and g.runs[0].ratio() is not None),
-                    key=lambda g: g.runs[0].ratio())  # fmt: skip
+    ranked = sorted(
+        (g for g in sweep.groups if g.runs[0].layers and g.runs[0].ratio() is not None), key=lambda g: g.runs[0].ratio()
+    )
     picks = [ranked[0], ranked[-1]] if len(ranked) > 1 else ranked
     return [g.runs[0] for g in picks]
 
@@ -260,8 +287,9 @@ def heatmap_figure(sweep: Sweep) -> Figure:
     for column, (run, (steps, grid)) in enumerate(zip(runs, grids, strict=True)):
         axes = figure.add_subplot(1, len(runs), column + 1)
         extent = (steps[0], steps[-1], 0.5, len(grid) + 0.5) if steps else None
-        image = axes.imshow(grid, aspect="auto", origin="lower", cmap="viridis", interpolation="nearest",
-                            extent=extent, **scale)  # fmt: skip
+        image = axes.imshow(
+            grid, aspect="auto", origin="lower", cmap="viridis", interpolation="nearest", extent=extent, **scale
+        )
         figure.colorbar(image, ax=axes, label="log10 ||dL/dW_l||")
         group = next(g for g in sweep.groups if run in g.runs)
         axes.set_title(group.label(), fontsize=9)
@@ -283,7 +311,8 @@ def criticality_figure(sweep: Sweep, chance: float) -> Figure | None:
     for group in sweep.groups:
         stats = mean_spread([r.final("test_acc") for r in group.runs])
         grid[depths.index(group.settings["model.depth"])][widths.index(group.settings["model.sigma_w2"])] = (
-            stats[0] if stats else float("nan"))  # fmt: skip
+            stats[0] if stats else float("nan")
+        )
         trainable_depth = (group.runs[0].summary.get("theory") or {}).get("trainable_depth")
         if trainable_depth is not None:
             bound[group.settings["model.sigma_w2"]] = trainable_depth
@@ -307,7 +336,7 @@ def spectra_figure(sweep: Sweep) -> Figure | None:
     if not any(r.summary.get("jacobian") for r in sweep.runs):
         return None
 
-    def draw(axes: Any, groups: list[Group]) -> None:  # noqa: ANN401
+    def draw(axes: Any, groups: list[Group]) -> None:
         for group in groups:
             spectrum = group.runs[0].summary.get("jacobian")
             if spectrum:

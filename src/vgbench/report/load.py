@@ -23,14 +23,35 @@ from vgbench.summary import FAILED, SUMMARY_FILE, Summary, read_summary
 SEED_KEY = "trainer.seed"
 NOT_SWEPT = (*PLACEMENT_KEYS, "experiment", "hydra.callbacks.vgbench.report")
 # where a numeric key makes the best x axis, first to last; any other numeric key after these
-AXIS_PREFERENCE = ("model.sigma_w2", "model.depth", "optimizer.lr", "model.init_std", "model.width",
-                   "optimizer.weight_decay", "data.batch_size", "optimizer.momentum", "model.bias_std")  # fmt: skip
+AXIS_PREFERENCE = (
+    "model.sigma_w2",
+    "model.depth",
+    "optimizer.lr",
+    "model.init_std",
+    "model.width",
+    "optimizer.weight_decay",
+    "data.batch_size",
+    "optimizer.momentum",
+    "model.bias_std",
+)
 # the settings the overview states when they are the same for every run
-OVERVIEW_KEYS = ("activation", "model.depth", "model.width", "model.init", "model.init_std", "model.norm",
-                 "optimizer", "optimizer.lr", "loss", "data", "data.batch_size", "trainer.epochs")  # fmt: skip
+OVERVIEW_KEYS = (
+    "activation",
+    "model.depth",
+    "model.width",
+    "model.init",
+    "model.init_std",
+    "model.norm",
+    "optimizer",
+    "optimizer.lr",
+    "loss",
+    "data",
+    "data.batch_size",
+    "trainer.epochs",
+)
 
 
-def number(text: Any) -> Any:  # noqa: ANN401
+def number(text: Any) -> Any:
     """'10' -> 10, '1e-3' -> 0.001, anything else as it is."""
     if not isinstance(text, str):
         return text
@@ -69,7 +90,7 @@ class Run:
     def override_map(self) -> dict[str, str]:
         return dict(o.lstrip("+~").split("=", 1) for o in self.overrides if "=" in o and not o.startswith("hydra"))
 
-    def setting(self, key: str) -> Any:  # noqa: ANN401
+    def setting(self, key: str) -> Any:
         """This run's value of a swept key: its override, else its config (a group key: its name)."""
         if key in self.override_map:
             return number(self.override_map[key])
@@ -115,13 +136,15 @@ def load_runs(folder: Path) -> list[Run]:
         run_dir = path.parent
         overrides_file = run_dir / ".hydra" / "overrides.yaml"
         overrides = yaml.safe_load(overrides_file.read_text()) if overrides_file.exists() else []
-        runs.append(Run(
-            name=str(run_dir.relative_to(folder)) if run_dir != folder else ".",
-            summary=read_summary(path),
-            overrides=[str(o) for o in overrides or []],
-            layers=_read_csv(run_dir / "layers.csv"),
-            steps=_read_csv(run_dir / "steps.csv"),
-        ))  # fmt: skip
+        runs.append(
+            Run(
+                name=str(run_dir.relative_to(folder)) if run_dir != folder else ".",
+                summary=read_summary(path),
+                overrides=[str(o) for o in overrides or []],
+                layers=_read_csv(run_dir / "layers.csv"),
+                steps=_read_csv(run_dir / "steps.csv"),
+            )
+        )
     return runs
 
 
@@ -189,19 +212,31 @@ class Sweep:
         for group in self.groups:
             lines.setdefault(tuple(group.settings[k] for k in self.line_keys), []).append(group)
         order = self.x_values()
-        return [(dict(zip(self.line_keys, key, strict=True)),
-                 sorted(groups, key=lambda g: order.index(g.settings[self.x_key]) if self.x_key else 0))
-                for key, groups in lines.items()]  # fmt: skip
+        return [
+            (
+                dict(zip(self.line_keys, key, strict=True)),
+                sorted(groups, key=lambda g: order.index(g.settings[self.x_key]) if self.x_key else 0),
+            )
+            for key, groups in lines.items()
+        ]
 
     def line_label(self, settings: dict[str, Any]) -> str:
-        return ", ".join(f"{v}" if k in ("activation", "activation.name") else f"{k.split('.')[-1]}={v}"
-                         for k, v in settings.items()) or "runs"  # fmt: skip
+        return (
+            ", ".join(
+                f"{v}" if k in ("activation", "activation.name") else f"{k.split('.')[-1]}={v}"
+                for k, v in settings.items()
+            )
+            or "runs"
+        )
 
 
 def _axis(keys: list[str], groups: list[Group]) -> str | None:
     """A numeric key (AXIS_PREFERENCE first); with none, the categorical key with the most values."""
-    numeric = [k for k in keys if all(isinstance(g.settings[k], (int, float)) and not isinstance(
-        g.settings[k], bool) for g in groups)]  # fmt: skip
+    numeric = [
+        k
+        for k in keys
+        if all(isinstance(g.settings[k], (int, float)) and not isinstance(g.settings[k], bool) for g in groups)
+    ]
     ranked = [k for k in AXIS_PREFERENCE if k in numeric] + [k for k in numeric if k not in AXIS_PREFERENCE]
     if ranked:
         return ranked[0]
@@ -262,8 +297,10 @@ def expected_overrides(folder: Path) -> list[frozenset[str]] | None:
     choices = sweep_lists(folder)
     if choices is None or any("(" in v for values in choices.values() for v in values):
         return None  # no multirun.yaml, or range() or choice() sweeps: not enumerated here
-    return [frozenset(f"{k}={v}" for k, v in zip(choices, combo, strict=True))
-            for combo in itertools.product(*choices.values())]  # fmt: skip
+    return [
+        frozenset(f"{k}={v}" for k, v in zip(choices, combo, strict=True))
+        for combo in itertools.product(*choices.values())
+    ]
 
 
 def _normalised(overrides: frozenset[str] | list[str]) -> set[tuple[str, Any]]:

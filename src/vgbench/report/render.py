@@ -13,17 +13,40 @@ from vgbench.report.load import Sweep
 
 
 def results_table(sweep: Sweep) -> tuple[list[str], list[list[Any]]]:
-    columns = ["run", *sweep.swept, "status", "epochs_done", "test_acc", "test_loss", "train_loss", "ratio_step0",
-               "delta_ratio_step0", "ratio_final", "flow", "wall_time_s", "stack_size", "error"]  # fmt: skip
+    columns = [
+        "run",
+        *sweep.swept,
+        "status",
+        "epochs_done",
+        "test_acc",
+        "test_loss",
+        "train_loss",
+        "ratio_step0",
+        "delta_ratio_step0",
+        "ratio_final",
+        "flow",
+        "wall_time_s",
+        "stack_size",
+        "error",
+    ]
     rows = []
     for run in sweep.runs:
         flow = run.flow
-        values = {"run": run.name, "status": run.status, "epochs_done": run.summary.get("epochs_done"),
-                  "test_acc": run.final("test_acc"), "test_loss": run.final("test_loss"),
-                  "train_loss": run.final("train_loss"), "ratio_step0": run.ratio("step0"),
-                  "delta_ratio_step0": run.ratio("step0", "delta"), "ratio_final": run.ratio("final"),
-                  "flow": flow["kind"] if flow else None, "wall_time_s": run.summary.get("wall_time_s"),
-                  "stack_size": run.summary.get("stack_size"), "error": run.summary.get("error", "")}  # fmt: skip
+        values = {
+            "run": run.name,
+            "status": run.status,
+            "epochs_done": run.summary.get("epochs_done"),
+            "test_acc": run.final("test_acc"),
+            "test_loss": run.final("test_loss"),
+            "train_loss": run.final("train_loss"),
+            "ratio_step0": run.ratio("step0"),
+            "delta_ratio_step0": run.ratio("step0", "delta"),
+            "ratio_final": run.ratio("final"),
+            "flow": flow["kind"] if flow else None,
+            "wall_time_s": run.summary.get("wall_time_s"),
+            "stack_size": run.summary.get("stack_size"),
+            "error": run.summary.get("error", ""),
+        }
         rows.append([values[c] if c in values else run.setting(c) for c in columns])
     return columns, rows
 
@@ -36,20 +59,28 @@ def csv_bytes(columns: list[str], rows: list[list[Any]]) -> bytes:
     return buffer.getvalue().encode()
 
 
-def _cell(value: Any) -> str:  # noqa: ANN401
+def _cell(value: Any) -> str:
     if isinstance(value, float):
         return f"{value:.3e}" if value != 0 and (abs(value) < 1e-2 or abs(value) >= 1e4) else f"{value:.4g}"
     return "" if value is None else str(value)
 
 
-def markdown(title: str, overview: list[str], findings: list[str], sections: list[tuple[str, str, str]],
-             tables: list[tuple[str, list[str], list[list[Any]]]]) -> str:  # fmt: skip
+def markdown(
+    title: str,
+    overview: list[str],
+    findings: list[str],
+    sections: list[tuple[str, str, str]],
+    tables: list[tuple[str, list[str], list[list[Any]]]],
+) -> str:
     """sections: (title, figure file, caption); tables: (title, columns, rows)."""
     text = [f"# {title}", "", *overview, "", "## Findings", ""]
     text += [f"- {line}" for line in findings]
     for heading, name, caption in sections:
-        text += ["", f"## {heading}", "", caption, "", f"![{heading}]({name})"] if caption else [
-            "", f"## {heading}", "", f"![{heading}]({name})"]  # fmt: skip
+        text += (
+            ["", f"## {heading}", "", caption, "", f"![{heading}]({name})"]
+            if caption
+            else ["", f"## {heading}", "", f"![{heading}]({name})"]
+        )
     for heading, columns, rows in tables:
         text += ["", f"## {heading}", "", "| " + " | ".join(columns) + " |", "|" + "---|" * len(columns)]
         text += ["| " + " | ".join(_cell(v).replace("|", "\\|") for v in row) + " |" for row in rows]
@@ -64,21 +95,37 @@ def _inline(text: str) -> str:  # **bold** and `code`, the only markdown the fin
     return escaped
 
 
-def html_page(title: str, overview: list[str], findings: list[str], sections: list[tuple[str, str, str]],
-              tables: list[tuple[str, list[str], list[list[Any]]]], folder: Path) -> str:  # fmt: skip
+def html_page(
+    title: str,
+    overview: list[str],
+    findings: list[str],
+    sections: list[tuple[str, str, str]],
+    tables: list[tuple[str, list[str], list[list[Any]]]],
+    folder: Path,
+) -> str:
     body = [f"<h1>{html.escape(title)}</h1>"] + [f"<p>{_inline(line)}</p>" for line in overview]
     body += ["<h2>Findings</h2><ul>"] + [f"<li>{_inline(line)}</li>" for line in findings] + ["</ul>"]
     for heading, name, caption in sections:
         data = base64.b64encode((folder / name).read_bytes()).decode()
-        body.append(f"<h2>{html.escape(heading)}</h2>" + (f"<p>{_inline(caption)}</p>" if caption else "")
-                    + f'<img alt="{html.escape(heading)}" src="data:image/png;base64,{data}">')  # fmt: skip
+        body.append(
+            f"<h2>{html.escape(heading)}</h2>"
+            + (f"<p>{_inline(caption)}</p>" if caption else "")
+            + f'<img alt="{html.escape(heading)}" src="data:image/png;base64,{data}">'
+        )
     for heading, columns, rows in tables:
-        body.append(f"<h2>{html.escape(heading)}</h2><table><tr>"
-                    + "".join(f"<th>{html.escape(c)}</th>" for c in columns) + "</tr>")  # fmt: skip
+        body.append(
+            f"<h2>{html.escape(heading)}</h2><table><tr>"
+            + "".join(f"<th>{html.escape(c)}</th>" for c in columns)
+            + "</tr>"
+        )
         body += ["<tr>" + "".join(f"<td>{html.escape(_cell(v))}</td>" for v in row) + "</tr>" for row in rows]
         body.append("</table>")
-    style = ("body{font-family:sans-serif;max-width:1150px;margin:2em auto;padding:0 1em;line-height:1.45}"
-             "img{max-width:100%}table{border-collapse:collapse;font-size:12px}"
-             "td,th{border:1px solid #ccc;padding:2px 6px;text-align:left}code{background:#f3f3f3}")  # fmt: skip
-    return (f"<!doctype html><html><head><meta charset='utf-8'><title>{html.escape(title)}</title>"
-            f"<style>{style}</style></head><body>{''.join(body)}</body></html>\n")  # fmt: skip
+    style = (
+        "body{font-family:sans-serif;max-width:1150px;margin:2em auto;padding:0 1em;line-height:1.45}"
+        "img{max-width:100%}table{border-collapse:collapse;font-size:12px}"
+        "td,th{border:1px solid #ccc;padding:2px 6px;text-align:left}code{background:#f3f3f3}"
+    )
+    return (
+        f"<!doctype html><html><head><meta charset='utf-8'><title>{html.escape(title)}</title>"
+        f"<style>{style}</style></head><body>{''.join(body)}</body></html>\n"
+    )
