@@ -135,7 +135,7 @@ def test_prediction_of_a_relu_stack():
 )
 def test_prediction_and_measurement_agree_at_initialisation(tmp_path, activation, init):
     """Width 256, depth 10 on MNIST: the measured first-to-last delta ratio is within a factor of 3 of the
-    mean-field prediction (the factors measured are in the README)."""
+    mean-field prediction (the factors measured are in docs/theory.md)."""
     from vgbench.train import run
 
     summary = run(

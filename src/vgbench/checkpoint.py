@@ -147,8 +147,8 @@ def save_checkpoint(
 ) -> None:
     """One run (its `run_identity`, its `vgbench.run_slices` share of the model), written atomically: a crash leaves
     the previous checkpoint whole. The recorder's state (its tables as CSV text, its profiles) goes in as one
-    JSON text: torch.save pickles each small object with a Python call (the tables as rows took 0.55 s an
-    epoch for a 64-run stack), json encodes in C."""
+    JSON text: torch.save pickles each small object with a Python call, json encodes in C, and a large
+    stack's tables hold thousands of them."""
     save_torch_atomic(
         path,
         {

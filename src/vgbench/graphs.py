@@ -1,9 +1,8 @@
 """The training step replayed from a CUDA graph (`trainer.cuda_graphs`: on CUDA by default).
 
-On a GPU a small network's step is bound by the host launching its kernels, one by one: 10x128 ReLU at
-batch 64 takes 4.4 ms a step for one run and 4.7 ms for a stack of 64 on an H200, while the device works
-0.6 and 1.1 ms of it. A CUDA graph records the step's kernels once and launches them all with one call:
-the same step replayed takes 0.33 and 0.61 ms (scripts/profile_stack.py).
+On a GPU a small network's step is bound by the host launching its kernels, one by one: the device works
+a fraction of the step's time. A CUDA graph records the step's kernels once and launches them all with
+one call (scripts/profile_stack.py measures both; docs/performance.md has the figures).
 
 The trainer's step (vgbench.train.train_step: gather the batch, forward, loss, backward, update, the
 epoch's running sums) is captured as it is, on a full batch, and replayed with each batch's indices

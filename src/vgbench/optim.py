@@ -79,9 +79,9 @@ class StackedOptimizer:
     """The common part: one parameter group, per-run hyperparameters, per-run state for checkpoints.
 
     It has what torch.amp.GradScaler uses of an optimizer (`param_groups`, `step`), without subclassing
-    torch.optim.Optimizer, whose methods import torch._dynamo on first use (1.6 s of every job's start). Updates use
-    torch's foreach operations: a handful of kernels for all parameters, which is what a small network's
-    step on a GPU is made of.
+    torch.optim.Optimizer, whose methods import torch._dynamo on first use (a slow import, paid by every
+    job). Updates use torch's foreach operations: a handful of kernels for all parameters, which is what a
+    small network's step on a GPU is made of.
     """
 
     state_names: tuple[str, ...] = ()  # the per-parameter buffers a subclass keeps

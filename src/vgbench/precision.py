@@ -5,7 +5,7 @@ loss by a large factor (2^16 at first) so small gradients survive, unscales the 
 step, and skips a step whose gradients overflowed. Its overflow check is a host sync on every step
 (GradScaler's own `found_inf` read), the one per-step sync vgbench cannot avoid under fp16. fp16 also
 cannot hold gradients below about 6e-8 (and flushes those below 6e-5 to fewer digits), which is where a
-deep sigmoid stack's first layers are: measure vanishing gradients in fp32 or bf16 (see the README).
+deep sigmoid stack's first layers are: measure vanishing gradients in fp32 or bf16 (docs/gpu.md).
 
 The monitor's statistics are computed in float32 whatever the mode (vgbench.monitor).
 """

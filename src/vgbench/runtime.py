@@ -88,7 +88,7 @@ def apply_job_settings(seed: int, deterministic: bool) -> None:
     """Every job sets its own state, so that nothing leaks from an earlier job of the same process (the
     basic launcher, reused joblib workers)."""
     torch.manual_seed(seed)
-    if torch.are_deterministic_algorithms_enabled() != deterministic:  # the call imports torch._dynamo: 2 s
+    if torch.are_deterministic_algorithms_enabled() != deterministic:  # the call imports torch._dynamo, a slow import
         torch.use_deterministic_algorithms(deterministic)
     torch.backends.cudnn.deterministic = deterministic
     torch.backends.cudnn.benchmark = False

@@ -64,8 +64,8 @@ def profile(measurement: Measurement) -> Profile:
 class CsvTable:
     """A table that only grows, held as its CSV text: each row is formatted once, when it is added. Each
     epoch's end writes a run's tables whole (atomically) and its checkpoint keeps them: kept as rows, they
-    were formatted and pickled again from the first row each time, 0.6 s an epoch for a 64-run stack on
-    a GPU, longer than its 850 steps. Its columns are `columns`, then the rows' other keys as first seen."""
+    would be formatted and pickled again from the first row each time, which for a large stack on a GPU
+    costs more than the epoch's training. Its columns are `columns`, then the rows' other keys as first seen."""
 
     def __init__(self, text: str = "", columns: Sequence[str] = ()) -> None:
         self.columns: list[str] = next(csv.reader([text.split("\n", 1)[0]])) if text else []

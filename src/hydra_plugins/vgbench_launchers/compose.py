@@ -1,6 +1,6 @@
 """A sweep's job configs, composed once per family of siblings instead of once per job.
 
-Hydra composes each job's config from the files (0.1 to 0.3 s a job): a 64-run sweep spends longer
+Hydra composes each job's config from the files, slowly: a 64-run sweep spends longer
 composing than a stack of it spends training on a GPU. Jobs whose overrides differ only in the values of
 per-run keys (seed, learning rate, init, ...: vgbench.config.PER_RUN_KEYS) have configs that differ only
 in those values, so one composed config serves its siblings with the values set as Hydra sets a value

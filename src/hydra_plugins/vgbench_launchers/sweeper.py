@@ -1,7 +1,7 @@
 """`hydra/sweeper=vgbench` (vgbench's default): Hydra's basic sweeper, validating each batch the fast way.
 
 Before launching a batch, Hydra's basic sweeper composes every job's config to catch a bad override
-early: 0.1 to 0.3 s a job, paid again by the launcher that composes each job to run it. This one
+early, a cost paid again by the launcher that composes each job to run it. This one
 composes each family of siblings once (vgbench_launchers.compose) and hands the configs to the stacked
 launcher, which then composes nothing. Sweeping, `hydra.sweeper.params` and `max_batch_size` are the basic
 sweeper's; another sweeper (Optuna, Nevergrad, ...) is chosen as usual with `hydra/sweeper=...`.
