@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import copy
 import csv
+import functools
 import os
 import subprocess
 import sys
@@ -17,7 +19,7 @@ from hydra.types import RunMode
 from omegaconf import DictConfig, open_dict, read_write
 from torch.profiler import ProfilerActivity, profile
 
-from vgbench.config import CONF_DIR, compose_config, register_configs
+from vgbench.config import CONF_DIR, USER_CONF_ENV, compose_config, register_configs
 
 REPO = Path(__file__).resolve().parents[1]
 # A tiny, fast synthetic run; tests add their own overrides on top.
@@ -46,8 +48,15 @@ def pytest_configure(config: pytest.Config) -> None:
             torch.set_num_threads(1)
 
 
-def make_cfg(*overrides: str) -> DictConfig:
+@functools.cache
+def _composed(overrides: tuple[str, ...], user_config_dir: str | None) -> DictConfig:
     return compose_config(overrides)
+
+
+def make_cfg(*overrides: str) -> DictConfig:
+    """The app's config with these overrides. Hydra's composition is the slow part of many tests, so each
+    set of overrides (and user config folder) is composed once; every call gets its own deep copy."""
+    return copy.deepcopy(_composed(overrides, os.environ.get(USER_CONF_ENV)))
 
 
 @pytest.fixture

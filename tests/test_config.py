@@ -98,6 +98,7 @@ def test_a_command_line_hydra_cannot_compose_is_one_line(override, expected):
     assert str(error.value) == expected  # command_line_error's line
 
 
+@pytest.mark.slow
 def test_every_group_option_composes():
     for path in GROUP_FILES:
         extra = ["activation.target=tests.custom_activations.scaled_softsign"] if path.stem == "custom" else []

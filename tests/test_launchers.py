@@ -67,6 +67,7 @@ class CountingLoader:
         return self.loader.load_sweep_config(master, overrides)
 
 
+@pytest.mark.slow
 def test_a_batch_is_composed_once_per_family_of_siblings(hydra_loader):
     loader, master = hydra_loader
     batch = [

@@ -126,6 +126,7 @@ def test_a_weight_scale_sweep_averages_only_its_seeds(tmp_path):
     assert "Values are means over 3 seeds (0, 1, 2)" in text
 
 
+@pytest.mark.slow
 def test_activation_by_depth_by_seeds_keeps_todays_figures(tmp_path):
     for activation, base in (("sigmoid", 0.25), ("relu", 1.0)):
         for depth in (2, 5, 10):
@@ -173,6 +174,7 @@ def test_activation_by_depth_by_seeds_keeps_todays_figures(tmp_path):
         assert (tmp_path / name).stat().st_size > 0
 
 
+@pytest.mark.slow
 def test_without_a_numeric_key_the_key_with_most_values_is_the_axis(tmp_path):
     for activation in ("sigmoid", "tanh", "relu"):
         for init in ("pytorch_default", "xavier_uniform", "kaiming_normal", "uniform_standard"):
@@ -233,6 +235,7 @@ def test_runs_without_the_monitor_are_reported_not_crashed_on(tmp_path):
     assert all(path.stat().st_size > 0 for path in report.files.values())
 
 
+@pytest.mark.slow
 def test_report_on_a_single_run(tmp_path, capsys):
     summary = run(make_cfg(*TINY, "trainer.epochs=1", "monitor.every_n_steps=2"), tmp_path)
     main([str(tmp_path)])

@@ -11,6 +11,7 @@ import torch
 from tests.conftest import REPO
 
 
+@pytest.mark.slow
 @pytest.mark.skipif(torch.cuda.is_available(), reason="this machine has CUDA: the check would run")
 def test_gpu_check_fails_in_one_line_without_cuda(tmp_path):
     result = subprocess.run(
