@@ -29,11 +29,11 @@ from hydra.errors import ConfigCompositionException, OverrideParseException
 from hydra.types import RunMode
 from omegaconf import DictConfig, OmegaConf
 
-import vgbench
 from vgbench.config import CONF_PACKAGE, command_line_error, register_configs
 from vgbench.errors import exit_with_error
 from vgbench.jobs import JobResult, train_jobs
 from vgbench.placement import Placement, available_cores, gpu_slot, threads_per_job
+from vgbench.version import __version__
 
 log = logging.getLogger(__name__)
 register_configs()
@@ -78,7 +78,7 @@ def run_job(cfg: DictConfig) -> JobResult:
 
 def _version_flag() -> None:
     if "--version" in sys.argv[1:]:
-        print(f"vgbench {vgbench.__version__}")
+        print(f"vgbench {__version__}")
         sys.exit(0)
 
 

@@ -20,9 +20,19 @@ from vgbench.monitor import HIDDEN_METRICS, LAYER_METRICS, Measurement
 from vgbench.summary import Profile
 
 LAYER_COLUMNS = ("step", "epoch", "layer", "kind", *LAYER_METRICS, *HIDDEN_METRICS)
+# a watched model's (vgbench.watch): its modules' names beside their numbers
+WATCH_LAYER_COLUMNS = ("step", "layer", "name", "kind", *LAYER_METRICS, *HIDDEN_METRICS)
 
 
-def layer_rows(measurement: Measurement, epoch: int) -> list[dict[str, Any]]:
+def layer_rows(
+    measurement: Measurement, epoch: int | None, names: list[str] | None = None, activations: list[str] | None = None
+) -> list[dict[str, Any]]:
+    """One row per layer and measured step. vgbench's MLP: layer l's row holds the activation after it
+    (hidden) or none (the output layer). A watched model (`names`: its layers' module names; `activations`:
+    its activation modules'): a row per layer (kind `layer`), then one per activation (kind `activation`,
+    numbered in forward order), since its activations need not follow its layers one to one."""
+    if names is not None:
+        return watched_rows(measurement, names, activations or [])
     n_layers = len(measurement.layers[LAYER_METRICS[0]])
     rows = []
     for index in range(n_layers):
@@ -39,7 +49,22 @@ def layer_rows(measurement: Measurement, epoch: int) -> list[dict[str, Any]]:
     return rows
 
 
-def step_row(measurement: Measurement, epoch: int) -> dict[str, Any]:
+def watched_rows(measurement: Measurement, names: list[str], activations: list[str]) -> list[dict[str, Any]]:
+    values = measurement.layers
+    rows = [
+        {"step": measurement.step, "layer": index + 1, "name": name, "kind": "layer"}
+        | {metric: values[metric][index] for metric in LAYER_METRICS}
+        for index, name in enumerate(names)
+    ]
+    rows += [
+        {"step": measurement.step, "layer": index + 1, "name": name, "kind": "activation"}
+        | {metric: values[metric][index] for metric in HIDDEN_METRICS}
+        for index, name in enumerate(activations)
+    ]
+    return rows
+
+
+def step_row(measurement: Measurement, epoch: int | None) -> dict[str, Any]:
     return {
         "step": measurement.step,
         "epoch": epoch,
@@ -98,13 +123,20 @@ class Series:
     """All measurements of a run as its two tables; their text goes into the checkpoint, so a resume
     continues them."""
 
-    def __init__(self, layers: str = "", steps: str = "") -> None:
-        self.layers = CsvTable(layers, LAYER_COLUMNS)
+    def __init__(self, layers: str = "", steps: str = "", layer_columns: Sequence[str] = LAYER_COLUMNS) -> None:
+        self.layers = CsvTable(layers, layer_columns)
         self.steps = CsvTable(steps)
 
-    def add(self, measurement: Measurement, epoch: int) -> None:
-        self.layers.add(layer_rows(measurement, epoch))
-        self.steps.add([step_row(measurement, epoch)])
+    def add(
+        self,
+        measurement: Measurement,
+        epoch: int | None,
+        names: list[str] | None = None,
+        activations: list[str] | None = None,
+    ) -> None:
+        self.layers.add(layer_rows(measurement, epoch, names, activations))
+        row = step_row(measurement, epoch)
+        self.steps.add([row if epoch is not None else {k: v for k, v in row.items() if k != "epoch"}])
 
     def state(self) -> dict[str, str]:
         return {"layers": self.layers.text, "steps": self.steps.text}

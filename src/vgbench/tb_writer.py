@@ -134,11 +134,17 @@ def wait_for_a_later_second(log_dir: Path) -> None:
 
 
 class TensorBoardWriter:
-    def __init__(self, log_dir: Path, n_layers: int, purge_step: int | None = None) -> None:
+    def __init__(
+        self, log_dir: Path, n_layers: int, purge_step: int | None = None, writer: SummaryWriter | None = None
+    ) -> None:
         # purge_step: on resume, drop events an interrupted run wrote after its last checkpoint
-        # A long queue: the default (10 events) makes the training loop wait on the writer thread.
-        wait_for_a_later_second(log_dir)
-        self.writer = SummaryWriter(str(log_dir), purge_step=purge_step, max_queue=10_000, flush_secs=30)
+        # writer: a user's own SummaryWriter (vgbench.watch), written into and left open
+        self.own = writer is None
+        if writer is None:
+            # A long queue: the default (10 events) makes the training loop wait on the writer thread.
+            wait_for_a_later_second(log_dir)
+            writer = SummaryWriter(str(log_dir), purge_step=purge_step, max_queue=10_000, flush_secs=30)
+        self.writer = writer
         self.n_layers = n_layers
         self.writer.add_custom_scalars(custom_scalars_layout())
 
@@ -172,11 +178,20 @@ class TensorBoardWriter:
             title = f"epoch {metrics.get('epoch', '?')}, step {profile.step}"
             self.writer.add_image("gradient_profile", gradient_profile_image(profile, title), step, dataformats="HWC")
 
-    def hparams(self, summary: dict[str, Any], step: int) -> None:
+    def names(self, layers: list[str], activations: list[str]) -> None:
+        """A watched model's module names for its numbered tags, as a table on the Text tab (step 0)."""
+        rows = ["| tag | module |", "|---|---|"]
+        rows += [f"| layer_{i:0{max(2, len(str(self.n_layers)))}d} | {name} |" for i, name in enumerate(layers, 1)]
+        rows += [f"| activation/*/layer_{i:02d} | {name} |" for i, name in enumerate(activations, 1)]
+        self.writer.add_text("layers", "\n".join(rows), 0)
+
+    def hparams(self, summary: dict[str, Any], step: int, columns: dict[str, Any] | None = None) -> None:
         """One HParams session in this run's own folder (SummaryWriter.add_hparams would make a subfolder),
-        from the run's summary, at `step` (the run's step count)."""
+        from the run's summary, at `step` (the run's step count). `columns`: the config's values to show
+        (vgbench's MLP: HPARAM_COLUMNS; a watched model: the config it was given)."""
         config = summary.get("config", {})
-        columns = {name: _lookup(config, path) for name, path in HPARAM_COLUMNS.items()}
+        if columns is None:
+            columns = {name: _lookup(config, path) for name, path in HPARAM_COLUMNS.items()}
         columns = {k: v if isinstance(v, (int, float, str, bool)) else str(v) for k, v in columns.items()}
         metrics = {tag: _lookup(summary, path) for tag, path in HPARAM_METRICS.items()}
         metrics = {tag: float("nan") if value is None else value for tag, value in metrics.items()}
@@ -199,4 +214,7 @@ class TensorBoardWriter:
         self.writer.add_text("theory", head + "\n\n" + "\n".join(rows), 0)
 
     def close(self) -> None:
-        self.writer.close()
+        if self.own:
+            self.writer.close()
+        else:  # the user's writer stays open for the user
+            self.writer.flush()

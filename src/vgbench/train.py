@@ -29,7 +29,6 @@ from omegaconf import DictConfig, OmegaConf
 from torch import Tensor
 from tqdm import tqdm
 
-import vgbench
 from vgbench import theory
 from vgbench.checkpoint import RunFolder, inspect_run_folder, save_checkpoint
 from vgbench.config import hidden_widths, run_identity
@@ -48,6 +47,7 @@ from vgbench.run_slices import load_run_slice, run_slices
 from vgbench.runtime import apply_job_settings, configure_threads, resolve_device
 from vgbench.summary import CHECKPOINT_FILE, COMPLETED, DIVERGED, Summary, write_summary
 from vgbench.validate import validate
+from vgbench.version import __version__
 
 log = logging.getLogger(__name__)
 
@@ -446,7 +446,7 @@ def summarize(stack: Stack) -> list[Summary]:
             cpu_threads=stack.threads,
             stack_size=len(stack.runs),
             torch_version=torch.__version__,
-            vgbench_version=vgbench.__version__,
+            vgbench_version=__version__,
             data_source=stack.data.source,
             first_to_last_grad_ratio={
                 which: run.recorder.ratio("first_to_last_grad_ratio", which) for which in ("step0", "final")
