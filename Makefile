@@ -29,8 +29,8 @@ test-fast: $(STAMP)
 	$(BIN)/python -m pytest -n auto -m "not slow"
 
 lint: $(STAMP)
-	$(BIN)/ruff check src tests scripts
-	$(BIN)/ruff format --check src tests scripts
+	$(BIN)/ruff check src tests scripts examples
+	$(BIN)/ruff format --check src tests scripts examples
 
 clean-venv:
 	rm -rf $(VENV)

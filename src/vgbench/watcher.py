@@ -208,8 +208,9 @@ class Watch:
             self._handles = []
         self._record(state.measure(extra))
 
-    def close(self) -> Path:
-        """Write summary.json and the series; remove every hook; drop the model. Returns the summary's path."""
+    def close(self, final: dict[str, float] | None = None) -> Path:
+        """Write summary.json and the series; remove every hook; drop the model. Returns the summary's path.
+        `final`: the run's closing metrics (test_acc, ...), beside the last measured step's scalars."""
         for handle in self._handles:
             handle.remove()
         self._handles = []
@@ -222,7 +223,7 @@ class Watch:
             "steps": last["step"] + 1 if last else 0,
             "measured_steps": self.measured_steps,
             "wall_time_s": time.perf_counter() - self.started,
-            "final": dict(self.last_extra),
+            "final": dict(self.last_extra) | (final or {}),
             "first_to_last_grad_ratio": {
                 k: (self.profiles.get(k) or {}).get("first_to_last_grad_ratio") for k in ("step0", "final")
             },

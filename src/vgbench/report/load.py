@@ -20,7 +20,7 @@ from vgbench.config import PLACEMENT_KEYS, flat_items
 from vgbench.flow import classify
 from vgbench.summary import FAILED, SUMMARY_FILE, Summary, read_summary
 
-SEED_KEY = "trainer.seed"
+SEED_KEYS = ("trainer.seed", "seed")  # vgbench's runs; a watched model's config (vgbench.watch)
 NOT_SWEPT = (*PLACEMENT_KEYS, "experiment", "hydra.callbacks.vgbench.report")
 # where a numeric key makes the best x axis, first to last; any other numeric key after these
 AXIS_PREFERENCE = (
@@ -141,7 +141,8 @@ def load_runs(folder: Path) -> list[Run]:
                 name=str(run_dir.relative_to(folder)) if run_dir != folder else ".",
                 summary=read_summary(path),
                 overrides=[str(o) for o in overrides or []],
-                layers=_read_csv(run_dir / "layers.csv"),
+                # a watched model's activation rows are not layers (vgbench.series.watched_rows)
+                layers=[row for row in _read_csv(run_dir / "layers.csv") if row.get("kind") != "activation"],
                 steps=_read_csv(run_dir / "steps.csv"),
             )
         )
@@ -248,8 +249,9 @@ def read_sweep(folder: Path) -> Sweep:
     if not runs:
         raise FileNotFoundError(f"no summary.json under {folder}: is it a run or sweep folder of vgbench?")
     keys = swept_keys(runs)
-    seeds = sorted({run.setting(SEED_KEY) for run in runs}) if SEED_KEY in keys else []
-    group_keys = [k for k in keys if k != SEED_KEY]
+    seed_key = next((k for k in SEED_KEYS if k in keys), None)
+    seeds = sorted({run.setting(seed_key) for run in runs}) if seed_key else []
+    group_keys = [k for k in keys if k != seed_key]
     grouped: dict[tuple, list[Run]] = {}
     for run in runs:
         if run.status != FAILED:
