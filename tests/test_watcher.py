@@ -14,7 +14,10 @@ import torch.nn.functional as F
 from torch import nn
 
 import vgbench
+from tests.conftest import make_cfg
+from vgbench.activations import build_activation
 from vgbench.errors import UserError
+from vgbench.theory import predict
 from vgbench.watcher import Watch
 
 LR = 0.1
@@ -311,3 +314,37 @@ def test_a_watched_run_writes_vgbenchs_files_with_module_names(tmp_path):
     assert list(tmp_path.glob("events.out.tfevents.*"))
     with pytest.raises(UserError, match="this watch is closed"), watch.step(6):
         pass
+
+
+def test_a_watched_plain_mlp_gets_the_mean_field_prediction_beside_its_measurement(tmp_path):
+    """The prediction from the network's own weights equals vgbench's from the config that drew them, and
+    the measurement agrees with it; any other model says the theory does not apply."""
+    torch.manual_seed(0)
+    widths = [784, *[512] * 10, 10]
+    modules = []
+    for index, (fan_in, fan_out) in enumerate(zip(widths, widths[1:], strict=False)):
+        linear = nn.Linear(fan_in, fan_out)
+        nn.init.normal_(linear.weight, std=math.sqrt(1.5 / fan_in))
+        nn.init.zeros_(linear.bias)
+        modules += [linear, nn.Tanh()] if index < len(widths) - 2 else [linear]
+    x, y = torch.randn(256, 784), torch.randint(0, 10, (256,))
+    summary = json.loads(watched_step(nn.Sequential(*modules), x, y, out_dir=tmp_path / "mlp").close().read_text())
+    predicted = summary["theory"]
+    cfg = make_cfg(
+        "activation=tanh",
+        "model.depth=10",
+        "model.width=512",
+        "model.init=gaussian",
+        "model.sigma_w2=1.5",
+        "model.bias_init=zeros",
+    )
+    expected = predict(cfg, build_activation("tanh"), widths, q0=x.pow(2).mean().item())
+    assert predicted["applies"] and predicted["delta_profile"] == pytest.approx(expected["delta_profile"], rel=0.02)
+    assert predicted["chi_1"] == pytest.approx(expected["chi_1"], rel=0.01)
+    assert 1 / 1.5 < predicted["measured_over_predicted"] < 1.5
+    assert predicted["measured_delta_ratio"] == pytest.approx(summary["first_to_last_delta_ratio"]["step0"])
+    other = json.loads(watched_step(Mixed(), *data(), out_dir=tmp_path / "mixed").close().read_text())
+    assert (
+        other["theory"] == {"applies": False, "reason": other["theory"]["reason"]}
+        and "plain MLP" in other["theory"]["reason"]
+    )

@@ -192,12 +192,20 @@ def critical_sigma_w2(activation: Activation, sigma_b2: float, low: float = 0.1,
 # --- a vgbench model's prediction ---
 
 
-def not_applicable(cfg: Any, activation: Activation) -> str | None:  # the run's config
-    """Why the theory does not describe this model (None when it does)."""
+def not_applicable_function(activation: Activation) -> str | None:
+    """Why the theory does not describe a network of this activation (None when it does)."""
     if activation.name == "softmax":
         return "softmax couples the units of a layer; the theory needs an elementwise activation"
     if activation.max_derivative == 0:
         return f"{activation.name} has f' = 0 wherever it exists: nothing propagates back"
+    return None
+
+
+def not_applicable(cfg: Any, activation: Activation) -> str | None:  # the run's config
+    """Why the theory does not describe this model (None when it does)."""
+    reason = not_applicable_function(activation)
+    if reason:
+        return reason
     if cfg.model.norm != "none":
         return f"model.norm={cfg.model.norm} renormalises each layer; the theory describes plain layers"
     if cfg.model.residual:
@@ -225,7 +233,14 @@ def predict(cfg: Any, activation: Activation, sizes: Sequence[int], q0: float) -
     reason = not_applicable(cfg, activation)
     if reason:
         return {"applies": False, "reason": reason}
-    variances = layer_variances(cfg, activation, sizes)
+    return predict_from_variances(activation, layer_variances(cfg, activation, sizes), q0)
+
+
+def predict_from_variances(
+    activation: Activation, variances: Sequence[tuple[float, float]], q0: float
+) -> dict[str, Any]:
+    """`predict` for layers of given (sigma_w^2, sigma_b^2), input layer first: a config's (layer_variances)
+    or a watched network's own weights' (vgbench.watcher)."""
     q = [variances[0][0] * q0 + variances[0][1]]
     for sigma_w2, sigma_b2 in variances[1:-1]:
         q.append(length_map(activation, q[-1], sigma_w2, sigma_b2))
@@ -235,7 +250,7 @@ def predict(cfg: Any, activation: Activation, sizes: Sequence[int], q0: float) -
         squared.insert(0, squared[0] * factor)
     hidden = variances[1] if len(variances) > 2 else variances[0]
     state = phase(activation, *hidden, q0=q[-1])
-    depth = len(sizes) - 2
+    depth = len(variances) - 1
     return {
         "applies": True,
         "q": q,

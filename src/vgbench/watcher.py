@@ -52,7 +52,8 @@ import torch
 from torch import Tensor, nn
 from torch.utils.hooks import RemovableHandle
 
-from vgbench.activations import Activation
+from vgbench import theory
+from vgbench.activations import Activation, build_activation
 from vgbench.errors import UserError, at_least, choice
 from vgbench.files import finite_or_none
 from vgbench.flow import classify
@@ -109,16 +110,72 @@ def derivative(module: nn.Module, u: Tensor) -> Tensor:
 
 
 def max_derivative(module: nn.Module) -> float:
-    """sup |f'| over the reals, on a dense float64 grid (the registry's own for vgbench's activations)."""
+    """sup |f'| over the reals, on a dense float64 grid (the registry's own for vgbench's activations); the
+    same function (type and settings) is evaluated once per process."""
     if isinstance(module, Activation):
         return module.max_derivative
-    grid = torch.linspace(-30.0, 30.0, 60_001, dtype=torch.float64)
-    try:
-        parameter = next(module.parameters(), None)  # PReLU's slope: on its device and dtype
-        grid = grid if parameter is None else grid.to(parameter.device)
-        return float(derivative(module.double() if parameter is None else module, grid).abs().max())
-    finally:
-        module.float() if parameter is None else None
+    if any(True for _ in module.parameters()):  # a learned shape (PReLU's slope): this module's own
+        grid = torch.linspace(-30.0, 30.0, 60_001, dtype=torch.float64, device=next(module.parameters()).device)
+        return float(derivative(module, grid.to(next(module.parameters()).dtype)).abs().max())
+    key = (type(module), module.extra_repr())
+    if key not in _MAX_DERIVATIVES:
+        _MAX_DERIVATIVES[key] = float(
+            derivative(module, torch.linspace(-30.0, 30.0, 60_001, dtype=torch.float64)).abs().max()
+        )
+    return _MAX_DERIVATIVES[key]
+
+
+_MAX_DERIVATIVES: dict[tuple[type, str], float] = {}
+
+
+# nn modules whose function is one of vgbench's registry, with the settings the registry takes
+REGISTRY_NAMES = {
+    nn.Sigmoid: ("sigmoid", ()),
+    nn.Tanh: ("tanh", ()),
+    nn.ReLU: ("relu", ()),
+    nn.SELU: ("selu", ()),
+    nn.SiLU: ("silu", ()),
+    nn.Mish: ("mish", ()),
+    nn.LeakyReLU: ("leaky_relu", ("negative_slope",)),
+    nn.ELU: ("elu", ("alpha",)),
+    nn.Softplus: ("softplus", ("beta", "threshold")),
+    nn.Hardtanh: ("hardtanh", ("min_val", "max_val")),
+}
+
+
+def registry_activation(module: nn.Module) -> Activation | None:
+    """The registry's activation computing what `module` computes (theory needs f and f' in closed form)."""
+    if isinstance(module, Activation):
+        return module
+    if isinstance(module, nn.GELU) and module.approximate == "none":
+        return build_activation("gelu")
+    if type(module) not in REGISTRY_NAMES:
+        return None
+    name, settings = REGISTRY_NAMES[type(module)]
+    return build_activation(name, {setting: float(getattr(module, setting)) for setting in settings})
+
+
+def predict_plain_mlp(watch: Watch, state: _StepState) -> dict[str, Any] | None:
+    """The mean-field prediction (vgbench.theory) for a watched plain MLP: Linear layers and activations
+    alternating in the forward pass (Linear, f, Linear, f, ..., Linear), one f of the registry throughout;
+    each layer's (sigma_w^2, sigma_b^2) = (fan_in * mean W^2, mean b^2) of its weights as initialised, q0 =
+    E[x^2] of the first batch. None for any other model."""
+    order = sorted((*watch.layers, *watch.activations), key=lambda item: state.calls.get(item[0], math.inf))
+    kinds = [isinstance(module, nn.Linear) for _, module in order]
+    if len(order) < 3 or kinds != [index % 2 == 0 for index in range(len(order))] or not kinds[-1]:
+        return None
+    if any(name not in state.calls for name, _ in order) or state.input_second_moment is None:
+        return None
+    functions = {(type(module), module.extra_repr()) for _, module in order[1::2]}
+    activation = registry_activation(order[1][1])
+    if len(functions) > 1 or activation is None or theory.not_applicable_function(activation):
+        return None
+    variances = []
+    for _, linear in order[::2]:
+        weight = wide(state.before[id(linear.weight)])
+        bias = wide(state.before[id(linear.bias)]).pow(2).mean().item() if linear.bias is not None else 0.0
+        variances.append((weight.pow(2).mean().item() * linear.in_features, bias))
+    return theory.predict_from_variances(activation, variances, state.input_second_moment.item())
 
 
 def _is_weight(name: str) -> bool:
@@ -171,6 +228,7 @@ class Watch:
         self.series = Series(layer_columns=WATCH_LAYER_COLUMNS)
         self.profiles: dict[str, Any] = {}
         self.measured_steps = 0
+        self.theory: dict[str, Any] | None = None
         self.last_extra: dict[str, float] = {}
         self.started = time.perf_counter()
         self.out_dir.mkdir(parents=True, exist_ok=True)
@@ -206,7 +264,7 @@ class Watch:
             for handle in self._handles:
                 handle.remove()
             self._handles = []
-        self._record(state.measure(extra))
+        self._record(state.measure(extra), state)
 
     def close(self, final: dict[str, float] | None = None) -> Path:
         """Write summary.json and the series; remove every hook; drop the model. Returns the summary's path.
@@ -232,6 +290,7 @@ class Watch:
             },
             "profile": self.profiles,
             "flow": classify(self.profiles.get("step0")),
+            "theory": self._compared_theory(),
             "final_flow": classify(last),
             "layer_names": [name for name, _ in self.layers],
             "activation_names": [name for name, _ in self.activations],
@@ -246,17 +305,28 @@ class Watch:
 
     # --- inside ---
 
-    def _record(self, measurement: Measurement) -> None:
+    def _record(self, measurement: Measurement, state: _StepState) -> None:
         self.measured_steps += 1
         self.last_extra = measurement.extra
         self.series.add(measurement, None, [n for n, _ in self.layers], [n for n, _ in self.activations])
         kept = profile(measurement)
+        if "step0" not in self.profiles:
+            self.theory = predict_plain_mlp(self, state)
         self.profiles.setdefault("step0", kept)
         self.profiles["final"] = kept
         if self.tensorboard:
             if self.measured_steps == 1:
                 self.tensorboard.names([n for n, _ in self.layers], [n for n, _ in self.activations])
             self.tensorboard.measurement(measurement)
+
+    def _compared_theory(self) -> dict[str, Any]:
+        if self.theory is None:
+            return {
+                "applies": False,
+                "reason": "the watched model is not a plain MLP (Linear layers and one "
+                "elementwise activation of vgbench's registry in sequence)",
+            }
+        return theory.compare(self.theory, self.profiles["step0"]["layers"]["delta_norm"])
 
     def _order_layers(self, calls: dict[str, int]) -> None:
         """Forward order, from the first measured step's calls; an uncalled layer follows its nearest called
@@ -324,12 +394,10 @@ class _StepState:
         self.grads: dict[int, Tensor] = {}  # id(param) -> grad, for histograms
         self.histograms = watch.histogram_every_n_steps > 0 and step % watch.histogram_every_n_steps == 0
         self.device = next(iter(watch.model.parameters())).device
-        self.before = {  # each weight before the step, for the update ratio
-            id(p): p.detach().clone()
-            for _, module in watch.layers
-            for n, p in module.named_parameters(recurse=False)
-            if _is_weight(n)
+        self.before = {  # each parameter before the step: the update ratio, the theory's variances
+            id(p): p.detach().clone() for _, module in watch.layers for p in module.parameters(recurse=False)
         }
+        self.input_second_moment: Tensor | None = None  # E[x^2] of the first layer's input (the theory's q0)
         scaler = watch.scaler
         enabled = scaler is not None and scaler.is_enabled()
         # the scale this backward runs under, read on the device before the scaler's update() changes it
@@ -357,6 +425,8 @@ class _StepState:
 
     def _layer_output(self, name: str) -> Callable[..., None]:
         def hook(module: nn.Module, args: tuple[Any, ...], output: Any) -> None:
+            if not self.calls and (first := _first_tensor(args)) is not None:
+                self.input_second_moment = wide(first.detach()).pow(2).mean()
             self.calls.setdefault(name, len(self.calls))
             tensor = _first_tensor(output)
             if tensor is not None and tensor.requires_grad:
