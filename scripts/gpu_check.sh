@@ -55,7 +55,7 @@ step() {  # step NAME TIMEOUT_S COMMAND...: run it, keep its output in the log, 
 rm -f "$out/steps.jsonl"
 
 "$python" -m vgbench.provision data=mnist >> "$log" 2>&1
-step cuda_tests 180 "$python" -m pytest -q -m cuda -p no:cacheprovider tests/test_train.py tests/test_memory.py \
+step cuda_tests 180 "$python" -m pytest -q -m cuda -p no:cacheprovider tests/test_train.py tests/test_memory.py tests/test_watcher.py \
   tests/test_graphs.py
 step stacked 300 "$python" scripts/bench_stacked.py --mode gpu --runs 8,64 --epochs 1,5 --repeats 1 \
   --json "$out/stacked.json"

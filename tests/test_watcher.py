@@ -348,3 +348,16 @@ def test_a_watched_plain_mlp_gets_the_mean_field_prediction_beside_its_measureme
         other["theory"] == {"applies": False, "reason": other["theory"]["reason"]}
         and "plain MLP" in other["theory"]["reason"]
     )
+
+
+@pytest.mark.cuda
+@pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA GPU")
+def test_on_cuda_a_watched_step_measures_what_the_cpu_does(tmp_path):
+    torch.manual_seed(0)
+    model, (x, y) = Mixed(), data()
+    on_cpu = watched_step(copy.deepcopy(model), x, y, out_dir=tmp_path / "cpu").profiles["step0"]["layers"]
+    torch.backends.cudnn.deterministic = True
+    on_gpu = watched_step(model.cuda(), x.cuda(), y.cuda(), out_dir=tmp_path / "gpu").profiles["step0"]["layers"]
+    for metric, values in on_cpu.items():
+        finite = [(g, c) for g, c in zip(on_gpu[metric], values, strict=True) if not math.isnan(c)]
+        assert [g for g, _ in finite] == pytest.approx([c for _, c in finite], rel=1e-3, abs=1e-6), metric

@@ -67,6 +67,14 @@ def run_norms(tensors: list[Tensor]) -> Tensor:
     return torch.stack([torch.linalg.vector_norm(wide(t).flatten(1), dim=1) for t in tensors])
 
 
+def delta_norms(grad: Tensor, per_example: float | Tensor) -> Tensor:
+    """delta per run: the mean over a batch of each example's error norm ||d loss_i / d output_i||, from
+    grad = dL/d(output) [K, B, ...] and `per_example`, what turns dL into d loss_i (B for a mean-reduced
+    loss; divided by the loss scale under fp16). Scaled in float32 before the norm: B times an fp16
+    gradient of a 2^16-scaled loss overflows fp16."""
+    return torch.linalg.vector_norm(wide(grad).flatten(2) * per_example, dim=2).mean(dim=1)
+
+
 def hidden_stats(u: Tensor, a: Tensor, derivative: Tensor, saturation_threshold: float) -> Tensor:
     """[mean a, std a, saturated fraction, dead fraction, std u] of one hidden layer, per run: [5, K].
     u, a: [K, B, units]; derivative: f'(u), computed from u in float32 (see `wide`)."""
@@ -168,11 +176,8 @@ class GradientMonitor:
         weight_norm = run_norms(weights_before)
         update = run_norms(weight_updates)
         # B * dL/dz is each example's own error: the loss is a mean over the batch
-        # (in float32 before the product: B times an fp16 gradient under a 2^16 loss scale overflows)
         per_example = batch if stepped.loss_scale is None else batch / stepped.loss_scale.float()
-        deltas = torch.stack(
-            [torch.linalg.vector_norm(wide(z.grad) * per_example, dim=-1).mean(dim=1) for z in trace.z]
-        )
+        deltas = torch.stack([delta_norms(z.grad, per_example) for z in trace.z])
         hidden = torch.cat(
             [
                 hidden_stats(u, a, self.model.activation.derivative(wide(u)), self.saturation_threshold)

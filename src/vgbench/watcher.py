@@ -57,7 +57,15 @@ from vgbench.activations import Activation, build_activation
 from vgbench.errors import UserError, at_least, choice
 from vgbench.files import finite_or_none
 from vgbench.flow import classify
-from vgbench.monitor import HIDDEN_METRICS, LAYER_METRICS, SATURATION_FRACTION, Measurement, hidden_stats, wide
+from vgbench.monitor import (
+    HIDDEN_METRICS,
+    LAYER_METRICS,
+    SATURATION_FRACTION,
+    Measurement,
+    delta_norms,
+    hidden_stats,
+    wide,
+)
 from vgbench.series import WATCH_LAYER_COLUMNS, Series, profile
 from vgbench.summary import COMPLETED, write_summary
 from vgbench.version import __version__
@@ -416,6 +424,12 @@ class _StepState:
             handles.append(module.register_forward_hook(self._activation_output(name, module)))
         return handles
 
+    def per_example(self) -> float | Tensor:
+        """What turns dL/d(output) into each example's own error: the batch size for a mean-reduced loss,
+        divided by the loss scale the backward pass runs under."""
+        batch = (self.batch or 1) if self.watch.per_example else 1
+        return batch if self.loss_scale is None else batch / self.loss_scale.float()
+
     # hooks: each stores a few device tensors, none syncs with the host
 
     def _batch(self, module: nn.Module, args: tuple[Any, ...]) -> None:
@@ -427,11 +441,12 @@ class _StepState:
         def hook(module: nn.Module, args: tuple[Any, ...], output: Any) -> None:
             if not self.calls and (first := _first_tensor(args)) is not None:
                 self.input_second_moment = wide(first.detach()).pow(2).mean()
+                self._batch(module, args)  # when the model's own forward was not called (a submodule was)
             self.calls.setdefault(name, len(self.calls))
             tensor = _first_tensor(output)
             if tensor is not None and tensor.requires_grad:
                 deltas = self.deltas[name]
-                tensor.register_hook(lambda grad: deltas.append(torch.linalg.vector_norm(wide(grad).flatten(1), dim=1)))
+                tensor.register_hook(lambda grad: deltas.append(delta_norms(grad.unsqueeze(0), self.per_example())[0]))
 
         return hook
 
@@ -473,7 +488,6 @@ class _StepState:
             watch._order_layers(self.calls)
         nan = torch.full((), math.nan, device=device)
         unscale = 1.0 if self.loss_scale is None else 1.0 / self.loss_scale.float()
-        scale = (self.batch or 1) if watch.per_example else 1
 
         def norm(squares: list[Tensor]) -> Tensor:
             return torch.sqrt(torch.stack(squares).sum()) if squares else nan
@@ -489,7 +503,7 @@ class _StepState:
             weight = norm([wide(self.before[id(p)]).pow(2).sum() for p in weights])
             update = norm([wide(p - self.before[id(p)]).pow(2).sum() for p in weights])
             calls = self.deltas[name]
-            delta = torch.stack([d.mean() for d in calls]).mean() * scale * unscale if calls else nan
+            delta = torch.stack(calls).mean() if calls else nan
             for column, value in zip(columns, (grad_w, grad_b, grad_w / weight, update / weight, delta), strict=True):
                 column.append(value)
             if self.histograms and any(id(p) in self.grads for p in weights):
