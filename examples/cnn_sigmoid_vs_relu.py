@@ -45,7 +45,7 @@ def main() -> None:
                 )
                 print(
                     f"{name}: first/last gradient {summary['first_to_last_grad_ratio']['step0']:.1e} at step 0, "
-                    f"{summary['flow']['kind']}; training accuracy {summary['final']['train_acc']:.3f}"
+                    f"{summary['flow']['kind']}; test accuracy {summary['final']['test_acc']:.3f}"
                 )
 
 

@@ -27,14 +27,18 @@ def arguments(description: str, out: str) -> argparse.ArgumentParser:
     return parser
 
 
-def images(synthetic: bool, limit: int = 10_000) -> tuple[torch.Tensor, torch.Tensor]:
-    """Normalised training images [N, 1, 28, 28] and labels, through vgbench's data (provisioned on first
-    use, MD5-verified)."""
-    overrides = (
-        ["data=synthetic", f"data.num_train={limit}"] if synthetic else ["data=mnist", f"data.limit_train={limit}"]
-    )
+Images = tuple[torch.Tensor, torch.Tensor]  # [N, 1, 28, 28] normalised, and the labels
+
+
+def images(synthetic: bool, limit: int = 10_000) -> tuple[Images, Images]:
+    """(training, test) images through vgbench's data: MNIST provisioned on first use and MD5-verified, the
+    first `limit` training images and 2000 test images (or vgbench's synthetic stand-in, shaped alike)."""
+    if synthetic:
+        overrides = ["data=synthetic", f"data.num_train={limit}", "data.num_test=2000"]
+    else:
+        overrides = ["data=mnist", f"data.limit_train={limit}", "data.limit_test=2000"]
     data = load_data(compose_config([*overrides, "data.val_size=0"]).data, torch.device("cpu"))
-    return data.train.x.view(-1, 1, 28, 28), data.train.y
+    return (data.train.x.view(-1, 1, 28, 28), data.train.y), (data.test.x.view(-1, 1, 28, 28), data.test.y)
 
 
 def batches(x: torch.Tensor, y: torch.Tensor, size: int, seed: int) -> Iterator[tuple[torch.Tensor, torch.Tensor]]:
@@ -48,7 +52,7 @@ def batches(x: torch.Tensor, y: torch.Tensor, size: int, seed: int) -> Iterator[
 
 def train_watched(
     model: nn.Module,
-    data: tuple[torch.Tensor, torch.Tensor],
+    data: tuple[Images, Images],
     out_dir: Path,
     config: dict,
     steps: int,
@@ -56,10 +60,11 @@ def train_watched(
     seed: int,
     lr: float = 0.05,
 ) -> dict:
-    """SGD on `model` with a vgbench watch; returns the run's summary."""
+    """SGD with momentum on `model` under a vgbench watch, then its test accuracy; returns the run's summary."""
+    (train_x, train_y), (test_x, test_y) = data
     watch = vgbench.watch(model, out_dir=out_dir, every_n_steps=every, config=config)
     optimizer = torch.optim.SGD(model.parameters(), lr=lr, momentum=0.9)
-    for step, (x, y) in zip(range(steps), batches(*data, 64, seed), strict=False):
+    for step, (x, y) in zip(range(steps), batches(train_x, train_y, 64, seed), strict=False):
         with watch.step(step) as extra:
             loss = F.cross_entropy(model(x), y)
             optimizer.zero_grad()
@@ -68,5 +73,10 @@ def train_watched(
             extra["train/batch_loss"] = loss
     with torch.no_grad():
         model.eval()
-        accuracy = (model(data[0][:2000]).argmax(dim=1) == data[1][:2000]).float().mean().item()
-    return json.loads(watch.close(final={"train_acc": accuracy}).read_text())
+        logits = model(test_x)
+    final = {
+        "test_acc": (logits.argmax(dim=1) == test_y).float().mean().item(),
+        "test_loss": F.cross_entropy(logits, test_y).item(),
+        "train_loss": loss.item(),
+    }
+    return json.loads(watch.close(final=final).read_text())

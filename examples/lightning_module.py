@@ -40,7 +40,7 @@ def main() -> None:
     parser = arguments(__doc__.splitlines()[0], "lightning")
     parser.add_argument("--depth", type=int, default=6)
     args = parser.parse_args()
-    x, y = images(args.synthetic)
+    (x, y), _ = images(args.synthetic)
     loader = torch.utils.data.DataLoader(torch.utils.data.TensorDataset(x, y), batch_size=64, shuffle=True)
     for seed in args.seeds:
         lightning.seed_everything(seed, verbose=False)

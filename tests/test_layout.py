@@ -29,7 +29,8 @@ def import_graph(root: Path = SRC) -> dict[str, set[str]]:
                 if node.level:
                     anchor = package.split(".")[: len(package.split(".")) - node.level + 1]
                     base = ".".join([*anchor, *([node.module] if node.module else [])])
-                targets |= {f"{base}.{alias.name}" for alias in node.names} | {base}
+                # `from package import module` imports that module; `from module import name`, the module
+                targets |= {f"{base}.{a.name}" if f"{base}.{a.name}" in paths else base for a in node.names}
         graph[name] = {target for target in targets if target in paths and target != name}
     return graph
 

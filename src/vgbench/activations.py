@@ -328,6 +328,12 @@ def import_target(target: str) -> Any:  # a callable
             f"activation.target={target!r} does not import ({error}); put {module_name} on "
             "PYTHONPATH or in the folder you run vgbench from"
         ) from error
+    except Exception as error:  # the user's module itself fails as it is imported (a SyntaxError, ...)
+        where = f" at line {error.lineno}" if isinstance(error, SyntaxError) and error.lineno else ""
+        reason = str(error).splitlines()[0] if str(error) else ""
+        raise ConfigError(
+            f"activation.target={target!r}: importing {module_name} fails with {type(error).__name__}{where}: {reason}"
+        ) from error
     if not callable(function):
         raise ConfigError(f"activation.target={target!r} is not a function")
     return function

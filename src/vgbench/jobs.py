@@ -59,9 +59,11 @@ def _fail(cfg: DictConfig, run_dir: Path, error: Exception) -> JobResult:
     message = str(error) if isinstance(error, UserError) else f"{type(error).__name__}: {error}"
     if not isinstance(error, UserError):  # a bug or a crash keeps its traceback in the job's log
         log.error("%s failed:\n%s", run_dir, "".join(traceback.format_exception(error)))
-    record_failure(
-        run_dir, message.splitlines()[0] if message else type(error).__name__, OmegaConf.to_container(cfg, resolve=True)
-    )
+    line = message.splitlines()[0] if message else type(error).__name__
+    try:
+        record_failure(run_dir, line, OmegaConf.to_container(cfg, resolve=True))
+    except OSError as unrecorded:  # a full disk, a folder gone: the sweep's other runs go on all the same
+        log.error("%s: the failure could not be recorded in the folder (%s): %s", run_dir, unrecorded.strerror, line)
     return JobResult(str(run_dir), "failed", error=message)
 
 

@@ -19,6 +19,7 @@ import subprocess
 import sys
 import tempfile
 import zipfile
+import zlib
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
@@ -116,13 +117,42 @@ def md5_of(path: Path) -> str:
 # --- routes: each fills `raw_dir` with the four files or raises; `provision` verifies what they wrote ---
 
 
-def _from_data_folder(raw_dir: Path) -> bool:
-    """Use files already in the folder, raw or .gz (a .gz is unpacked beside it). True if all four are there."""
+GZ_LIMIT = 64 * 2**20  # an IDX file of these data sets unpacks to 47 MB at most; a larger one is not one of them
+
+
+def _unpack(packed: Path, expected_md5: str) -> bytes:
+    """A .gz's contents, read in blocks and checked against the published MD5 before anything is written:
+    a truncated, corrupt, oversized or wrong file is one error naming it."""
+    digest, blocks, size = hashlib.md5(), [], 0
+    try:
+        with gzip.open(packed, "rb") as f:
+            while block := f.read(1 << 20):
+                size += len(block)
+                if size > GZ_LIMIT:
+                    raise ProvisionError(
+                        f"{packed} unpacks to more than {GZ_LIMIT >> 20} MiB: it is not this data set's file; delete it"
+                    )
+                digest.update(block)
+                blocks.append(block)
+    except (OSError, EOFError, zlib.error) as error:  # gzip.BadGzipFile is an OSError
+        raise ProvisionError(
+            f"{packed} is truncated or corrupt ({type(error).__name__}: {error}); delete it and provision again"
+        ) from error
+    if digest.hexdigest() != expected_md5:
+        raise ProvisionError(
+            f"{packed} unpacks to MD5 {digest.hexdigest()}, expected {expected_md5}: the file is corrupt or not "
+            "this data set; delete it"
+        )
+    return b"".join(blocks)
+
+
+def _from_data_folder(dataset: str, raw_dir: Path) -> bool:
+    """Use files already in the folder, raw or .gz (a .gz is unpacked beside it once its contents pass their
+    MD5). True if all four are there."""
     for name in FILES:
         raw, packed = raw_dir / name, raw_dir / f"{name}.gz"
         if not raw.exists() and packed.exists():
-            with gzip.open(packed, "rb") as f:
-                write_atomic(raw, f.read())
+            write_atomic(raw, _unpack(packed, MD5[dataset][name]))
     return all((raw_dir / name).exists() for name in FILES)
 
 
@@ -238,8 +268,11 @@ def provision(dataset: str, root: str | Path) -> Provisioned:
             f"cannot create the data folder {raw_dir} ({error.strerror}); point data.root (or "
             "VGBENCH_DATA) at a folder you can write"
         ) from error
+    if all((raw_dir / name).exists() for name in FILES):  # read-only use needs no lock: files arrive by rename
+        _verify(dataset, raw_dir)
+        return Provisioned(raw_dir, f"data folder {raw_dir}")
     with FileLock(str(root / f".{dataset}.lock")):
-        if _from_data_folder(raw_dir):
+        if _from_data_folder(dataset, raw_dir):
             _verify(dataset, raw_dir)  # files already there that fail are an error, never a reason to overwrite
             return Provisioned(raw_dir, f"data folder {raw_dir}")
         failures = [f"data folder {raw_dir}: the four IDX files are not there"]
@@ -248,7 +281,7 @@ def provision(dataset: str, root: str | Path) -> Provisioned:
             try:
                 log.info("provisioning %s via %s", dataset, source)
                 route(dataset, raw_dir)
-                _from_data_folder(raw_dir)  # torchvision may leave only .gz for some files
+                _from_data_folder(dataset, raw_dir)  # torchvision may leave only .gz for some files
                 _verify(dataset, raw_dir)
                 return Provisioned(raw_dir, source)
             except Exception as error:  # every failure is reported below

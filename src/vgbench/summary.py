@@ -56,11 +56,17 @@ class Summary(TypedDict, total=False):
 
 
 def read_summary(path: Path) -> Summary:
-    """A summary.json; a file that is not JSON is an error naming the file."""
+    """A summary.json; anything else (not JSON, JSON that is not an object, a folder, too deeply nested) is
+    a ValueError naming the file."""
     try:
-        return json.loads(path.read_text())
-    except (json.JSONDecodeError, UnicodeDecodeError) as error:
-        raise ValueError(f"{path} is not a readable summary ({error}); move it away or delete it") from error
+        summary = json.loads(path.read_text())
+    except (OSError, UnicodeDecodeError, ValueError, RecursionError) as error:
+        reason = f"{type(error).__name__}: {str(error).splitlines()[0] if str(error) else ''}"
+        raise ValueError(f"{path} is not a readable summary ({reason}); move it away or delete it") from error
+    if not isinstance(summary, dict):
+        kind = type(summary).__name__
+        raise ValueError(f"{path} is not a readable summary (JSON {kind}, not an object); move it away or delete it")
+    return summary
 
 
 def write_summary(run_dir: Path, summary: Summary) -> Path:

@@ -127,10 +127,11 @@ def wait_for_a_later_second(log_dir: Path) -> None:
     """TensorBoard reads a run's event files in the order of their names, which begin with the second they
     were made (events.out.tfevents.<seconds>.<host>.<pid>.<n>): a resumed attempt's file made in the same
     second as the last one could sort before it (pid 1000 < 999, n 10 < 9), and its purge would then erase
-    the earlier attempt instead. So a new file waits, at most a second, for a later second."""
+    the earlier attempt instead. So a new file waits, at most a second, for a later second; a file dated
+    later than that (a clock set wrong, a copied folder) cannot be waited out and is not."""
     seconds = [int(part) for p in log_dir.glob("events.out.tfevents.*") if (part := p.name.split(".")[3]).isdigit()]
     if seconds:
-        time.sleep(max(0.0, max(seconds) + 1 - time.time()))
+        time.sleep(min(1.0, max(0.0, max(seconds) + 1 - time.time())))
 
 
 class TensorBoardWriter:

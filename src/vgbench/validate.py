@@ -8,6 +8,8 @@ for the launcher process.
 
 from __future__ import annotations
 
+import math
+
 from omegaconf import DictConfig
 
 from vgbench.activations import check_activation
@@ -34,10 +36,13 @@ def validate(cfg: Config | DictConfig) -> None:
     choice("optimizer.name", cfg.optimizer.name, OPTIMIZERS)
     OPTIMIZERS[cfg.optimizer.name].check(cfg.optimizer)
     choice("data.name", cfg.data.name, DATASETS)
+    if cfg.data.name == "synthetic":  # the generated problem's own shape
+        for key, minimum in (("num_train", 1), ("num_test", 1), ("num_features", 1), ("num_classes", 2)):
+            at_least(f"data.{key}", cfg.data[key], minimum)
     at_least("data.batch_size", cfg.data.batch_size, 1)
     at_least("data.eval_batch_size", cfg.data.eval_batch_size, 1)
-    if cfg.data.val_size != "auto":
-        validation_size(cfg.data.val_size, cfg.data.val_size + 1)  # the type and sign; the size at load
+    if cfg.data.val_size != "auto":  # the type and sign here; the size against the data at load
+        validation_size(cfg.data.val_size, math.inf)
     for key in ("limit_train", "limit_test"):
         if cfg.data[key] is not None:
             at_least(f"data.{key}", cfg.data[key], 1)

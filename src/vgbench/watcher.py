@@ -104,12 +104,14 @@ def _first_tensor(output: Any) -> Tensor | None:  # whatever a module returns
     return None
 
 
-def derivative(module: nn.Module, u: Tensor) -> Tensor:
-    """f'(u) of an elementwise activation module, in float32 or wider: the registry's own for vgbench's
-    activations, autograd's for any other (the gradient of sum f(u) is f'(u) where f is elementwise)."""
+def derivative(module: nn.Module, u: Tensor, closed_form: Activation | None = None) -> Tensor:
+    """f'(u) of an elementwise activation module, in float32 or wider: the registry's closed form where the
+    module computes one of its functions (`closed_form`, or the module itself), autograd's for any other
+    (the gradient of sum f(u) is f'(u) where f is elementwise)."""
     u = wide(u.detach())
-    if isinstance(module, Activation):
-        return module.derivative(u)
+    closed_form = module if isinstance(module, Activation) else closed_form
+    if closed_form is not None:
+        return closed_form.derivative(u)
     with torch.enable_grad():
         leaf = u.requires_grad_()
         # forward, not __call__: no hooks (this runs inside one); + 0: an in-place module may write its input
@@ -118,19 +120,20 @@ def derivative(module: nn.Module, u: Tensor) -> Tensor:
 
 
 def max_derivative(module: nn.Module) -> float:
-    """sup |f'| over the reals, on a dense float64 grid (the registry's own for vgbench's activations); the
-    same function (type and settings) is evaluated once per process."""
+    """sup |f'| over the reals, on a dense grid (the registry's own for vgbench's activations). A function
+    without parameters is evaluated once per process for its type and settings; one with parameters (PReLU's
+    slope) on its own, in its parameters' dtype and device."""
     if isinstance(module, Activation):
         return module.max_derivative
-    if any(True for _ in module.parameters()):  # a learned shape (PReLU's slope): this module's own
-        grid = torch.linspace(-30.0, 30.0, 60_001, dtype=torch.float64, device=next(module.parameters()).device)
-        return float(derivative(module, grid.to(next(module.parameters()).dtype)).abs().max())
+    parameter = next(module.parameters(), None)
     key = (type(module), module.extra_repr())
-    if key not in _MAX_DERIVATIVES:
-        _MAX_DERIVATIVES[key] = float(
-            derivative(module, torch.linspace(-30.0, 30.0, 60_001, dtype=torch.float64)).abs().max()
-        )
-    return _MAX_DERIVATIVES[key]
+    if parameter is None and key in _MAX_DERIVATIVES:
+        return _MAX_DERIVATIVES[key]
+    dtype, device = (torch.float64, None) if parameter is None else (parameter.dtype, parameter.device)
+    largest = float(derivative(module, torch.linspace(-30.0, 30.0, 60_001, dtype=dtype, device=device)).abs().max())
+    if parameter is None:
+        _MAX_DERIVATIVES[key] = largest
+    return largest
 
 
 _MAX_DERIVATIVES: dict[tuple[type, str], float] = {}
@@ -229,6 +232,7 @@ class Watch:
         ]
         if not self.layers:
             raise UserError("vgbench.watch: the model has no module that holds parameters to watch")
+        self.closed_forms = {name: registry_activation(module) for name, module in self.activations}
         self.thresholds = {
             name: SATURATION_FRACTION * largest if (largest := max_derivative(module)) > 0 else math.inf
             for name, module in self.activations
@@ -473,7 +477,7 @@ class _StepState:
             stats = hidden_stats(
                 u.reshape(shape),
                 output.detach().reshape(shape),
-                derivative(activation, u).reshape(shape),
+                derivative(activation, u, self.watch.closed_forms[name]).reshape(shape),
                 self.watch.thresholds[name],
             )
             self.hidden[name].append(stats[:, 0])

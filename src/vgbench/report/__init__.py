@@ -142,10 +142,13 @@ def write_report(folder: Path) -> Report:
     """Write results.csv, the figures, report.md and report.html into `folder`."""
     sweep = read_sweep(folder)
     missing = missing_runs(folder, sweep.runs)
-    classes = {
-        int(run.config.get("data", {}).get("num_classes", 10))
+    classes = {  # chance accuracy from the runs' own class counts (a failed run's config may hold any value)
+        count
         for run in sweep.runs
-        if run.config.get("data", {}).get("name") == "synthetic"
+        if isinstance(data := run.config.get("data"), dict)
+        and data.get("name") == "synthetic"
+        and isinstance(count := data.get("num_classes"), int)
+        and count > 1
     } or {10}
     chance = 1 / max(classes)
     columns, rows = results_table(sweep)

@@ -143,7 +143,7 @@ def findings(sweep: Sweep, chance: float, missing: list[str]) -> list[str]:
             + ", ".join(unmonitored)
             + "; they are in the accuracy figures only."
         )
-    if sweep.seeds:
+    if sweep.seeds and sweep.groups:  # groups hold the runs that did not fail
         sizes = sorted({len(g.runs) for g in sweep.groups})
         count = f"{sizes[0]}" if len(sizes) == 1 else f"{sizes[0]} to {sizes[-1]}"
         lines.append(

@@ -66,8 +66,11 @@ def number(text: Any) -> Any:
 def _read_csv(path: Path) -> list[dict[str, Any]]:
     if not path.exists():
         return []
-    with path.open() as f:
+    with path.open(newline="") as f:
         return [{k: number(v) if v != "" else None for k, v in row.items()} for row in csv.DictReader(f)]
+
+
+UNREADABLE = (OSError, UnicodeDecodeError, ValueError, RecursionError, yaml.YAMLError, csv.Error)
 
 
 @dataclass(eq=False)  # a run is itself: compared by identity
@@ -134,23 +137,39 @@ def load_runs(folder: Path) -> list[Run]:
         if any(part.startswith(".") for part in path.relative_to(folder).parts):
             continue  # .submitit and other tool folders
         run_dir = path.parent
-        overrides_file = run_dir / ".hydra" / "overrides.yaml"
-        overrides = yaml.safe_load(overrides_file.read_text()) if overrides_file.exists() else []
-        runs.append(
-            Run(
-                name=str(run_dir.relative_to(folder)) if run_dir != folder else ".",
-                summary=read_summary(path),
-                overrides=[str(o) for o in overrides or []],
-                # a watched model's activation rows are not layers (vgbench.series.watched_rows)
-                layers=[row for row in _read_csv(run_dir / "layers.csv") if row.get("kind") != "activation"],
-                steps=_read_csv(run_dir / "steps.csv"),
-            )
-        )
+        name = str(run_dir.relative_to(folder)) if run_dir != folder else "."
+        try:
+            runs.append(read_run(run_dir, name, path))
+        except UNREADABLE as error:  # one damaged run is listed as such; the report covers the others
+            reason = str(error).splitlines()[0] if str(error) else type(error).__name__
+            runs.append(Run(name=name, summary={"status": FAILED, "error": f"unreadable: {reason}"}, overrides=[]))
     return runs
 
 
+def read_run(run_dir: Path, name: str, summary_path: Path) -> Run:
+    overrides_file = run_dir / ".hydra" / "overrides.yaml"
+    overrides = yaml.safe_load(overrides_file.read_text()) if overrides_file.exists() else []
+    if not isinstance(overrides, list):
+        raise ValueError(f"{overrides_file} is not a list of overrides")
+    return Run(
+        name=name,
+        summary=read_summary(summary_path),
+        overrides=[str(o) for o in overrides],
+        # a watched model's activation rows are not layers (vgbench.series.watched_rows)
+        layers=[row for row in _read_csv(run_dir / "layers.csv") if row.get("kind") != "activation"],
+        steps=_read_csv(run_dir / "steps.csv"),
+    )
+
+
+def _order(value: Any) -> tuple[bool, Any]:
+    """Numbers in order, then anything else by its text."""
+    return (True, str(value)) if isinstance(value, bool) or not isinstance(value, (int, float)) else (False, value)
+
+
 def swept_keys(runs: list[Run]) -> list[str]:
-    """The keys whose values differ between runs, in the order the overrides name them."""
+    """The keys whose values differ between runs, in the order the overrides name them. An unreadable run
+    (no config) says nothing about them."""
+    runs = [run for run in runs if run.config or run.overrides]
     if any(run.overrides for run in runs):
         keys = list(dict.fromkeys(k for run in runs for k in run.override_map))
         values = {key: {str(run.setting(key)) for run in runs} for key in keys}
@@ -250,7 +269,7 @@ def read_sweep(folder: Path) -> Sweep:
         raise FileNotFoundError(f"no summary.json under {folder}: is it a run or sweep folder of vgbench?")
     keys = swept_keys(runs)
     seed_key = next((k for k in SEED_KEYS if k in keys), None)
-    seeds = sorted({run.setting(seed_key) for run in runs}) if seed_key else []
+    seeds = sorted({run.setting(seed_key) for run in runs} - {None}, key=_order) if seed_key else []
     group_keys = [k for k in keys if k != seed_key]
     grouped: dict[tuple, list[Run]] = {}
     for run in runs:

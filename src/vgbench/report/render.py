@@ -65,6 +65,12 @@ def _cell(value: Any) -> str:
     return "" if value is None else str(value)
 
 
+def _markdown_cell(value: Any) -> str:
+    """A table cell of report.md: HTML escaped (markdown passes raw HTML through, and a swept value is the
+    user's text), and | escaped (it would end the cell)."""
+    return html.escape(_cell(value), quote=False).replace("|", "\\|")
+
+
 def markdown(
     title: str,
     overview: list[str],
@@ -73,8 +79,15 @@ def markdown(
     tables: list[tuple[str, list[str], list[list[Any]]]],
 ) -> str:
     """sections: (title, figure file, caption); tables: (title, columns, rows)."""
-    text = [f"# {title}", "", *overview, "", "## Findings", ""]
-    text += [f"- {line}" for line in findings]
+    text = [
+        f"# {html.escape(title, quote=False)}",
+        "",
+        *(html.escape(line, quote=False) for line in overview),
+        "",
+        "## Findings",
+        "",
+    ]
+    text += [f"- {html.escape(line, quote=False)}" for line in findings]
     for heading, name, caption in sections:
         text += (
             ["", f"## {heading}", "", caption, "", f"![{heading}]({name})"]
@@ -83,7 +96,7 @@ def markdown(
         )
     for heading, columns, rows in tables:
         text += ["", f"## {heading}", "", "| " + " | ".join(columns) + " |", "|" + "---|" * len(columns)]
-        text += ["| " + " | ".join(_cell(v).replace("|", "\\|") for v in row) + " |" for row in rows]
+        text += ["| " + " | ".join(_markdown_cell(v) for v in row) + " |" for row in rows]
     return "\n".join(text) + "\n"
 
 

@@ -1,0 +1,204 @@
+"""Faults a user or a cluster causes (issue 24), one test per case, named by case: bad input is one line and
+exit code 2; a fault leaves every file that existed before unchanged and the sweep's other runs finish.
+docs/faults.md lists every case and what vgbench does with it."""
+
+import gzip
+import json
+import os
+
+import pytest
+
+from tests.conftest import TINY, make_cfg, run_app
+from tests.test_provision import fake_mnist, no_routes, write_files  # noqa: F401 - no_routes is a fixture
+from vgbench import provision as prov
+from vgbench.errors import ConfigError, UserError
+from vgbench.jobs import train_jobs
+from vgbench.provision import FILES, ProvisionError
+from vgbench.report import main as report_main
+from vgbench.report.render import markdown
+from vgbench.summary import FAILED_ATTEMPT_FILE, SUMMARY_FILE
+from vgbench.tb_writer import TensorBoardWriter
+from vgbench.train import run
+from vgbench.validate import validate
+
+
+def snapshot(folder):
+    """Every file under `folder` with its bytes."""
+    return {p.relative_to(folder): p.read_bytes() for p in sorted(folder.rglob("*")) if p.is_file()}
+
+
+def one_line_exit_2(result):
+    assert result.returncode == 2, result.stderr[-2000:]
+    assert result.stderr.startswith("error: ") and result.stderr.count("\n") == 1, result.stderr
+    return result.stderr
+
+
+# --- 4. a malformed summary.json ---
+
+
+@pytest.mark.parametrize("damage", ["list", "folder", "deep"])
+def test_case_4_a_malformed_summary_is_one_line_and_left_as_it_was(tmp_path, damage):
+    summary = tmp_path / SUMMARY_FILE
+    if damage == "folder":
+        summary.mkdir()
+    else:
+        summary.write_text("[]" if damage == "list" else "[" * 100_000 + "]" * 100_000)
+    before = snapshot(tmp_path)
+    with pytest.raises(UserError, match=f"{summary} is not a readable summary"):
+        run(make_cfg(*TINY), tmp_path)
+    assert snapshot(tmp_path) == before
+
+
+def test_case_4_in_a_stack_the_malformed_summary_fails_its_run_alone(tmp_path):
+    (tmp_path / "bad").mkdir()
+    (tmp_path / "bad" / SUMMARY_FILE).write_text("[]")
+    results = train_jobs([make_cfg(*TINY), make_cfg(*TINY, "trainer.seed=1")], [tmp_path / "bad", tmp_path / "good"])
+    assert [r.status for r in results] == ["failed", "completed"]
+    assert (tmp_path / "bad" / SUMMARY_FILE).read_text() == "[]"  # not overwritten: the attempt is beside it
+    assert json.loads((tmp_path / "bad" / FAILED_ATTEMPT_FILE).read_text())["status"] == "failed"
+
+
+# --- 5. a value of the wrong type ---
+
+
+def test_case_5_val_size_that_is_not_a_number_is_one_line():
+    with pytest.raises(ConfigError) as error:
+        validate(make_cfg("data.val_size=abc"))
+    assert str(error.value) == "data.val_size='abc' is not valid; use 'auto' or an int >= 0"
+
+
+# --- 7. a future-dated TensorBoard file ---
+
+
+def test_case_7_a_future_dated_event_file_does_not_hang_a_run(tmp_path):
+    import time
+
+    (tmp_path / "events.out.tfevents.4102444800.h.1.0").write_bytes(b"")
+    started = time.monotonic()
+    TensorBoardWriter(tmp_path, 2).close()
+    assert time.monotonic() - started < 5  # at most a second's wait, then on
+
+
+# --- 8. data folders ---
+
+
+def test_case_8_a_read_only_data_folder_of_verified_files_is_used(tmp_path, monkeypatch, no_routes):  # noqa: F811
+    md5 = write_files(tmp_path / "MNIST" / "raw", fake_mnist())
+    monkeypatch.setitem(prov.MD5, "mnist", md5)
+    real_lock = prov.FileLock
+
+    def no_lock(path):  # what a read-only folder does to a lock taken in it
+        raise PermissionError(13, "Permission denied", path)
+
+    monkeypatch.setattr(prov, "FileLock", no_lock)
+    before = snapshot(tmp_path)
+    assert prov.provision("mnist", tmp_path).source.startswith("data folder")
+    assert snapshot(tmp_path) == before
+    monkeypatch.setattr(prov, "FileLock", real_lock)
+
+
+@pytest.mark.parametrize("damage", ["truncated", "not gzip", "wrong contents"])
+def test_case_8_a_damaged_gz_is_one_error_naming_it_and_nothing_is_written(tmp_path, monkeypatch, no_routes, damage):  # noqa: F811
+    arrays = fake_mnist()
+    md5 = write_files(tmp_path / "MNIST" / "raw", arrays, gz=True)
+    monkeypatch.setitem(prov.MD5, "mnist", md5)
+    packed = tmp_path / "MNIST" / "raw" / f"{FILES[0]}.gz"
+    data = packed.read_bytes()
+    packed.write_bytes(
+        {"truncated": data[: len(data) // 2], "not gzip": b"plain bytes", "wrong contents": gzip.compress(b"x" * 100)}[
+            damage
+        ]
+    )
+    before = snapshot(tmp_path)
+    expected = "unpacks to MD5" if damage == "wrong contents" else "is truncated or corrupt"
+    with pytest.raises(ProvisionError, match=f"{packed} {expected}") as error:
+        prov.provision("mnist", tmp_path)
+    assert "\n" not in str(error.value)
+    assert {k: v for k, v in snapshot(tmp_path).items() if not k.name.startswith(".")} == before  # the lock aside
+
+
+# --- 9. the report on damaged runs ---
+
+
+def test_case_9_each_damaged_run_is_listed_as_unreadable_and_the_report_covers_the_others(tmp_path, capsys):
+    for name in ("good", "bad_yaml", "bad_csv", "list_summary", "deep_summary"):
+        run(make_cfg(*TINY, "trainer.epochs=1"), tmp_path / name)
+    (tmp_path / "bad_yaml" / ".hydra").mkdir()
+    (tmp_path / "bad_yaml" / ".hydra" / "overrides.yaml").write_text("- a: [unclosed\n")
+    (tmp_path / "bad_csv" / "layers.csv").write_text("step,layer\n" + '"' + "x" * 200_000 + '",1\n')
+    (tmp_path / "list_summary" / SUMMARY_FILE).write_text("[]")
+    (tmp_path / "deep_summary" / SUMMARY_FILE).write_text("[" * 100_000 + "]" * 100_000)
+    report_main([str(tmp_path)])
+    report = (tmp_path / "report.md").read_text()
+    for name in ("bad_yaml", "bad_csv", "list_summary", "deep_summary"):
+        assert f"{name} (unreadable: " in report or f"{name}" in report.split("Failed:")[1], name
+    assert "5 run(s)" in report and "4 failed" in report
+    assert "report:" in capsys.readouterr().out
+
+
+def test_case_9_a_sweep_whose_runs_all_failed_on_num_classes_0_still_gets_a_report(tmp_path, capsys):
+    results = train_jobs(
+        [make_cfg(*TINY, "data.num_classes=0", f"trainer.seed={s}") for s in range(2)], [tmp_path / "a", tmp_path / "b"]
+    )
+    assert [r.status for r in results] == ["failed", "failed"]
+    assert results[0].error == "data.num_classes=0 is not valid; it must be >= 2"  # checked before any data loads
+    report_main([str(tmp_path)])
+    assert "2 failed" in (tmp_path / "report.md").read_text()
+
+
+# --- 10. a full disk ---
+
+
+def test_case_10_a_full_disk_in_the_failure_handler_is_a_line_and_the_others_go_on(tmp_path, monkeypatch, caplog):
+    import vgbench.jobs
+
+    def full(*args, **kwargs):
+        raise OSError(28, "No space left on device")
+
+    monkeypatch.setattr(vgbench.jobs, "record_failure", full)
+    results = train_jobs([make_cfg(*TINY, "model.depth=0"), make_cfg(*TINY)], [tmp_path / "bad", tmp_path / "good"])
+    assert [r.status for r in results] == ["failed", "completed"]
+    assert "the failure could not be recorded in the folder (No space left on device)" in caplog.text
+
+
+# --- 11. a custom activation that fails as it is imported ---
+
+
+def test_case_11_a_custom_activation_with_a_syntax_error_is_one_line(tmp_path):
+    (tmp_path / "broken_act.py").write_text("def f(z):\n    return z +\n")
+    result = run_app(
+        "activation=custom", "activation.target=broken_act.f", *TINY, f"hydra.run.dir={tmp_path / 'run'}", cwd=tmp_path
+    )
+    error = one_line_exit_2(result)
+    assert "activation.target='broken_act.f': importing broken_act fails with SyntaxError at line 2" in error
+
+
+# --- 12. report.md escapes HTML ---
+
+
+def test_case_12_report_md_escapes_html_in_every_value():
+    text = markdown(
+        "t",
+        ["x=<img src=x onerror=alert(1)>"],
+        ["<b>finding</b>"],
+        [],
+        [("table", ["activation"], [["<img src=x onerror=alert(1)>"]])],
+    )
+    assert "<img" not in text and "<b>" not in text
+    assert "&lt;img src=x onerror=alert(1)&gt;" in text
+
+
+# --- 13. the torch floor ---
+
+
+def test_case_13_torch_is_required_at_a_version_without_the_weights_only_bypass():
+    from tests.conftest import REPO
+
+    pyproject = (REPO / "pyproject.toml").read_text()
+    assert '"torch>=2.6"' in pyproject and "CVE-2025-32434" in pyproject
+
+
+def test_the_fault_tests_are_named_by_case():
+    names = [name for name in globals() if name.startswith("test_case_")]
+    assert sorted({int(name.split("_")[2]) for name in names}) == [4, 5, 7, 8, 9, 10, 11, 12, 13]
+    assert os.environ.get("PYTEST_CURRENT_TEST")
