@@ -200,5 +200,39 @@ def test_case_13_torch_is_required_at_a_version_without_the_weights_only_bypass(
 
 def test_the_fault_tests_are_named_by_case():
     names = [name for name in globals() if name.startswith("test_case_")]
-    assert sorted({int(name.split("_")[2]) for name in names}) == [4, 5, 7, 8, 9, 10, 11, 12, 13]
+    assert sorted({int(name.split("_")[2]) for name in names}) == [1, 4, 5, 7, 8, 9, 10, 11, 12, 13]
     assert os.environ.get("PYTEST_CURRENT_TEST")
+
+
+# --- 1. a finished run is its identity's ---
+
+
+def test_case_1_a_diverged_run_is_not_overwritten_by_another_config(tmp_path):
+    diverged = run(make_cfg(*TINY, "optimizer.lr=1e12", "trainer.log_every_n_steps=1"), tmp_path)
+    assert diverged["status"] == "diverged"
+    before = snapshot(tmp_path)
+    with pytest.raises(
+        UserError,
+        match=r"holds a diverged run that was written by a different config \(differs in: "
+        r"optimizer.lr\)",
+    ):
+        run(make_cfg(*TINY, "optimizer.lr=0.1", "trainer.log_every_n_steps=1"), tmp_path)
+    assert snapshot(tmp_path) == before
+
+
+def test_case_1_a_failed_run_is_not_overwritten_by_another_config(tmp_path):
+    train_jobs([make_cfg(*TINY, "model.depth=0")], [tmp_path])
+    before = snapshot(tmp_path)
+    with pytest.raises(UserError, match=r"holds a failed run that .*differs in: model.depth\)"):
+        run(make_cfg(*TINY, "model.depth=2"), tmp_path)
+    assert snapshot(tmp_path) == before
+
+
+def test_case_1_a_completed_run_without_a_checkpoint_is_not_retrained_over(tmp_path):
+    run(make_cfg(*TINY, "trainer.checkpoint=false", "trainer.epochs=1"), tmp_path)
+    before = snapshot(tmp_path)
+    with pytest.raises(UserError, match="holds a completed run of 1 epoch.* and no checkpoint to continue it from"):
+        run(make_cfg(*TINY, "trainer.checkpoint=false", "trainer.epochs=2"), tmp_path)
+    assert snapshot(tmp_path) == before
+    again = run(make_cfg(*TINY, "trainer.checkpoint=false", "trainer.epochs=1"), tmp_path)  # the same run: skipped
+    assert again["status"] == "completed" and snapshot(tmp_path) == before

@@ -80,15 +80,23 @@ def inspect_run_folder(cfg: DictConfig, run_dir: Path) -> RunFolder:
             summary = read_summary(summary_path)
         except ValueError as error:
             raise UserError(str(error)) from error
-        if summary.get("status") == COMPLETED:
-            keys = differing_keys(run_identity(OmegaConf.create(summary.get("config", {}))), identity)
+        status, recorded = summary.get("status", "unknown"), summary.get("config")
+        if isinstance(recorded, dict):  # every finished run, completed, diverged or failed, is its identity's
+            keys = differing_keys(run_identity(OmegaConf.create(recorded)), identity)
             if keys:
                 raise UserError(
-                    _other_run(f"{run_dir} holds a completed run that", keys)
+                    _other_run(f"{run_dir} holds a {status} run that", keys)
                     + "; use another folder (hydra.run.dir, or another hydra.sweep.dir for a sweep)"
                 )
-            if cfg.trainer.skip_completed and summary.get("epochs_done") == cfg.trainer.epochs:
+        done = summary.get("epochs_done")
+        if status == COMPLETED and cfg.trainer.skip_completed:
+            if done == cfg.trainer.epochs:
                 return RunFolder(run_dir, completed=summary, identity=identity)
+            if not checkpoint_path.exists():  # retraining from scratch would overwrite it
+                raise UserError(
+                    f"{run_dir} holds a completed run of {done} epoch(s) and no checkpoint to continue it from "
+                    f"(trainer.checkpoint=false); use another folder, or trainer.epochs={done} to keep it"
+                )
     if not checkpoint_path.exists():
         return RunFolder(run_dir, identity=identity)
     if not cfg.trainer.resume:
