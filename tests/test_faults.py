@@ -11,6 +11,7 @@ import pytest
 from tests.conftest import TINY, make_cfg, run_app
 from tests.test_provision import fake_mnist, no_routes, write_files  # noqa: F401 - no_routes is a fixture
 from vgbench import provision as prov
+from vgbench.config import RUN_FOLDER_BYTES, run_folder_name
 from vgbench.errors import ConfigError, UserError
 from vgbench.jobs import train_jobs
 from vgbench.provision import FILES, ProvisionError
@@ -200,7 +201,7 @@ def test_case_13_torch_is_required_at_a_version_without_the_weights_only_bypass(
 
 def test_the_fault_tests_are_named_by_case():
     names = [name for name in globals() if name.startswith("test_case_")]
-    assert sorted({int(name.split("_")[2]) for name in names}) == [1, 4, 5, 7, 8, 9, 10, 11, 12, 13]
+    assert sorted({int(name.split("_")[2]) for name in names}) == [1, 4, 5, 6, 7, 8, 9, 10, 11, 12, 13]
     assert os.environ.get("PYTEST_CURRENT_TEST")
 
 
@@ -236,3 +237,52 @@ def test_case_1_a_completed_run_without_a_checkpoint_is_not_retrained_over(tmp_p
     assert snapshot(tmp_path) == before
     again = run(make_cfg(*TINY, "trainer.checkpoint=false", "trainer.epochs=1"), tmp_path)  # the same run: skipped
     assert again["status"] == "completed" and snapshot(tmp_path) == before
+
+
+# --- 6. run folder names ---
+
+
+def test_case_6_a_run_folders_name_fits_stays_unique_and_stable_and_cannot_leave_the_sweep():
+    short = "activation=relu,model.depth=10"
+    assert run_folder_name(short) == short  # the usual names are as Hydra makes them
+    long = ",".join(f"key{i}.setting=value{i}" for i in range(16)) + ",data.root=é" * 20
+    a, b = run_folder_name(long), run_folder_name(long.replace("value3", "value4"))
+    assert len(a.encode()) <= RUN_FOLDER_BYTES and a == run_folder_name(long) and a != b
+    assert a.startswith("key0.setting=value0,key1") and "~" in a
+    for hostile in ("data.root=../../etc", "model.init=/abs/path", "..", "data.root=a\\..\\b"):
+        name = run_folder_name(hostile)
+        assert "/" not in name and "\\" not in name and name not in (".", "..")
+    assert run_folder_name("data.root=a/b") != run_folder_name("data.root=a%2Fb")  # escaping keeps them apart
+
+
+@pytest.mark.slow
+def test_case_6_a_stack_of_runs_with_16_overrides_trains_inside_its_sweep_folder(tmp_path):
+    sweep = tmp_path / "sweep"
+    overrides = [
+        "data=synthetic",
+        "data.num_train=256",
+        "data.num_test=64",
+        "model.width=16",
+        "trainer.epochs=1",
+        "trainer.device=cpu",
+        "activation=leaky_relu",
+        "activation.params.negative_slope=0.05,0.1",
+        "optimizer=momentum",
+        "optimizer.momentum=0.9",
+        "optimizer.nesterov=true",
+        "optimizer.weight_decay=0.0001",
+        "data.batch_size=32",
+        "data.split_seed=3",
+        "monitor.every_n_steps=7",
+        "model.init=kaiming_normal",
+        "model.bias_init=zeros",
+        f"data.root={tmp_path}/../data",
+    ]
+    result = run_app("-m", *overrides, "hydra/launcher=stacked", f"hydra.sweep.dir={sweep}")
+    assert result.returncode == 0, result.stderr[-2000:]
+    folders = [p.parent for p in sweep.rglob("summary.json")]
+    assert len(folders) == 2 and all(folder.parent == sweep for folder in folders)
+    assert all(json.loads((f / "summary.json").read_text())["status"] == "completed" for f in folders)
+    assert all(len(folder.name.encode()) <= RUN_FOLDER_BYTES for folder in folders)
+    rerun = run_app("-m", *overrides, "hydra/launcher=stacked", f"hydra.sweep.dir={sweep}", "trainer.resume=true")
+    assert rerun.returncode == 0 and rerun.stdout.count("skipped") == 2  # the same names: found and skipped

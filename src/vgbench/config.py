@@ -13,6 +13,7 @@ it to compose and group jobs, and every registry reads its helpers.
 from __future__ import annotations
 
 import difflib
+import hashlib
 import json
 from collections.abc import Hashable, Iterable, Sequence
 from dataclasses import dataclass, field, fields, is_dataclass
@@ -183,8 +184,29 @@ PLACEMENT_KEYS = (
 )
 
 
+RUN_FOLDER_BYTES = 200  # a run folder's name at most: file systems allow 255, Hydra and tools add suffixes
+
+
+def run_folder_name(override_dirname: str) -> str:
+    """A sweep's run folder (`hydra.sweep.subdir`): its overrides as Hydra joins them
+    (`activation=relu,model.depth=10`), made safe for a file system. A '/' in a value (a path, a module) is
+    written %2F, so no value can make a folder outside the sweep folder; a name over RUN_FOLDER_BYTES keeps
+    a readable prefix and ends in a hash of the whole name (the overrides themselves stay in .hydra/). The
+    same overrides give the same name, so a sweep run again into its folder finds its runs."""
+    name = override_dirname.replace("%", "%25").replace("/", "%2F").replace("\\", "%5C")
+    if name in (".", ".."):
+        name = name.replace(".", "%2E")
+    encoded = name.encode()
+    if len(encoded) <= RUN_FOLDER_BYTES:
+        return name
+    digest = hashlib.sha256(encoded).hexdigest()[:16]
+    prefix = encoded[: RUN_FOLDER_BYTES - len(digest) - 1].decode(errors="ignore")  # never half a character
+    return f"{prefix}~{digest}"
+
+
 def register_configs() -> None:
-    """Put the schemas into Hydra's ConfigStore, under `schema/` so that no group lists them as an option.
+    """Put the schemas into Hydra's ConfigStore, under `schema/` so that no group lists them as an option,
+    and the resolver that names a sweep's run folders (`run_folder_name`).
 
     Every YAML file of a group starts from its schema (`defaults: [/schema/<group>@_here_, _self_]`).
     """
@@ -192,6 +214,7 @@ def register_configs() -> None:
     store.store(group="schema", name="config", node=Config)
     for group, node in SCHEMAS.items():
         store.store(group="schema", name=group, node=node)
+    OmegaConf.register_new_resolver("vgbench_run_folder", run_folder_name, replace=True)
 
 
 def compose_config(overrides: Sequence[str] = ()) -> DictConfig:
