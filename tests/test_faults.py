@@ -5,12 +5,16 @@ docs/faults.md lists every case and what vgbench does with it."""
 import gzip
 import json
 import os
+import signal
+import subprocess
+import sys
 
 import pytest
 
 from tests.conftest import TINY, make_cfg, run_app
 from tests.test_provision import fake_mnist, no_routes, write_files  # noqa: F401 - no_routes is a fixture
 from vgbench import provision as prov
+from vgbench.checkpoint import RunFolderBusy, RunLock
 from vgbench.config import RUN_FOLDER_BYTES, run_folder_name
 from vgbench.errors import ConfigError, UserError
 from vgbench.jobs import train_jobs
@@ -201,7 +205,7 @@ def test_case_13_torch_is_required_at_a_version_without_the_weights_only_bypass(
 
 def test_the_fault_tests_are_named_by_case():
     names = [name for name in globals() if name.startswith("test_case_")]
-    assert sorted({int(name.split("_")[2]) for name in names}) == [1, 4, 5, 6, 7, 8, 9, 10, 11, 12, 13]
+    assert sorted({int(name.split("_")[2]) for name in names}) == [1, 3, 4, 5, 6, 7, 8, 9, 10, 11, 12, 13]
     assert os.environ.get("PYTEST_CURRENT_TEST")
 
 
@@ -286,3 +290,51 @@ def test_case_6_a_stack_of_runs_with_16_overrides_trains_inside_its_sweep_folder
     assert all(len(folder.name.encode()) <= RUN_FOLDER_BYTES for folder in folders)
     rerun = run_app("-m", *overrides, "hydra/launcher=stacked", f"hydra.sweep.dir={sweep}", "trainer.resume=true")
     assert rerun.returncode == 0 and rerun.stdout.count("skipped") == 2  # the same names: found and skipped
+
+
+# --- 3. one process per run folder ---
+
+
+def test_case_3_a_run_another_process_is_training_is_skipped_and_its_folder_untouched(tmp_path, caplog):
+    busy, free = tmp_path / "busy", tmp_path / "free"
+    run(make_cfg(*TINY, "trainer.epochs=1"), busy)  # a checkpoint and a summary, as a run in progress has
+    (busy / SUMMARY_FILE).unlink()  # in progress: no summary yet
+    before = snapshot(busy)
+    holder = RunLock(busy)  # another process's hold (flock conflicts across open files, in one process too)
+    holder.acquire()
+    try:
+        results = train_jobs([make_cfg(*TINY, "trainer.epochs=2"), make_cfg(*TINY)], [busy, free])
+        with pytest.raises(RunFolderBusy, match="is held by another process, which is training this run now"):
+            run(make_cfg(*TINY, "trainer.epochs=2", "trainer.resume=true"), busy)
+    finally:
+        holder.release()
+    assert [r.status for r in results] == ["skipped", "completed"]
+    assert "held by another process" in results[0].error and "held by another process" in caplog.text
+    assert snapshot(busy) == before  # no failed record, no summary: nothing written into a folder in use
+    assert run(make_cfg(*TINY, "trainer.epochs=2", "trainer.resume=true"), busy)["epochs_done"] == 2  # released
+
+
+def test_case_3_a_killed_holder_leaves_no_lock_behind(tmp_path):
+    holder = subprocess.Popen(
+        [
+            sys.executable,
+            "-c",
+            "import sys, time; from pathlib import Path; "
+            "from vgbench.checkpoint import RunLock; RunLock(Path(sys.argv[1])).acquire(); "
+            "print('held', flush=True); time.sleep(60)",
+            str(tmp_path),
+        ],
+        stdout=subprocess.PIPE,
+        text=True,
+    )
+    try:
+        assert holder.stdout.readline().strip() == "held"
+        with pytest.raises(RunFolderBusy):
+            RunLock(tmp_path).acquire()
+    finally:
+        holder.send_signal(signal.SIGKILL)
+        holder.wait()
+    lock = RunLock(tmp_path)
+    lock.acquire()  # the kernel dropped the killed process's hold
+    lock.release()
+    assert list(tmp_path.iterdir()) == []  # the lock is on the folder: no file was made

@@ -67,7 +67,7 @@ def run_job(cfg: DictConfig) -> JobResult:
     [result] = train_jobs([cfg], [run_dir], placement, reraise=not in_sweep)
     if in_sweep:
         return result
-    if result.status == "failed":
+    if result.error:  # failed, or skipped because another process holds the folder
         exit_with_error(result.error)
     accuracy = "n/a" if result.test_acc is None else f"{result.test_acc:.4f}"
     print(f"test accuracy: {accuracy} ({result.status}); summary: {run_dir / 'summary.json'}")

@@ -71,8 +71,8 @@ def job_line(result: Any, overrides: str, done: int, total: int | None) -> str:
     count = f"[{done:>{width}}/{total}]" if total else f"[{done}]"
     if getattr(result, "status", None) is None:  # the job raised past vgbench's own wrapper
         return f"{count} {overrides}  failed  {result}"
-    if result.status == "failed":
-        return f"{count} {overrides}  failed  {result.error}"
+    if result.error:  # failed, or skipped: another process holds the folder
+        return f"{count} {overrides}  {result.status}  {result.error}"
     stack = f"  (stack of {result.stack_size})" if result.stack_size > 1 else ""
     numbers = (
         f"acc {_number(result.test_acc, '.4f')}  first/last {_number(result.grad_ratio_step0, '.1e')}  "

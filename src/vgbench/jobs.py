@@ -83,6 +83,7 @@ def train_jobs(
     reraise: a lone run's unexpected error propagates (after its failure is recorded) so its traceback
     reaches the terminal.
     """
+    from vgbench.checkpoint import RunFolderBusy, RunLock
     from vgbench.memory import stack_sizes
     from vgbench.train import open_run, prepare, train_stack
 
@@ -90,35 +91,45 @@ def train_jobs(
     results: dict[int, JobResult] = {}
     pending: list[tuple[int, RunFolder]] = []  # (index, folder) of the runs to train
     keys = []
-    for index, (cfg, run_dir) in enumerate(zip(cfgs, run_dirs, strict=True)):
-        try:
-            folder = open_run(cfg, run_dir)
-        except Exception as error:
-            results[index] = _fail(cfg, run_dir, error)
-            if reraise and not isinstance(error, UserError):
-                raise
-            continue
-        if folder.completed is not None:
-            results[index] = _result(run_dir, folder.completed, skipped=True)
-            continue
-        pending.append((index, folder))
-        keys.append((stack_key(cfg), folder.start_epoch) if cfg.trainer.amp != "fp16" else (str(index), 0))
-    for members in group_into_stacks(keys, max_stack or max(len(pending), 1)):
-        group = [pending[member] for member in members]
-        trained = 0
-        try:
-            environment = prepare(cfgs[group[0][0]], placement)
-            for size in stack_sizes(
-                [cfgs[i] for i, _ in group], placement.memory_share, environment.device, environment.data
-            ):
-                chunk = group[trained : trained + size]
-                summaries = train_stack([f for _, f in chunk], [cfgs[i] for i, _ in chunk], placement, environment)
-                for (index, _), summary in zip(chunk, summaries, strict=True):
-                    results[index] = _result(run_dirs[index], summary)
-                trained += size
-        except Exception as error:  # the runs of this group not trained yet
-            for index, _ in group[trained:]:
-                results[index] = _fail(cfgs[index], run_dirs[index], error)
-            if reraise and not isinstance(error, UserError):
-                raise
+    locks = [RunLock(run_dir) for run_dir in run_dirs]  # each run folder held until its summary is written
+    try:
+        for index, (cfg, run_dir) in enumerate(zip(cfgs, run_dirs, strict=True)):
+            try:
+                folder = open_run(cfg, run_dir, locks[index])
+            except RunFolderBusy as error:  # another process trains it: write nothing into its folder
+                log.warning("%s", error)
+                results[index] = JobResult(str(run_dir), "skipped", error=str(error))
+                continue
+            except Exception as error:
+                results[index] = _fail(cfg, run_dir, error)
+                if reraise and not isinstance(error, UserError):
+                    raise
+                continue
+            if folder.completed is not None:
+                results[index] = _result(run_dir, folder.completed, skipped=True)
+                continue
+            pending.append((index, folder))
+            keys.append((stack_key(cfg), folder.start_epoch) if cfg.trainer.amp != "fp16" else (str(index), 0))
+        for members in group_into_stacks(keys, max_stack or max(len(pending), 1)):
+            group = [pending[member] for member in members]
+            trained = 0
+            try:
+                environment = prepare(cfgs[group[0][0]], placement)
+                sizes = stack_sizes(
+                    [cfgs[i] for i, _ in group], placement.memory_share, environment.device, environment.data
+                )
+                for size in sizes:
+                    chunk = group[trained : trained + size]
+                    summaries = train_stack([f for _, f in chunk], [cfgs[i] for i, _ in chunk], placement, environment)
+                    for (index, _), summary in zip(chunk, summaries, strict=True):
+                        results[index] = _result(run_dirs[index], summary)
+                    trained += size
+            except Exception as error:  # the runs of this group not trained yet
+                for index, _ in group[trained:]:
+                    results[index] = _fail(cfgs[index], run_dirs[index], error)
+                if reraise and not isinstance(error, UserError):
+                    raise
+    finally:
+        for lock in locks:
+            lock.release()
     return [results[index] for index in range(len(cfgs))]

@@ -30,7 +30,7 @@ from torch import Tensor
 from tqdm import tqdm
 
 from vgbench import theory
-from vgbench.checkpoint import RunFolder, inspect_run_folder, save_checkpoint
+from vgbench.checkpoint import RunFolder, RunLock, inspect_run_folder, save_checkpoint
 from vgbench.config import hidden_widths, run_identity
 from vgbench.data import Data, Split, epoch_orders, input_second_moment, load_data
 from vgbench.files import finite_or_none
@@ -487,10 +487,12 @@ def train_stack(
     return summarize(stack)
 
 
-def open_run(cfg: DictConfig, run_dir: Path) -> RunFolder:
-    """Validate a run's config and inspect its folder: what to resume, or (`folder.completed`) that this
-    very run already finished there and is skipped."""
+def open_run(cfg: DictConfig, run_dir: Path, lock: RunLock | None = None) -> RunFolder:
+    """Validate a run's config, hold its folder (`lock`: RunFolderBusy where another process holds it), and
+    inspect it: what to resume, or (`folder.completed`) that this very run already finished there."""
     validate(cfg)
+    if lock is not None:
+        lock.acquire()
     folder = inspect_run_folder(cfg, run_dir)
     if folder.completed is not None:
         log.info("%s already records this run as finished; skipping it (trainer.skip_completed)", run_dir)
@@ -499,7 +501,11 @@ def open_run(cfg: DictConfig, run_dir: Path) -> RunFolder:
 
 def run(cfg: DictConfig, run_dir: Path, placement: Placement | None = None) -> Summary:
     """One run as `vgbench-train` runs it: open its folder (`open_run`), then train it as a stack of one."""
-    folder = open_run(cfg, run_dir)
-    if folder.completed is not None:
-        return folder.completed
-    return train_stack([folder], [cfg], placement)[0]
+    lock = RunLock(run_dir)
+    try:
+        folder = open_run(cfg, run_dir, lock)
+        if folder.completed is not None:
+            return folder.completed
+        return train_stack([folder], [cfg], placement)[0]
+    finally:
+        lock.release()
