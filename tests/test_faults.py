@@ -205,7 +205,7 @@ def test_case_13_torch_is_required_at_a_version_without_the_weights_only_bypass(
 
 def test_the_fault_tests_are_named_by_case():
     names = [name for name in globals() if name.startswith("test_case_")]
-    assert sorted({int(name.split("_")[2]) for name in names}) == [1, 3, 4, 5, 6, 7, 8, 9, 10, 11, 12, 13]
+    assert sorted({int(name.split("_")[2]) for name in names}) == list(range(1, 14))
     assert os.environ.get("PYTEST_CURRENT_TEST")
 
 
@@ -338,3 +338,41 @@ def test_case_3_a_killed_holder_leaves_no_lock_behind(tmp_path):
     lock.acquire()  # the kernel dropped the killed process's hold
     lock.release()
     assert list(tmp_path.iterdir()) == []  # the lock is on the folder: no file was made
+
+
+# --- 2. a refusal leaves the folder as it was ---
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("launcher", [None, "stacked", "parallel"])
+def test_case_2_a_refused_run_leaves_the_folder_byte_for_byte(tmp_path, launcher):
+    """Hydra writes .hydra/ and train.log before the job starts; where the folder holds another run, the
+    record goes nowhere and the log to the null device (vgbench.app's resolvers)."""
+    base = [
+        "data=synthetic",
+        "data.num_train=256",
+        "data.num_test=64",
+        "model.width=16",
+        "trainer.epochs=1",
+        "trainer.device=cpu",
+    ]
+    if launcher is None:
+        where = [f"hydra.run.dir={tmp_path}"]
+        first = run_app(*base, "model.depth=2", *where)
+        folder = tmp_path
+    else:
+        where = [f"hydra/launcher={launcher}", f"hydra.sweep.dir={tmp_path}", "hydra.sweep.subdir=the_run"]
+        base = ["-m", *base]
+        first = run_app(*base, "model.depth=2", *where)
+        folder = tmp_path / "the_run"
+    assert first.returncode == 0, first.stderr[-2000:]
+    assert (folder / ".hydra" / "overrides.yaml").exists() and (folder / "train.log").stat().st_size > 0
+    before = snapshot(folder)
+    refused = run_app(*base, "model.depth=4", *where)
+    if launcher is None:
+        assert "holds a completed run that was written by a different config (differs in: model.depth)" in (
+            one_line_exit_2(refused)
+        )
+    else:
+        assert refused.returncode == 0 and "differs in: model.depth" in refused.stdout
+    assert snapshot(folder) == before  # .hydra/, train.log, summary, series: byte for byte

@@ -29,10 +29,11 @@ from hydra.errors import ConfigCompositionException, OverrideParseException
 from hydra.types import RunMode
 from omegaconf import DictConfig, OmegaConf
 
-from vgbench.config import CONF_PACKAGE, command_line_error, register_configs
+from vgbench.config import CONF_PACKAGE, command_line_error, register_configs, run_identity
 from vgbench.errors import exit_with_error
 from vgbench.jobs import JobResult, train_jobs
 from vgbench.placement import Placement, available_cores, gpu_slot, threads_per_job
+from vgbench.summary import other_run
 from vgbench.version import __version__
 
 log = logging.getLogger(__name__)
@@ -50,6 +51,27 @@ def console_level(mode: Any, verbose: Any) -> str:  # resolver arguments
 
 
 OmegaConf.register_new_resolver("vgbench_console_level", console_level, replace=True)
+
+
+def refused(root: DictConfig) -> bool:
+    """Whether this job's run folder records another run (vgbench.summary.other_run): then the job is
+    refused, and neither Hydra's record nor the job's log may be written into the folder."""
+    task = OmegaConf.masked_copy(root, [key for key in root if key != "hydra"])
+    return other_run(Path(str(root.hydra.runtime.output_dir)), run_identity(task)) is not None
+
+
+def record_folder(subdir: str, *, _root_: DictConfig) -> str | None:
+    """hydra.output_subdir: `.hydra`, or None (Hydra writes no record) in a folder that holds another run."""
+    return None if refused(_root_) else subdir
+
+
+def log_file(path: str, *, _root_: DictConfig) -> str:
+    """The job's log file, or the null device in a folder that holds another run."""
+    return os.devnull if refused(_root_) else path
+
+
+OmegaConf.register_new_resolver("vgbench_record_folder", record_folder, replace=True)
+OmegaConf.register_new_resolver("vgbench_log_file", log_file, replace=True)
 
 
 def run_job(cfg: DictConfig) -> JobResult:

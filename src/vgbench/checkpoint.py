@@ -22,26 +22,26 @@ from pathlib import Path
 from typing import Any
 
 import torch
-from omegaconf import DictConfig, OmegaConf
+from omegaconf import DictConfig
 
 from vgbench.config import run_identity
 from vgbench.errors import ConfigError, UserError
 from vgbench.files import save_torch_atomic
-from vgbench.summary import CHECKPOINT_FILE, COMPLETED, SUMMARY_FILE, Summary, read_summary
+from vgbench.summary import (
+    CHECKPOINT_FILE,
+    COMPLETED,
+    SUMMARY_FILE,
+    OtherRunError,
+    Summary,
+    differing_keys,
+    other_run,
+    read_summary,
+    written_by_another_config,
+)
 
 
 class CheckpointError(UserError):
     """A checkpoint that cannot be read, or that belongs to another run."""
-
-
-def differing_keys(identity_a: str, identity_b: str) -> list[str]:
-    a, b = json.loads(identity_a), json.loads(identity_b)
-    return sorted(k for k in set(a) | set(b) if a.get(k) != b.get(k))
-
-
-def _other_run(what: str, keys: list[str]) -> str:
-    shown = ", ".join(keys[:6]) + (" ..." if len(keys) > 6 else "")
-    return f"{what} was written by a different config (differs in: {shown})"
 
 
 class RunFolderBusy(UserError):
@@ -123,15 +123,10 @@ def inspect_run_folder(cfg: DictConfig, run_dir: Path) -> RunFolder:
             summary = read_summary(summary_path)
         except ValueError as error:
             raise UserError(str(error)) from error
-        status, recorded = summary.get("status", "unknown"), summary.get("config")
-        if isinstance(recorded, dict):  # every finished run, completed, diverged or failed, is its identity's
-            keys = differing_keys(run_identity(OmegaConf.create(recorded)), identity)
-            if keys:
-                raise UserError(
-                    _other_run(f"{run_dir} holds a {status} run that", keys)
-                    + "; use another folder (hydra.run.dir, or another hydra.sweep.dir for a sweep)"
-                )
-        done = summary.get("epochs_done")
+        refusal = other_run(run_dir, identity)  # every finished run, completed, diverged or failed, is its own
+        if refusal:
+            raise OtherRunError(refusal)
+        status, done = summary.get("status"), summary.get("epochs_done")
         if status == COMPLETED and cfg.trainer.skip_completed:
             if done == cfg.trainer.epochs:
                 return RunFolder(run_dir, completed=summary, identity=identity)
@@ -150,7 +145,7 @@ def inspect_run_folder(cfg: DictConfig, run_dir: Path) -> RunFolder:
     keys = differing_keys(checkpoint["identity"], identity)
     if keys:
         raise ConfigError(
-            _other_run(str(checkpoint_path), keys)
+            written_by_another_config(str(checkpoint_path), keys)
             + "; resume with the same overrides, or set trainer.resume=false and use another run folder"
         )
     if checkpoint["epoch"] > cfg.trainer.epochs:

@@ -23,7 +23,7 @@ from omegaconf import DictConfig, OmegaConf
 from vgbench.config import group_into_stacks, stack_key
 from vgbench.errors import UserError
 from vgbench.placement import Placement
-from vgbench.summary import record_failure
+from vgbench.summary import OtherRunError, record_failure
 
 if TYPE_CHECKING:
     from vgbench.checkpoint import RunFolder
@@ -60,6 +60,8 @@ def _fail(cfg: DictConfig, run_dir: Path, error: Exception) -> JobResult:
     if not isinstance(error, UserError):  # a bug or a crash keeps its traceback in the job's log
         log.error("%s failed:\n%s", run_dir, "".join(traceback.format_exception(error)))
     line = message.splitlines()[0] if message else type(error).__name__
+    if isinstance(error, OtherRunError):  # the folder is another run's: refused, nothing written into it
+        return JobResult(str(run_dir), "failed", error=message)
     try:
         record_failure(run_dir, line, OmegaConf.to_container(cfg, resolve=True))
     except OSError as unrecorded:  # a full disk, a folder gone: the sweep's other runs go on all the same

@@ -10,6 +10,8 @@ import json
 from pathlib import Path
 from typing import Any, TypedDict
 
+from vgbench.config import run_identity
+from vgbench.errors import UserError
 from vgbench.files import write_json_atomic
 
 SUMMARY_FILE = "summary.json"
@@ -67,6 +69,43 @@ def read_summary(path: Path) -> Summary:
         kind = type(summary).__name__
         raise ValueError(f"{path} is not a readable summary (JSON {kind}, not an object); move it away or delete it")
     return summary
+
+
+class OtherRunError(UserError):
+    """The run folder records another run: refused, and nothing is written into it (vgbench.app's
+    resolvers keep Hydra's .hydra/ record and log out of it too)."""
+
+
+def other_run(run_dir: Path, identity: str) -> str | None:
+    """Why `run_dir` is not this run's (`identity`: vgbench.config.run_identity) to write into: it records a
+    finished run, completed, diverged or failed, of another identity. None when it is (or holds nothing
+    readable: reading it is inspect_run_folder's to report)."""
+    path = run_dir / SUMMARY_FILE
+    try:
+        summary = read_summary(path) if path.is_file() else None
+    except ValueError:
+        return None
+    recorded = (summary or {}).get("config")
+    if not isinstance(recorded, dict):
+        return None
+    keys = differing_keys(identity, run_identity(recorded))
+    if not keys:
+        return None
+    return (
+        written_by_another_config(f"{run_dir} holds a {summary.get('status', 'unknown')} run that", keys)
+        + "; use another folder (hydra.run.dir, or another hydra.sweep.dir for a sweep)"
+    )
+
+
+def differing_keys(identity_a: str, identity_b: str) -> list[str]:
+    """The config keys in which two run identities (vgbench.config.run_identity) differ."""
+    a, b = json.loads(identity_a), json.loads(identity_b)
+    return sorted(k for k in set(a) | set(b) if a.get(k) != b.get(k))
+
+
+def written_by_another_config(what: str, keys: list[str]) -> str:
+    shown = ", ".join(keys[:6]) + (" ..." if len(keys) > 6 else "")
+    return f"{what} was written by a different config (differs in: {shown})"
 
 
 def write_summary(run_dir: Path, summary: Summary) -> Path:

@@ -119,7 +119,7 @@ class StackTask:
         gpu_slot: int | None,
         memory_share: float,
     ) -> list[JobReturn]:
-        from vgbench.app import console_level
+        from vgbench.app import console_level, refused
         from vgbench.jobs import train_jobs  # in the stack's process: torch loads when it trains
 
         setup_globals()
@@ -129,7 +129,9 @@ class StackTask:
         HydraConfig.instance().set_config(first)  # for whatever reads it while the stack trains
         configure_log(first.hydra.job_logging, first.hydra.verbose)
         handlers = []
-        for *_, output_dir in prepared[1:]:  # every run's train.log gets the stack's log
+        for config, _, output_dir in prepared[1:]:  # every run's train.log gets the stack's log
+            if refused(config):  # but a folder that holds another run gets nothing
+                continue
             handler = logging.FileHandler(output_dir / f"{first.hydra.job.name}.log")
             handler.setFormatter(logging.getLogger().handlers[-1].formatter)
             logging.getLogger().addHandler(handler)
