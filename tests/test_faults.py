@@ -8,19 +8,20 @@ import os
 import signal
 import subprocess
 import sys
+import time
 
 import pytest
 
-from tests.conftest import TINY, make_cfg, run_app
+from tests.conftest import REPO, TINY, make_cfg, run_app
 from tests.test_provision import fake_mnist, no_routes, write_files  # noqa: F401 - no_routes is a fixture
 from vgbench import provision as prov
-from vgbench.checkpoint import RunFolderBusy, RunLock
 from vgbench.config import RUN_FOLDER_BYTES, run_folder_name
 from vgbench.errors import ConfigError, UserError
 from vgbench.jobs import train_jobs
 from vgbench.provision import FILES, ProvisionError
 from vgbench.report import main as report_main
 from vgbench.report.render import markdown
+from vgbench.run_lock import RunFolderBusy, RunLock
 from vgbench.summary import FAILED_ATTEMPT_FILE, SUMMARY_FILE
 from vgbench.tb_writer import TensorBoardWriter
 from vgbench.train import run
@@ -76,8 +77,6 @@ def test_case_5_val_size_that_is_not_a_number_is_one_line():
 
 
 def test_case_7_a_future_dated_event_file_does_not_hang_a_run(tmp_path):
-    import time
-
     (tmp_path / "events.out.tfevents.4102444800.h.1.0").write_bytes(b"")
     started = time.monotonic()
     TensorBoardWriter(tmp_path, 2).close()
@@ -320,7 +319,7 @@ def test_case_3_a_killed_holder_leaves_no_lock_behind(tmp_path):
             sys.executable,
             "-c",
             "import sys, time; from pathlib import Path; "
-            "from vgbench.checkpoint import RunLock; RunLock(Path(sys.argv[1])).acquire(); "
+            "from vgbench.run_lock import RunLock; RunLock(Path(sys.argv[1])).acquire(); "
             "print('held', flush=True); time.sleep(60)",
             str(tmp_path),
         ],
@@ -376,3 +375,51 @@ def test_case_2_a_refused_run_leaves_the_folder_byte_for_byte(tmp_path, launcher
     else:
         assert refused.returncode == 0 and "differs in: model.depth" in refused.stdout
     assert snapshot(folder) == before  # .hydra/, train.log, summary, series: byte for byte
+
+
+# --- the kill -9 drill: a stacked sweep killed mid-epoch, run again into its folder ---
+
+
+@pytest.mark.slow
+def test_a_stacked_sweep_killed_with_sigkill_and_run_again_matches_an_uninterrupted_one(tmp_path):
+    sweep = [
+        "-m",
+        "data=synthetic",
+        "data.num_train=4096",
+        "data.num_test=256",
+        "model.width=64",
+        "model.depth=4",
+        "trainer.epochs=4",
+        "trainer.device=cpu",
+        "trainer.seed=0,1,2",
+        "hydra/launcher=stacked",
+        "trainer.resume=true",
+        "monitor.every_n_steps=20",
+    ]
+    straight = run_app(*sweep, f"hydra.sweep.dir={tmp_path / 'straight'}")
+    assert straight.returncode == 0, straight.stderr[-2000:]
+    killed_dir = tmp_path / "killed"
+    process = subprocess.Popen(
+        [sys.executable, "-m", "vgbench", *sweep, f"hydra.sweep.dir={killed_dir}"],
+        cwd=REPO,
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+        start_new_session=True,
+    )
+    deadline = time.monotonic() + 300
+    while len(list(killed_dir.glob("*/checkpoint.pt"))) < 3:  # every run has finished an epoch
+        assert process.poll() is None and time.monotonic() < deadline, "the sweep ended before it could be killed"
+        time.sleep(0.05)
+    os.killpg(process.pid, signal.SIGKILL)  # the launcher and its stack's worker, mid-epoch
+    process.wait()
+    assert len(list(killed_dir.glob("*/summary.json"))) < 3  # killed while training, not after
+    again = run_app(*sweep, f"hydra.sweep.dir={killed_dir}")
+    assert again.returncode == 0, again.stderr[-2000:]
+    for path in (tmp_path / "straight").glob("*/summary.json"):
+        expected, resumed = (
+            json.loads(path.read_text()),
+            json.loads((killed_dir / path.parent.name / "summary.json").read_text()),
+        )
+        for key in ("status", "history", "final", "profile", "first_to_last_grad_ratio", "epochs_done", "steps"):
+            assert resumed[key] == expected[key], (path.parent.name, key)  # bit for bit, through JSON
+        assert (killed_dir / path.parent.name / "layers.csv").read_bytes() == (path.parent / "layers.csv").read_bytes()

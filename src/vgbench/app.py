@@ -33,6 +33,7 @@ from vgbench.config import CONF_PACKAGE, command_line_error, register_configs, r
 from vgbench.errors import exit_with_error
 from vgbench.jobs import JobResult, train_jobs
 from vgbench.placement import Placement, available_cores, gpu_slot, threads_per_job
+from vgbench.run_lock import held_elsewhere
 from vgbench.summary import other_run
 from vgbench.version import __version__
 
@@ -54,10 +55,12 @@ OmegaConf.register_new_resolver("vgbench_console_level", console_level, replace=
 
 
 def refused(root: DictConfig) -> bool:
-    """Whether this job's run folder records another run (vgbench.summary.other_run): then the job is
-    refused, and neither Hydra's record nor the job's log may be written into the folder."""
+    """Whether this job's run folder records another run (vgbench.summary.other_run) or another process
+    holds it (vgbench.run_lock): then the job is refused or skipped, and neither Hydra's record nor the
+    job's log may be written into the folder."""
+    run_dir = Path(str(root.hydra.runtime.output_dir))
     task = OmegaConf.masked_copy(root, [key for key in root if key != "hydra"])
-    return other_run(Path(str(root.hydra.runtime.output_dir)), run_identity(task)) is not None
+    return other_run(run_dir, run_identity(task)) is not None or held_elsewhere(run_dir)
 
 
 def record_folder(subdir: str, *, _root_: DictConfig) -> str | None:

@@ -85,8 +85,8 @@ def train_jobs(
     reraise: a lone run's unexpected error propagates (after its failure is recorded) so its traceback
     reaches the terminal.
     """
-    from vgbench.checkpoint import RunFolderBusy, RunLock
     from vgbench.memory import stack_sizes
+    from vgbench.run_lock import RunFolderBusy, RunLock
     from vgbench.train import open_run, prepare, train_stack
 
     placement = placement or Placement()

@@ -30,7 +30,7 @@ from torch import Tensor
 from tqdm import tqdm
 
 from vgbench import theory
-from vgbench.checkpoint import RunFolder, RunLock, inspect_run_folder, save_checkpoint
+from vgbench.checkpoint import RunFolder, inspect_run_folder, save_checkpoint
 from vgbench.config import hidden_widths, run_identity
 from vgbench.data import Data, Split, epoch_orders, input_second_moment, load_data
 from vgbench.files import finite_or_none
@@ -43,6 +43,7 @@ from vgbench.optim import StackedOptimizer, build_optimizer
 from vgbench.placement import Placement
 from vgbench.precision import MixedPrecision
 from vgbench.recorder import Recorder
+from vgbench.run_lock import RunLock
 from vgbench.run_slices import load_run_slice, run_slices
 from vgbench.runtime import apply_job_settings, configure_threads, resolve_device
 from vgbench.summary import CHECKPOINT_FILE, COMPLETED, DIVERGED, Summary, write_summary

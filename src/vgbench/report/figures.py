@@ -142,7 +142,8 @@ def final_loss_figure(sweep: Sweep) -> Figure:
     axes.set_yscale("log")
     _x_axis(axes, sweep)
     axes.set_ylabel("final training loss (diverged: drawn above)")
-    axes.legend(fontsize=7)
+    if axes.get_legend_handles_labels()[0]:  # none where every run failed
+        axes.legend(fontsize=7)
     return figure
 
 
