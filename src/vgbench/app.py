@@ -34,7 +34,7 @@ from vgbench.errors import exit_with_error
 from vgbench.jobs import JobResult, train_jobs
 from vgbench.placement import Placement, available_cores, gpu_slot, threads_per_job
 from vgbench.run_lock import held_elsewhere
-from vgbench.summary import other_run
+from vgbench.summary import SUMMARY_FILE, other_run
 from vgbench.version import __version__
 
 log = logging.getLogger(__name__)
@@ -59,8 +59,12 @@ def refused(root: DictConfig) -> bool:
     holds it (vgbench.run_lock): then the job is refused or skipped, and neither Hydra's record nor the
     job's log may be written into the folder."""
     run_dir = Path(str(root.hydra.runtime.output_dir))
+    if held_elsewhere(run_dir):
+        return True
+    if not (run_dir / SUMMARY_FILE).is_file():  # a new or unfinished run: no identity to compare (cheap)
+        return False
     task = OmegaConf.masked_copy(root, [key for key in root if key != "hydra"])
-    return other_run(run_dir, run_identity(task)) is not None or held_elsewhere(run_dir)
+    return other_run(run_dir, run_identity(task)) is not None
 
 
 def record_folder(subdir: str, *, _root_: DictConfig) -> str | None:
