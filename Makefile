@@ -22,11 +22,12 @@ demo: $(STAMP)
 	$(BIN)/vgbench-data data=mnist
 	scripts/sweep_vanishing.sh
 
+# -n auto: a worker per core; worksteal: a worker that runs out takes tests from the other's queue
 test: $(STAMP)
-	$(BIN)/python -m pytest -n auto
+	$(BIN)/python -m pytest -n auto --dist worksteal
 
 test-fast: $(STAMP)
-	$(BIN)/python -m pytest -n auto -m "not slow"
+	$(BIN)/python -m pytest -n auto --dist worksteal -m "not slow"
 
 lint: $(STAMP)
 	$(BIN)/ruff check src tests scripts examples
