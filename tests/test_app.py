@@ -36,6 +36,7 @@ for module in sys.argv[1:]:
 """
 
 
+@pytest.mark.slow
 def test_the_launcher_side_imports_no_torch():
     """One interpreter imports each module in turn and names the first that brings torch or the trainer
     in (one process for all: none of them may, so none can hide another)."""
@@ -65,6 +66,7 @@ def test_version(tmp_path):
     assert vgbench.__version__ != "0+unknown"  # the installed package's version
 
 
+@pytest.mark.slow
 def test_a_bad_command_line_is_one_line_and_exit_2_unless_hydra_full_error_is_set(tmp_path):
     result = run_app("model.depht=3", f"hydra.run.dir={tmp_path / 'run'}")
     assert result.returncode == 2 and result.stderr.count("\n") == 1

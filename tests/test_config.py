@@ -131,6 +131,7 @@ def test_conf_dir_is_the_repository_conf():
     assert Path(__file__).resolve().parents[1] / "conf" == CONF_DIR
 
 
+@pytest.mark.slow
 def test_the_commands_that_compose_a_config_stop_on_bad_input_with_one_line_and_exit_2(capsys):
     from vgbench.provision import main as data_main
     from vgbench.theory import main as theory_main

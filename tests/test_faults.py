@@ -67,17 +67,25 @@ def test_case_4_in_a_stack_the_malformed_summary_fails_its_run_alone(tmp_path):
 # --- 5. a value of the wrong type ---
 
 
-def test_case_5_val_size_that_is_not_a_number_is_one_line(tmp_path):
+VAL_SIZE_ERROR = "data.val_size='abc' is not valid; use 'auto' or an int >= 0"
+
+
+def test_case_5_val_size_that_is_not_a_number_is_one_line():
     with pytest.raises(ConfigError) as error:
         validate(make_cfg("data.val_size=abc"))
-    assert str(error.value) == "data.val_size='abc' is not valid; use 'auto' or an int >= 0"
+    assert str(error.value) == VAL_SIZE_ERROR
+
+
+@pytest.mark.slow
+def test_case_5_through_the_command_line_it_is_one_line_and_exit_2(tmp_path):
     stderr = one_line_exit_2(run_app(*TINY, "data.val_size=abc", f"hydra.run.dir={tmp_path / 'run'}"))
-    assert stderr == f"error: {error.value}\n"
+    assert stderr == f"error: {VAL_SIZE_ERROR}\n"
 
 
 # --- 7. a future-dated TensorBoard file ---
 
 
+@pytest.mark.slow
 def test_case_7_a_future_dated_event_file_does_not_hang_a_run(tmp_path):
     (tmp_path / "events.out.tfevents.4102444800.h.1.0").write_bytes(b"")
     started = time.monotonic()
@@ -126,6 +134,7 @@ def test_case_8_a_damaged_gz_is_one_error_naming_it_and_nothing_is_written(tmp_p
 # --- 9. the report on damaged runs ---
 
 
+@pytest.mark.slow
 def test_case_9_each_damaged_run_is_listed_as_unreadable_and_the_report_covers_the_others(tmp_path, capsys):
     for name in ("good", "bad_yaml", "bad_csv", "list_summary", "deep_summary"):
         run(make_cfg(*TINY, "trainer.epochs=1"), tmp_path / name)
@@ -142,6 +151,7 @@ def test_case_9_each_damaged_run_is_listed_as_unreadable_and_the_report_covers_t
     assert "report:" in capsys.readouterr().out
 
 
+@pytest.mark.slow
 def test_case_9_a_sweep_whose_runs_all_failed_on_num_classes_0_still_gets_a_report(tmp_path, capsys):
     results = train_jobs(
         [make_cfg(*TINY, "data.num_classes=0", f"trainer.seed={s}") for s in range(2)], [tmp_path / "a", tmp_path / "b"]
@@ -170,6 +180,7 @@ def test_case_10_a_full_disk_in_the_failure_handler_is_a_line_and_the_others_go_
 # --- 11. a custom activation that fails as it is imported ---
 
 
+@pytest.mark.slow
 def test_case_11_a_custom_activation_with_a_syntax_error_is_one_line(tmp_path):
     (tmp_path / "broken_act.py").write_text("def f(z):\n    return z +\n")
     result = run_app(
@@ -296,6 +307,7 @@ def test_case_6_a_stack_of_runs_with_16_overrides_trains_inside_its_sweep_folder
 # --- 3. one process per run folder ---
 
 
+@pytest.mark.slow
 def test_case_3_a_run_another_process_is_training_is_skipped_and_its_folder_untouched(tmp_path, caplog):
     busy, free = tmp_path / "busy", tmp_path / "free"
     run(make_cfg(*TINY, "trainer.epochs=1"), busy)  # a checkpoint and a summary, as a run in progress has

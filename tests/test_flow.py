@@ -47,6 +47,7 @@ def test_learning():
     assert learning("completed", None, 0.3) is None
 
 
+@pytest.mark.slow
 @pytest.mark.mnist
 @pytest.mark.parametrize(
     ("overrides", "kind"),

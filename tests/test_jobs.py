@@ -6,6 +6,7 @@ from tests.conftest import TINY, make_cfg
 from vgbench.jobs import train_jobs
 
 
+@pytest.mark.slow
 def test_runs_of_other_shapes_or_epochs_make_other_stacks(tmp_path):
     cfgs = [
         make_cfg(*TINY, "model.depth=2"),
@@ -23,6 +24,7 @@ def test_runs_of_other_shapes_or_epochs_make_other_stacks(tmp_path):
     assert results[3].error == "model.depth=0 is not valid; it must be >= 1"  # a bad run fails alone
 
 
+@pytest.mark.slow
 def test_each_group_is_set_up_once_for_the_planner_and_its_stacks(tmp_path, monkeypatch):
     """Device, threads and data are prepared once per group of one shape; the memory planner and every
     stack of that group receive that very set-up."""

@@ -8,10 +8,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-lightning = pytest.importorskip("lightning")
-
-from vgbench.lightning import WatchCallback  # noqa: E402 - needs lightning, skipped above without it
-from vgbench.watcher import Watch  # noqa: E402
+from vgbench.watcher import Watch
 
 
 def network() -> nn.Module:
@@ -26,26 +23,35 @@ def dataset() -> torch.utils.data.TensorDataset:
     )
 
 
-class Classifier(lightning.LightningModule):
-    def __init__(self) -> None:
-        super().__init__()
-        self.net = network()
+def classifier(lightning):
+    """A LightningModule around `network()` (its class made here: lightning loads only in this test)."""
 
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        return self.net(x)
+    class Classifier(lightning.LightningModule):
+        def __init__(self) -> None:
+            super().__init__()
+            self.net = network()
 
-    def training_step(self, batch, batch_idx):
-        x, y = batch
-        loss = F.cross_entropy(self(x), y)
-        self.log("train_loss", loss)
-        return loss
+        def forward(self, x: torch.Tensor) -> torch.Tensor:
+            return self.net(x)
 
-    def configure_optimizers(self):
-        return torch.optim.SGD(self.parameters(), lr=0.1)
+        def training_step(self, batch, batch_idx):
+            x, y = batch
+            loss = F.cross_entropy(self(x), y)
+            self.log("train_loss", loss)
+            return loss
+
+        def configure_optimizers(self):
+            return torch.optim.SGD(self.parameters(), lr=0.1)
+
+    return Classifier()
 
 
+@pytest.mark.slow  # a real Trainer, and lightning's import
 def test_the_callback_measures_what_a_plain_loop_measures_and_leaves_no_hook(tmp_path):
-    module = Classifier()
+    lightning = pytest.importorskip("lightning")
+    from vgbench.lightning import WatchCallback
+
+    module = classifier(lightning)
     trainer = lightning.Trainer(
         max_epochs=2,
         accelerator="cpu",

@@ -163,6 +163,7 @@ def fake_free(monkeypatch, free: int | None) -> None:
 CPU = torch.device("cpu")
 
 
+@pytest.mark.slow
 def test_a_stack_too_big_for_its_share_trains_as_balanced_smaller_ones(monkeypatch, caplog):
     cfgs = [make_cfg(*TINY, f"trainer.seed={seed}") for seed in range(5)]
     data = load_data(cfgs[0].data, CPU)
@@ -203,6 +204,7 @@ def test_the_free_memory_of_the_cpu_is_what_the_machine_has_left():
     assert vgbench.memory.free_bytes(torch.device("meta")) is None
 
 
+@pytest.mark.slow
 def test_runs_split_for_memory_each_train_and_record_their_stack(monkeypatch, tmp_path):
     cfgs = [make_cfg(*TINY, f"trainer.seed={seed}") for seed in range(3)]
     fake_free(monkeypatch, int(2.2 * run_bytes(cfgs[0], 784, 10)))

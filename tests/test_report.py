@@ -79,6 +79,7 @@ def write_run(
     return run_dir
 
 
+@pytest.mark.slow
 def test_a_learning_rate_sweep_gives_one_group_per_rate(tmp_path):
     rates = {"0.0001": (2.3, 2.2), "0.01": (2.3, 0.4), "0.1": (2.3, 0.1), "10.0": (2.3,)}
     for rate, losses in rates.items():
@@ -101,6 +102,7 @@ def test_a_learning_rate_sweep_gives_one_group_per_rate(tmp_path):
     ]
 
 
+@pytest.mark.slow
 def test_a_weight_scale_sweep_averages_only_its_seeds(tmp_path):
     for scale, ratio in (("0.01", 0.95), ("1.0", 1e5)):
         for seed, factor in ((0, 0.5), (1, 1.0), (2, 2.0)):
@@ -208,6 +210,7 @@ def test_seeds_are_averaged_geometrically_for_ratios():
     assert log_mean_spread([1e-6, 1e-4, None, float("nan")]) == pytest.approx((1e-5, 1e-6, 1e-4))
 
 
+@pytest.mark.slow
 def test_failed_and_missing_runs_are_named(tmp_path):
     write_run(tmp_path, ["model.depth=2"])
     write_run(tmp_path, ["model.depth=0"], status="failed", error="model.depth=0 is not valid; it must be >= 1")
@@ -223,6 +226,7 @@ def test_missing_runs_compare_numbers_not_spellings(tmp_path):
     assert missing_runs(tmp_path, read_sweep(tmp_path).runs) == []
 
 
+@pytest.mark.slow
 def test_runs_without_the_monitor_are_reported_not_crashed_on(tmp_path):
     for depth in (2, 3):
         run(make_cfg(*TINY, f"model.depth={depth}", "monitor.enabled=false"), tmp_path / f"model.depth={depth}")

@@ -115,6 +115,7 @@ def test_monitor_off_writes_no_profile(tmp_path):
     assert summary["profile"] == {} and summary["first_to_last_grad_ratio"] == {"step0": None, "final": None}
 
 
+@pytest.mark.slow
 def test_resumed_run_continues_the_series_without_duplicates(tmp_path):
     straight = run(make_cfg(*MONITORED), tmp_path / "straight")
     run(make_cfg(*MONITORED[:-3], "trainer.epochs=1", *MONITORED[-2:]), tmp_path / "resumed")
@@ -234,6 +235,7 @@ def test_the_gradient_profile_image_draws_each_layers_orders_of_magnitude():
     assert heights[0] == pytest.approx(2 * heights[1], abs=2)  # 6 orders of magnitude against 3
 
 
+@pytest.mark.slow
 def test_a_resumed_attempts_event_file_sorts_after_the_first(tmp_path):
     """TensorBoard reads a run's event files in name order; names start with the second they were made."""
     from vgbench.tb_writer import TensorBoardWriter

@@ -22,6 +22,7 @@ def test_closed_forms(q, sigma_w2, sigma_b2):
     assert theory.chi(LINEAR, q, sigma_w2) == pytest.approx(sigma_w2, rel=1e-12)
 
 
+@pytest.mark.slow
 def test_the_papers_critical_points():
     assert theory.critical_sigma_w2(RELU, 0.0) == pytest.approx(2.0, abs=1e-9)  # He et al.
     assert theory.critical_sigma_w2(RELU, 0.3) == pytest.approx(2.0, abs=1e-9)
@@ -84,6 +85,7 @@ def test_monte_carlo_on_wide_random_networks(activation, sigma_w2, sigma_b2):
     assert error_measured == pytest.approx(predicted, rel=0.1)
 
 
+@pytest.mark.slow
 def test_effective_weight_variance_of_each_layer():
     cfg = make_cfg("activation=tanh", "model.init=xavier_uniform", "model.depth=2", "model.width=128")
     sizes = [784, 128, 128, 10]

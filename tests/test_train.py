@@ -71,6 +71,7 @@ def test_eval_every_evaluates_every_nth_epoch_and_the_last(tmp_path):
     assert ["test_acc" in record for record in summary["history"]] == [False, True, False, True, True]
 
 
+@pytest.mark.slow
 def test_deterministic_mode_does_not_leak_into_the_next_job(tmp_path):
     run(make_cfg(*TINY, "trainer.deterministic=true"), tmp_path / "a")
     assert torch.are_deterministic_algorithms_enabled()

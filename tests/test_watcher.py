@@ -266,6 +266,7 @@ def test_reduced_precision_gives_finite_numbers_within_5_percent_of_float32(tmp_
         assert [g for g, _ in big] == pytest.approx([w for _, w in big], rel=0.05), metric
 
 
+@pytest.mark.slow
 def test_what_cannot_be_watched_is_one_line(tmp_path):
     with pytest.raises(UserError, match="needs a torch.nn.Module, not list"):
         Watch([], tmp_path)
@@ -316,6 +317,7 @@ def test_a_watched_run_writes_vgbenchs_files_with_module_names(tmp_path):
         pass
 
 
+@pytest.mark.slow
 def test_a_watched_plain_mlp_gets_the_mean_field_prediction_beside_its_measurement(tmp_path):
     """The prediction from the network's own weights equals vgbench's from the config that drew them, and
     the measurement agrees with it; any other model says the theory does not apply."""
