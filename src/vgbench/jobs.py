@@ -80,7 +80,9 @@ def train_jobs(
     bad one fails alone; the rest train in as few stacks as their shapes and checkpoints allow (at most
     `max_stack` runs each; fp16 runs alone, since its loss scale is shared by a stack). Each group of one
     shape is set up once (device, threads, data: `vgbench.train.prepare`), sized against the memory the
-    placement gives it (vgbench.memory), and trained as one or more stacks on that set-up.
+    placement gives it (vgbench.memory), and trained as one or more stacks on that set-up. Each run's
+    folder is held (vgbench.run_lock) from before it is inspected until its summary is written; a folder
+    another process holds is skipped, and nothing is written into it.
 
     reraise: a lone run's unexpected error propagates (after its failure is recorded) so its traceback
     reaches the terminal.
