@@ -53,6 +53,12 @@ def _composed(overrides: tuple[str, ...], user_config_dir: str | None) -> DictCo
     return compose_config(overrides)
 
 
+def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
+    """The slow tests first (in their order): under pytest-xdist's work stealing the long ones start early
+    and the short ones fill the gaps at the end, instead of one worker finishing a long test alone."""
+    items.sort(key=lambda item: item.get_closest_marker("slow") is None)
+
+
 def make_cfg(*overrides: str) -> DictConfig:
     """The app's config with these overrides. Hydra's composition is the slow part of many tests, so each
     set of overrides (and user config folder) is composed once; every call gets its own deep copy."""
