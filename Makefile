@@ -10,10 +10,15 @@ STAMP := $(VENV)/.installed-stamp
 
 .PHONY: install demo test test-fast lint clean-venv
 
+# Python may keep the bytecode it compiles (some machines turn that off): with pip's --no-compile the
+# install skips compiling every file of torch (most are never imported), and the first import of a
+# module compiles it once.
+export PYTHONDONTWRITEBYTECODE=
+
 # Reinstall whenever pyproject.toml changes; the editable install keeps conf/ and src/ live.
 $(STAMP): pyproject.toml
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
-	$(BIN)/python -m pip install --quiet --editable '.[dev]'
+	$(BIN)/python -m pip install --quiet --no-compile --editable '.[dev]'
 	touch $(STAMP)
 
 install: $(STAMP)
