@@ -18,6 +18,6 @@ __all__ = ["__version__", "watch"]
 def watch(model: nn.Module, out_dir: str | Path, every_n_steps: int = 100, **options: Any) -> Watch:
     """`vgbench.watch(model, out_dir=..., every_n_steps=...)`: watch any model's gradient flow
     (vgbench.watcher). Imported on first call, so `import vgbench` stays light."""
-    from vgbench.watcher import watch as watch_model
+    from vgbench.watcher import Watch
 
-    return watch_model(model, out_dir, every_n_steps, **options)
+    return Watch(model, out_dir, every_n_steps, **options)

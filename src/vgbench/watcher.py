@@ -557,8 +557,3 @@ class _StepState:
             dict(zip(extra, values[3:], strict=True)),
             {"grad/weight": histograms} if histograms else {},
         )
-
-
-def watch(model: nn.Module, out_dir: str | Path, every_n_steps: int = 100, **options: Any) -> Watch:
-    """Watch `model`'s gradient flow; see the module's docstring and `Watch` for the options."""
-    return Watch(model, out_dir, every_n_steps, **options)
