@@ -13,6 +13,7 @@ from __future__ import annotations
 import os
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, replace
+from typing import NamedTuple
 
 import numpy as np
 import torch
@@ -110,18 +111,27 @@ DATASETS: dict[str, Callable[[DictConfig], tuple[Split, Split, str]]] = {
 IDX_SHAPE = (784, 10)  # MNIST and Fashion-MNIST: 28 x 28 pixels, 10 classes
 
 
-def data_shape(cfg: DictConfig) -> tuple[int, int, float]:
-    """(features, classes, E[x_i^2]) without loading the data, for the theory: standardised data has a
-    second moment of 1; raw data is loaded to measure it."""
+class InputMoments(NamedTuple):
+    """What the theory needs of the data (vgbench.theory.predict's arguments, in its order)."""
+
+    second_moment: float  # E x_i^2: where the q map starts
+    mean: float  # E x_i: a skip connection on the first layer carries it
+    feature_variance: float  # mean over features of Var x_i: what batch norm's first layer normalises
+
+
+def data_shape(cfg: DictConfig, with_batch_spread: bool = False) -> tuple[int, int, InputMoments]:
+    """(features, classes, InputMoments) for the theory, without loading the data where it can: standardised
+    data has a second moment of 1 and a mean of 0; raw data, and the features' spread, are measured."""
     features, classes = (cfg.num_features, cfg.num_classes) if cfg.name == "synthetic" else IDX_SHAPE
-    if cfg.normalize:
-        return features, classes, 1.0
-    return features, classes, input_second_moment(load_data(cfg, torch.device("cpu")))
+    if cfg.normalize and not with_batch_spread:
+        return features, classes, InputMoments(1.0, 0.0, 1.0)
+    return features, classes, input_moments(load_data(cfg, torch.device("cpu")))
 
 
-def input_second_moment(data: Data) -> float:
-    """E[x_i^2] over the training examples: where the theory's q map starts."""
-    return float(data.train.x.pow(2).mean())
+def input_moments(data: Data) -> InputMoments:
+    """The training examples' InputMoments."""
+    x = data.train.x.double()
+    return InputMoments(float(x.pow(2).mean()), float(x.mean()), float(x.var(dim=0, correction=0).mean()))
 
 
 def prepare_splits(cfg: DictConfig) -> Data:

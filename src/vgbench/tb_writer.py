@@ -206,10 +206,12 @@ class TensorBoardWriter:
         measured = theory.get("measured_delta_profile") or [None] * len(theory["delta_profile"])
         for layer, (predicted, actual) in enumerate(zip(theory["delta_profile"], measured, strict=True), 1):
             rows.append(f"| {layer} | {predicted:.3e} | {'' if actual is None else f'{actual:.3e}'} |")
-        head = (
-            f"chi_1 = {theory['chi_1']:.3f} ({theory['regime']}), xi_c = {theory['xi_c']:.3g} layers; "
-            f"first-to-last delta ratio predicted {theory['delta_ratio']:.3e}"
-        )
+        head = f"|delta|^2 x {theory['growth_per_layer']:.3f} per layer ({theory['regime']})"
+        if "chi_1" in theory:
+            head += f", chi_1 = {theory['chi_1']:.3f}, xi_c = {theory['xi_c']:.3g} layers"
+        if "batchnorm_growth" in theory:
+            head += f", batch norm at batch {theory['batch_size']}: {theory['batchnorm_growth']:.3f} per layer"
+        head += f"; first-to-last delta ratio predicted {theory['delta_ratio']:.3e}"
         if theory.get("measured_delta_ratio") is not None:
             head += f", measured {theory['measured_delta_ratio']:.3e} ({theory['measured_over_predicted']:.2f}x)"
         self.writer.add_text("theory", head + "\n\n" + "\n".join(rows), 0)

@@ -1,195 +1,69 @@
-"""Mean-field theory of signal propagation in wide random networks: what a measurement at step 0 should be.
+"""The mean-field prediction for a vgbench network at initialisation, option by option, and `vgbench-theory`.
 
-Pure computation, no I/O. For an MLP whose layer l has weights W_l with entries of variance
-sigma_w,l^2 / fan_in(l) and biases of variance sigma_b,l^2, in the limit of wide layers (Poole et al. 2016,
-"Exponential expressivity in deep neural networks through transient chaos"; Schoenholz et al. 2017,
-"Deep information propagation"; Pennington, Schoenholz and Ganguli 2017, "Resurrecting the sigmoid in
-deep learning through dynamical isometry"):
+Pure computation (the command line at the end prints it). The maps of plain wide layers are in
+vgbench.meanfield, the batch-normalised layer in vgbench.meanfield_batchnorm; here they are composed layer by
+layer for the MLP vgbench builds, h_l = [h_{l-1} +] dropout(f(norm(W_l h_{l-1} + b_l))), the skip wherever
+the widths match. Forward, per example and averaged over units: q_h = E h^2, m_h = E h and v_h the
+batch-centred E (h - mean over the batch)^2 of each layer's input, starting from the data's. Backward, with
+g_l = dL/dh_l and delta_l = dL/dz_l (the monitor's delta, z_l = W_l h_{l-1} + b_l), in the wide limit with
+independent weights forward and back (the usual gradient-independence assumption):
 
-  forward, the length map       q^l = sigma_w,l^2 E[f(sqrt(q^{l-1}) z)^2] + sigma_b,l^2,   z ~ N(0, 1)
-                                started from the data: q^1 = sigma_w,1^2 q_0 + sigma_b,1^2, q_0 = E[x_i^2];
-                                its fixed point q* (iterating the map)
-  backward, per hidden layer    chi^l = sigma_w,l+1^2 E[f'(sqrt(q^l) z)^2]: the factor by which the squared
-                                back-propagated error ||delta||^2 changes from layer l+1 to layer l (the
-                                weights it passes back through are layer l+1's)
-                                so ||delta_l|| / ||delta_out|| = sqrt(prod_{k=l}^{L} chi^k)
-  at the fixed point            chi_1 = sigma_w^2 E[f'(sqrt(q*) z)^2]: < 1 ordered (gradients vanish),
-                                > 1 chaotic (they explode), = 1 critical
-  correlations                  c^l = (sigma_w^2 E[f(u_1) f(u_2)] + sigma_b^2) / q*, u_1 = sqrt(q*) z_1,
-                                u_2 = sqrt(q*) (c z_1 + sqrt(1 - c^2) z_2); its stable fixed point c*;
-                                chi_c = sigma_w^2 E[f'(u_1) f'(u_2)] at c*, and the depth scale
-                                xi_c = -1 / ln chi_c (Schoenholz et al., eq. 9): signals and gradients
-                                travel about xi_c layers; networks train when depth < about 6 xi_c
-  the length's depth scale      xi_q = -1 / ln(dq^l/dq^{l-1} at q*)
+  |delta_l|^2 = A_l |g_l|^2,    |g_{l-1}|^2 = [|g_l|^2 if layer l adds its input] + sigma_w,l^2 |delta_l|^2,
+  starting from |g_L|^2 = sigma_w,out^2 |delta_out|^2, so the profile |delta_l| / |delta_out| follows. With
+  keep = 1 - dropout, and z ~ N(0, q_z), q_z = sigma_w,l^2 q_h + sigma_b,l^2:
 
-Expectations over z are Gauss-Hermite quadrature (probabilists' Hermite, QUADRATURE_POINTS nodes per
-dimension) of the activation's own f and f' from the registry, in float64. The number of nodes is even, so
-no node sits on the kink at 0 of ReLU-like units: by symmetry their integrals are then exact. Where the
-theory does not apply (batch or layer norm, residual connections, dropout, the binary step, softmax across
-units) `predict` says so instead of predicting.
+  plain         A = E f'(z)^2 / keep; the forward sets q_z of the next layer from E f(z)^2 / keep
+                (Poole et al. 2016; Schoenholz et al. 2017; with dropout their section 6: the critical point
+                is gone and xi_c stays finite at every sigma_w^2)
+  layer norm    u = (z - mean) / std over the layer's units is N(0, 1) whatever q_z, so
+                A = E f'(u)^2 / keep * (1 - (1 + E[u^2 f'(u)^2] / E f'(u)^2) / n) / (q_z + eps): the 1 / std of
+                the normalisation, and its projection, which removes the error's components along 1 and u
+                (exactly orthogonal: sum u = 0, |u|^2 = n)
+  batch norm    A from vgbench.meanfield_batchnorm (Yang et al. 2019): the error grows by a factor that does
+                not depend on sigma_w^2, pi / (pi - 1) per layer for ReLU at large batch
+  residual      the stream adds: q_h <- q_h + 2 m_h E f + E f^2 / keep, m_h <- m_h + E f (z is independent
+                of the unit's own h), v_h <- v_h + v_f; backward |g_{l-1}|^2 = (1 + sigma_w^2 A) |g_l|^2:
+                for bounded f, E f'^2 falls as q_h grows with depth and the growth is sub-exponential; for
+                ReLU sigma_w^2 A is constant and it is exponential (Yang and Schoenholz 2017)
+
+The spread across seeds at finite width (Hanin 2018; Hanin and Nica 2019): one example's
+|delta_l|^2 / |delta_{l+1}|^2 = (sigma_w^2 / n_l) sum_i f'(z_i)^2 xi_i^2 with xi_i ~ N(0, 1) from the
+weights above, so Var ln of it = (3 E f'^4 - (E f'^2)^2) / (E f'^2)^2 / n_l and Var ln(delta_1 / delta_out)
+= 1/4 sum_l of these: 5/4 sum_l 1 / n_l for ReLU (E f'^2 = E f'^4 = 1/2), whatever the init. It is one
+example's spread; a batch's mean error varies less where its examples differ.
+
+Where no theory exists (the binary step, whose f' is 0; softmax, which couples the units) `predict` says so.
 """
 
 from __future__ import annotations
 
 import math
 from collections.abc import Sequence
-from dataclasses import dataclass
-from functools import cache
+from dataclasses import dataclass, replace
 from typing import Any
 
 import numpy as np
-import torch
-from numpy.polynomial.hermite_e import hermegauss
 
+from vgbench import meanfield as mf
 from vgbench.activations import Activation
+from vgbench.meanfield_batchnorm import EPS, batchnorm_layer, growth_per_layer, large_batch_growth
 from vgbench.model import BIAS_INITS, WEIGHT_INITS, bias_scheme
 
-QUADRATURE_POINTS = 100
-UNBOUNDED = 1e12  # a length past this has no finite fixed point: it grows without bound
-FIXED_POINT_ITERATIONS = 1000
 TRAINABLE_DEPTH_SCALES = 6  # Schoenholz et al.: networks train when depth < about 6 xi_c
+GROWTH_THRESHOLD = 100.0  # the depth at which the predicted delta_1 / delta_out first passes 100 (or 1 / 100)
 
 
-@cache
-def _nodes() -> tuple[np.ndarray, np.ndarray]:
-    """Gauss-Hermite nodes and weights for E over N(0, 1): weights sum to 1."""
-    nodes, weights = hermegauss(QUADRATURE_POINTS)
-    return nodes, weights / math.sqrt(2 * math.pi)
+@dataclass(frozen=True)
+class Options:
+    """Everything besides the layers' variances that the prediction depends on: the MLP's options and the
+    data's first two moments (batch norm's first layer normalises the data's spread across the batch)."""
 
-
-def _f(activation: Activation, u: np.ndarray) -> np.ndarray:
-    with torch.no_grad():
-        return activation(torch.as_tensor(u, dtype=torch.float64)).numpy()
-
-
-def _df(activation: Activation, u: np.ndarray) -> np.ndarray:
-    with torch.no_grad():
-        return activation.derivative(torch.as_tensor(u, dtype=torch.float64)).numpy()
-
-
-def gaussian_mean(g: Any, q: float) -> float:  # g: array -> array
-    """E[g(sqrt(q) z)], z ~ N(0, 1)."""
-    nodes, weights = _nodes()
-    return float(np.dot(weights, g(math.sqrt(max(q, 0.0)) * nodes)))
-
-
-def length_map(activation: Activation, q: float, sigma_w2: float, sigma_b2: float) -> float:
-    """q -> sigma_w^2 E[f(sqrt(q) z)^2] + sigma_b^2."""
-    return sigma_w2 * gaussian_mean(lambda u: _f(activation, u) ** 2, q) + sigma_b2
-
-
-def chi(activation: Activation, q: float, sigma_w2: float) -> float:
-    """sigma_w^2 E[f'(sqrt(q) z)^2]: the per-layer factor of the squared back-propagated error."""
-    return sigma_w2 * gaussian_mean(lambda u: _df(activation, u) ** 2, q)
-
-
-def fixed_point(activation: Activation, sigma_w2: float, sigma_b2: float, q0: float = 1.0) -> float:
-    """q*: the length map iterated from q0 until it settles (infinite where it grows without bound, as for
-    ReLU with chi_1 > 1)."""
-    q = q0
-    for _ in range(FIXED_POINT_ITERATIONS):
-        new = length_map(activation, q, sigma_w2, sigma_b2)
-        if not math.isfinite(new) or new > UNBOUNDED:
-            return math.inf
-        if abs(new - q) <= 1e-12 * max(1.0, q):
-            return new
-        q = new
-    return q
-
-
-def _pair_mean(g: Any, q: float, c: float) -> float:  # g: (u1, u2) -> array
-    """E[g(u_1, u_2)] for u_1 = sqrt(q) z_1, u_2 = sqrt(q) (c z_1 + sqrt(1 - c^2) z_2)."""
-    nodes, weights = _nodes()
-    z1, z2 = np.meshgrid(nodes, nodes, indexing="ij")
-    w = np.outer(weights, weights)
-    root = math.sqrt(max(q, 0.0))
-    u1, u2 = root * z1, root * (c * z1 + math.sqrt(max(1 - c * c, 0.0)) * z2)
-    return float(np.sum(w * g(u1, u2)))
-
-
-def correlation_map(activation: Activation, c: float, q_star: float, sigma_w2: float, sigma_b2: float) -> float:
-    pair = _pair_mean(lambda a, b: _f(activation, a) * _f(activation, b), q_star, c)
-    return (sigma_w2 * pair + sigma_b2) / q_star
-
-
-def correlation_fixed_point(activation: Activation, q_star: float, sigma_w2: float, sigma_b2: float) -> float:
-    """c*: the correlation map iterated from c = 0.5 (two inputs half correlated) until it settles."""
-    c = 0.5
-    for _ in range(FIXED_POINT_ITERATIONS):
-        new = min(1.0, correlation_map(activation, c, q_star, sigma_w2, sigma_b2))
-        if abs(new - c) < 1e-10:
-            return new
-        c = new
-    return c
-
-
-def chi_c(activation: Activation, q_star: float, c_star: float, sigma_w2: float) -> float:
-    return sigma_w2 * _pair_mean(lambda a, b: _df(activation, a) * _df(activation, b), q_star, c_star)
-
-
-def depth_scale(factor: float) -> float:
-    """-1 / ln(factor): layers over which a perturbation shrinking by `factor` per layer fades by e (infinite at
-    1; a factor above 1 at a fixed point that is not stable has none: nan)."""
-    if factor <= 0:
-        return 0.0
-    if abs(math.log(factor)) < 1e-12:
-        return math.inf
-    return -1 / math.log(factor) if factor < 1 else math.nan
-
-
-@dataclass
-class Phase:
-    """The mean-field state of a deep stack of one (sigma_w^2, sigma_b^2)."""
-
-    q_star: float
-    chi_1: float
-    c_star: float
-    chi_c: float
-    xi_c: float  # correlation depth scale: networks train to about 6 xi_c layers
-    xi_q: float
-
-    @property
-    def regime(self) -> str:
-        return (
-            "ordered (vanishing)" if self.chi_1 < 0.999 else "chaotic (exploding)" if self.chi_1 > 1.001 else "critical"
-        )
-
-
-def phase(activation: Activation, sigma_w2: float, sigma_b2: float, q0: float = 1.0) -> Phase:
-    """The stack's state at its fixed point. Where q grows without bound, chi is taken at q = UNBOUNDED (for
-    ReLU-like units it does not depend on q) and c* = 1."""
-    q_star = fixed_point(activation, sigma_w2, sigma_b2, q0)
-    q = min(q_star, UNBOUNDED)
-    if q <= 0:
-        return Phase(q_star, 0.0, 1.0, 0.0, 0.0, 0.0)
-    if not math.isfinite(q_star):  # no stable length: no depth scales either
-        chi_1 = chi(activation, q, sigma_w2)
-        return Phase(q_star, chi_1, 1.0, chi_1, math.nan, math.nan)
-    c_star = correlation_fixed_point(activation, q, sigma_w2, sigma_b2)
-    slope = (
-        length_map(activation, q * 1.001, sigma_w2, sigma_b2) - length_map(activation, q * 0.999, sigma_w2, sigma_b2)
-    ) / (0.002 * q)
-    correlation_chi = chi_c(activation, q, c_star, sigma_w2)
-    return Phase(
-        q_star, chi(activation, q, sigma_w2), c_star, correlation_chi, depth_scale(correlation_chi), depth_scale(slope)
-    )
-
-
-def critical_sigma_w2(activation: Activation, sigma_b2: float, low: float = 0.1, high: float = 20.0) -> float | None:
-    """The sigma_w^2 where chi_1 = 1 for this sigma_b^2 (bisection; chi_1 grows with sigma_w^2)."""
-
-    def excess(sigma_w2: float) -> float:
-        return chi(activation, min(fixed_point(activation, sigma_w2, sigma_b2), UNBOUNDED), sigma_w2) - 1
-
-    if excess(low) > 0 or excess(high) < 0:
-        return None
-    for _ in range(60):
-        middle = (low + high) / 2
-        low, high = (middle, high) if excess(middle) < 0 else (low, middle)
-    return (low + high) / 2
-
-
-# --- a vgbench model's prediction ---
+    norm: str = "none"  # none, batchnorm, layernorm
+    residual: bool = False  # skip connections wherever a layer's input and output widths match
+    keep: float = 1.0  # 1 - dropout
+    batch_size: int = 64
+    input_mean: float = 0.0  # E x_i
+    feature_variance: float | None = None  # mean over features of Var x_i (None: E x_i^2 - (E x_i)^2)
 
 
 def not_applicable_function(activation: Activation) -> str | None:
@@ -201,18 +75,15 @@ def not_applicable_function(activation: Activation) -> str | None:
     return None
 
 
-def not_applicable(cfg: Any, activation: Activation) -> str | None:  # the run's config
-    """Why the theory does not describe this model (None when it does)."""
-    reason = not_applicable_function(activation)
-    if reason:
-        return reason
-    if cfg.model.norm != "none":
-        return f"model.norm={cfg.model.norm} renormalises each layer; the theory describes plain layers"
-    if cfg.model.residual:
-        return "model.residual=true adds skip connections; the theory describes plain layers"
-    if cfg.model.dropout > 0:
-        return "model.dropout > 0 changes the forward signal; the theory describes the deterministic network"
-    return None
+def options(cfg: Any, input_mean: float = 0.0, feature_variance: float | None = None) -> Options:  # the run's config
+    return Options(
+        cfg.model.norm,
+        bool(cfg.model.residual),
+        1.0 - cfg.model.dropout,
+        cfg.data.batch_size,
+        input_mean,
+        feature_variance,
+    )
 
 
 def layer_variances(cfg: Any, activation: Activation, sizes: Sequence[int]) -> list[tuple[float, float]]:
@@ -226,65 +97,208 @@ def layer_variances(cfg: Any, activation: Activation, sizes: Sequence[int]) -> l
     ]
 
 
-def predict(cfg: Any, activation: Activation, sizes: Sequence[int], q0: float) -> dict[str, Any]:
-    """The step-0 prediction for a model with layer sizes [in, hidden..., out] on data with E[x_i^2] = q0:
-    q and chi per hidden layer, the back-propagated error profile (relative to the output layer's), its
-    first-to-last ratio, and the stack's chi_1, xi_c and regime at the hidden layers' (sigma_w^2, sigma_b^2)."""
-    reason = not_applicable(cfg, activation)
-    if reason:
-        return {"applies": False, "reason": reason}
-    return predict_from_variances(activation, layer_variances(cfg, activation, sizes), q0)
+def predict(
+    cfg: Any,
+    activation: Activation,
+    sizes: Sequence[int],
+    q0: float,
+    input_mean: float = 0.0,
+    feature_variance: float | None = None,
+) -> dict[str, Any]:
+    """The step-0 prediction for a model with layer sizes [in, hidden..., out] on data with E[x_i^2] = q0 (see
+    `predict_from_variances`)."""
+    return predict_from_variances(
+        activation, layer_variances(cfg, activation, sizes), q0, sizes, options(cfg, input_mean, feature_variance)
+    )
+
+
+@dataclass
+class _Layer:
+    q: float  # E z^2 of the layer's linear output
+    backward: float  # A: |delta_l|^2 / |g_l|^2
+    adds_input: bool
+    moments: mf.Moments  # of the activation's input
+
+
+def _propagate(
+    activation: Activation, variances: Sequence[tuple[float, float]], q0: float, sizes: Sequence[int], opts: Options
+) -> list[_Layer]:
+    """The forward pass of the module docstring, layer by layer, with each layer's backward factor A."""
+    depth = len(variances) - 1
+    adds = [opts.residual and sizes[l] == sizes[l + 1] for l in range(depth)]  # noqa: E741
+    batchnorm = batchnorm_layer(activation, opts.batch_size) if opts.norm == "batchnorm" else None
+    q_h, m_h = q0, opts.input_mean
+    v_h = (q0 - opts.input_mean**2 if opts.feature_variance is None else opts.feature_variance) * (
+        1 - 1 / opts.batch_size  # the batch's own (biased) variance, as batch norm computes it
+    )
+    layers = []
+    for l, (sigma_w2, sigma_b2) in enumerate(variances[:-1]):  # noqa: E741
+        q_z = sigma_w2 * q_h + sigma_b2
+        if batchnorm is not None:
+            moments = replace(mf.moments(activation, 1.0), mean=batchnorm.mean, second=batchnorm.second_moment)
+            below_batchnorm = l + 1 < depth and not adds[l + 1]
+            backward = batchnorm.backward_factor(sigma_w2 * v_h, below_batchnorm)
+            centred = batchnorm.second_moment / opts.keep - (batchnorm.second_moment - batchnorm.centred_variance)
+        else:
+            moments = mf.moments(activation, 1.0 if opts.norm == "layernorm" else q_z)
+            backward = moments.derivative_squared
+            if opts.norm == "layernorm":
+                kept = 1 - (1 + moments.u2_derivative_squared / moments.derivative_squared) / sizes[l + 1]
+                backward *= kept / (q_z + EPS)
+            centred = moments.second / opts.keep - moments.mean**2
+        layers.append(_Layer(q_z, backward / opts.keep, adds[l], moments))
+        second = moments.second / opts.keep
+        if adds[l]:
+            q_h, m_h, v_h = q_h + 2 * m_h * moments.mean + second, m_h + moments.mean, v_h + centred
+        else:
+            q_h, m_h, v_h = second, moments.mean, centred
+    return layers
 
 
 def predict_from_variances(
-    activation: Activation, variances: Sequence[tuple[float, float]], q0: float
+    activation: Activation,
+    variances: Sequence[tuple[float, float]],
+    q0: float,
+    sizes: Sequence[int] | None = None,
+    opts: Options = Options(),  # noqa: B008 (frozen: one shared default is safe)
 ) -> dict[str, Any]:
-    """`predict` for layers of given (sigma_w^2, sigma_b^2), input layer first: a config's (layer_variances)
-    or a watched network's own weights' (vgbench.watcher)."""
-    q = [variances[0][0] * q0 + variances[0][1]]
-    for sigma_w2, sigma_b2 in variances[1:-1]:
-        q.append(length_map(activation, q[-1], sigma_w2, sigma_b2))
-    chis = [chi(activation, q_l, variances[l + 1][0]) for l, q_l in enumerate(q)]  # noqa: E741
-    squared = [1.0]  # ||delta_l||^2 / ||delta_out||^2, from the output back
-    for factor in reversed(chis):
-        squared.insert(0, squared[0] * factor)
-    hidden = variances[1] if len(variances) > 2 else variances[0]
-    state = phase(activation, *hidden, q0=q[-1])
+    """The prediction for layers of given (sigma_w^2, sigma_b^2), input layer first (a config's, from
+    layer_variances, or a watched network's own weights'), on data with E[x_i^2] = q0: per hidden layer E z^2
+    and the factor of |delta|^2 from the layer above ("chi"), the back-propagated error profile relative to
+    the output layer's and its first-to-last ratio; the stack's per-layer growth and regime; for plain layers
+    (with or without dropout) chi_1, xi_c and the trainable depth; for batch norm its growth at this batch
+    size and at large batch; for plain layers the predicted spread of ln(delta_1 / delta_out) across seeds.
+    `sizes` (default: all equal) decide where skips apply, layer norm's projection and the spread."""
+    reason = not_applicable_function(activation)
+    if reason:
+        return {"applies": False, "reason": reason}
+    if opts.norm == "batchnorm" and opts.batch_size < 2:
+        return {"applies": False, "reason": "batch norm of a single example is not defined (data.batch_size=1)"}
     depth = len(variances) - 1
-    return {
+    sizes = list(sizes) if sizes is not None else [0, *[1 << 30] * depth, 0]
+    layers = _propagate(activation, variances, q0, sizes, opts)
+    squared = [1.0]  # |delta_l|^2 / |delta_out|^2, from the output back
+    stream = variances[-1][0]  # |g_L|^2 / |delta_out|^2
+    for l in reversed(range(depth)):  # noqa: E741
+        squared.insert(0, layers[l].backward * stream)
+        stream = (stream if layers[l].adds_input else 0.0) + variances[l][0] * squared[0]
+    chis = [squared[l] / squared[l + 1] if squared[l + 1] else 0.0 for l in range(depth)]  # noqa: E741
+    growth = mean_growth(squared) or chis[0]
+    hidden = variances[1] if depth > 1 else variances[0]
+    result = {
         "applies": True,
-        "q": q,
+        "options": {"norm": opts.norm, "residual": opts.residual, "dropout": 1 - opts.keep},
+        "q": [layer.q for layer in layers],
         "chi": chis,
         "delta_profile": [math.sqrt(s) for s in squared],  # layer 1 first, the output layer (1.0) last
         "delta_ratio": math.sqrt(squared[0]),
         "sigma_w2": hidden[0],
         "sigma_b2": hidden[1],
-        "q_star": state.q_star,
-        "chi_1": state.chi_1,
-        "chi_c": state.chi_c,
-        "xi_c": state.xi_c,
-        "xi_q": state.xi_q,
-        "regime": state.regime,
-        "trainable_depth": TRAINABLE_DEPTH_SCALES * state.xi_c,  # 6 xi_c
-        "trainable": depth < TRAINABLE_DEPTH_SCALES * state.xi_c,
+        "growth_per_layer": growth,  # |delta|^2's factor per layer, mean_growth of the profile
+        "depth_to_threshold": depth_to_threshold(growth),
+        "regime": mf.regime(growth),
     }
+    if opts.norm == "batchnorm":
+        result |= {
+            "batch_size": opts.batch_size,
+            "batchnorm_growth": growth_per_layer(batchnorm_layer(activation, opts.batch_size)),
+            "large_batch_growth": large_batch_growth(mf.moments(activation, 1.0)),
+        }
+    if opts.norm == "none" and not any(layer.adds_input for layer in layers):
+        state = mf.phase(activation, *hidden, q0=layers[-1].q, keep=opts.keep)
+        result |= {
+            "q_star": state.q_star,
+            "chi_1": state.chi_1,
+            "chi_c": state.chi_c,
+            "xi_c": state.xi_c,
+            "xi_q": state.xi_q,
+            "regime": state.regime,
+            "trainable_depth": TRAINABLE_DEPTH_SCALES * state.xi_c,  # 6 xi_c
+            "trainable": depth < TRAINABLE_DEPTH_SCALES * state.xi_c,
+        }
+        if opts.keep == 1.0 and sizes[1] < 1 << 30:
+            q = [layer.q for layer in layers]
+            result["log_ratio_std"] = math.sqrt(seed_variance(activation, variances, q, sizes[1:-1]))
+    return result
+
+
+def depth_to_threshold(growth: float) -> float:
+    """Layers over which the error changes GROWTH_THRESHOLD-fold at `growth` per layer of |delta|^2 (infinite
+    at 1)."""
+    log = abs(math.log(growth)) if growth > 0 else math.inf
+    return 2 * math.log(GROWTH_THRESHOLD) / log if log > 0 else math.inf
+
+
+def seed_variance(
+    activation: Activation, variances: Sequence[tuple[float, float]], q: Sequence[float], widths: Sequence[int]
+) -> float:
+    """Var ln(delta_1 / delta_out) across weight draws for one example: hidden layers of E z^2 = q and these
+    widths (Hanin 2018; module docstring), to first order in 1 / n:
+      backward  each layer's sum over its n_l units: (3 E f'^4 - (E f'^2)^2) / (E f'^2)^2 / n_l
+      forward   each layer's E z^2 is itself a mean over the n_{l-1} units below, so it wanders, ln q_l by
+                eps_l with Var eps_l = (1 - sigma_b^2 / q_l)^2 Var f^2 / (E f^2)^2 / n_{l-1}; the wander carries
+                up through the length map (slope a_l = d ln q_{l+1} / d ln q_l) and moves every factor above
+                it by s_l = d ln E f'^2 / d ln q: zero for ReLU-like units, whose f' ignores scale
+      between   layer k-1's units make both its backward sum and eps_k: their covariance is
+                (1 - sigma_b^2 / q_k) Cov(f^2, f'^2) / (E f^2 E f'^2) / n_{k-1}
+    Var = 1/4 [sum_l backward_l + sum_k (Var eps_k S_k^2 + 2 Cov_k S_k)],
+    S_k = sum_{l >= k} s_l prod_{k <= j < l} a_j."""
+    here = [mf.moments(activation, q_l) for q_l in q]
+    backward = sum(
+        (3 * m.derivative_fourth - m.derivative_squared**2) / m.derivative_squared**2 / n
+        for m, n in zip(here, widths, strict=True)
+    )
+    step = 1e-3  # relative, for the slopes in ln q
+    up, down = (
+        [mf.moments(activation, q_l * (1 + step)) for q_l in q],
+        [mf.moments(activation, q_l * (1 - step)) for q_l in q],
+    )
+    slope_df2 = [
+        math.log(u.derivative_squared / d.derivative_squared) / (2 * step) for u, d in zip(up, down, strict=True)
+    ]
+    slope_q = [
+        sigma_w2 * (u.second - d.second) / (2 * step) / q_next
+        for (sigma_w2, _), u, d, q_next in zip(variances[1:], up, down, q[1:], strict=False)
+    ]  # a_l = d ln q_{l+1} / d ln q_l
+    forward = 0.0
+    for k in range(1, len(q)):  # layer 1's E z^2 is fixed by the example
+        below = here[k - 1]
+        share = 1 - variances[k][1] / q[k]  # of q_k that the units below make (the rest is the bias)
+        wander = share**2 * (below.fourth - below.second**2) / below.second**2 / widths[k - 1]
+        shared = share * (below.cross / (below.second * below.derivative_squared) - 1) / widths[k - 1]
+        carried, reach = 1.0, 0.0
+        for l in range(k, len(q)):  # noqa: E741
+            reach += slope_df2[l] * carried
+            carried *= slope_q[l] if l < len(slope_q) else 0.0
+        forward += wander * reach**2 + 2 * shared * reach
+    return 0.25 * (backward + forward)
 
 
 def compare(prediction: dict[str, Any], measured_deltas: Sequence[float] | None) -> dict[str, Any]:
     """The prediction beside the step-0 measurement: measured profile relative to its output layer, the
-    measured first-to-last delta ratio and measured / predicted."""
-    if not prediction.get("applies") or not measured_deltas:
+    measured first-to-last delta ratio, measured / predicted, and the measured growth per layer (as
+    growth_per_layer: the geometric mean over the hidden-to-hidden layers)."""
+    if not prediction.get("applies") or not measured_deltas or not measured_deltas[-1]:
         return prediction
-    out = measured_deltas[-1]
-    measured = [d / out for d in measured_deltas] if out else None
-    if measured is None:
-        return prediction
+    measured = [d / measured_deltas[-1] for d in measured_deltas]
     ratio = measured[0]
     return prediction | {
         "measured_delta_profile": measured,
         "measured_delta_ratio": ratio,
         "measured_over_predicted": ratio / prediction["delta_ratio"] if prediction["delta_ratio"] else None,
+        "measured_growth_per_layer": mean_growth([d * d for d in measured]),
     }
+
+
+def mean_growth(squared: Sequence[float]) -> float | None:
+    """The geometric mean of |delta_l|^2 / |delta_l+1|^2 over the hidden-to-hidden layers of a profile of
+    squared errors (layer 1 first, the output last): without layer 1's and the last hidden layer's own
+    factors, which the input and output layers set. None where an error is 0 or not finite."""
+    inner = squared[:-1]
+    inner = inner[1:] if len(inner) > 2 else inner
+    if len(inner) < 2 or not all(s > 0 and math.isfinite(s) for s in inner):
+        return None
+    return (inner[0] / inner[-1]) ** (1 / (len(inner) - 1))
 
 
 # --- the command line: vgbench-theory ---
@@ -293,34 +307,49 @@ PHASE_SIGMA_W2 = np.linspace(0.5, 4.0, 29)
 PHASE_SIGMA_B2 = np.linspace(0.0, 0.3, 13)
 
 
-def prediction_table(cfg: Any, activation: Activation, sizes: Sequence[int], q0: float) -> str:
-    """The prediction for a config as text: per layer, then the stack's state."""
-    prediction = predict(cfg, activation, sizes, q0)
+def prediction_table(cfg: Any, activation: Activation, sizes: Sequence[int], prediction: dict[str, Any]) -> str:
+    """A config's prediction as text: per layer, then the stack's state."""
     if not prediction["applies"]:
         return f"the mean-field theory does not apply: {prediction['reason']}"
     variances = layer_variances(cfg, activation, sizes)
+    model = cfg.model
     lines = [
-        f"{len(sizes) - 2} hidden layers of {activation.name}, init {cfg.model.init}, data q0 = E[x^2] = {q0:.3g}",
+        f"{len(sizes) - 2} hidden layers of {activation.name}, init {model.init}, norm {model.norm}, "
+        f"residual {model.residual}, dropout {model.dropout}",
         "",
-        f"{'layer':>5} {'sigma_w^2':>9} {'sigma_b^2':>9} {'q':>10} {'chi':>8} {'delta/out':>10}",
+        f"{'layer':>5} {'sigma_w^2':>9} {'sigma_b^2':>9} {'E z^2':>10} {'chi':>8} {'delta/out':>10}",
     ]
     for layer, (q, factor, delta) in enumerate(
         zip(prediction["q"], prediction["chi"], prediction["delta_profile"], strict=False), 1
     ):
         sigma_w2, sigma_b2 = variances[layer - 1]
         lines.append(f"{layer:>5} {sigma_w2:>9.3f} {sigma_b2:>9.3g} {q:>10.4g} {factor:>8.4f} {delta:>10.3e}")
-    critical = critical_sigma_w2(activation, prediction["sigma_b2"])
     lines += [
         "",
-        f"stack (sigma_w^2 {prediction['sigma_w2']:.3f}, sigma_b^2 {prediction['sigma_b2']:.3g}): "
-        f"chi_1 = {prediction['chi_1']:.4f}, {prediction['regime']}; q* = {prediction['q_star']:.4g}; "
-        f"xi_c = {prediction['xi_c']:.3g} layers, xi_q = {prediction['xi_q']:.3g} layers",
-        f"predicted first-to-last delta ratio: {prediction['delta_ratio']:.3e}; trainable to about "
-        f"{TRAINABLE_DEPTH_SCALES} xi_c = {TRAINABLE_DEPTH_SCALES * prediction['xi_c']:.3g} layers",
-        f"critical sigma_w^2 at this sigma_b^2: {critical:.4f}"
-        if critical
-        else "no critical sigma_w^2 in [0.1, 20] at this sigma_b^2",
+        f"predicted first-to-last delta ratio: {prediction['delta_ratio']:.3e}; |delta|^2 changes by "
+        f"{prediction['growth_per_layer']:.4f} per layer ({prediction['regime']}), "
+        f"{GROWTH_THRESHOLD:.0f}-fold in {prediction['depth_to_threshold']:.3g} layers",
     ]
+    if "batchnorm_growth" in prediction:
+        lines.append(
+            f"batch norm at batch {prediction['batch_size']}: {prediction['batchnorm_growth']:.4f} per layer deep "
+            f"in the stack, {prediction['large_batch_growth']:.4f} at large batch (Yang et al. 2019)"
+        )
+    if "chi_1" in prediction:
+        critical = mf.critical_sigma_w2(activation, prediction["sigma_b2"])
+        lines += [
+            f"stack (sigma_w^2 {prediction['sigma_w2']:.3f}, sigma_b^2 {prediction['sigma_b2']:.3g}): "
+            f"chi_1 = {prediction['chi_1']:.4f}; q* = {prediction['q_star']:.4g}; "
+            f"xi_c = {prediction['xi_c']:.3g} layers, xi_q = {prediction['xi_q']:.3g} layers; trainable to "
+            f"about {TRAINABLE_DEPTH_SCALES} xi_c = {prediction['trainable_depth']:.3g} layers",
+            f"critical sigma_w^2 at this sigma_b^2: {critical:.4f}"
+            if critical and model.dropout == 0
+            else "no critical sigma_w^2 at this sigma_b^2 and dropout",
+        ]
+    if "log_ratio_std" in prediction:
+        lines.append(
+            f"spread across seeds (one example): std of ln(delta_1/delta_out) = {prediction['log_ratio_std']:.3f}"
+        )
     return "\n".join(lines)
 
 
@@ -329,8 +358,8 @@ def phase_diagram(activation: Activation) -> Any:  # a matplotlib Figure
     from matplotlib.colors import LogNorm
     from matplotlib.figure import Figure
 
-    scales = np.array([[phase(activation, w, b).xi_c for w in PHASE_SIGMA_W2] for b in PHASE_SIGMA_B2])
-    critical = [(critical_sigma_w2(activation, b), b) for b in PHASE_SIGMA_B2]
+    scales = np.array([[mf.phase(activation, w, b).xi_c for w in PHASE_SIGMA_W2] for b in PHASE_SIGMA_B2])
+    critical = [(mf.critical_sigma_w2(activation, b), b) for b in PHASE_SIGMA_B2]
     figure = Figure(figsize=(7, 4.5))
     axes = figure.add_subplot()
     finite = np.where(np.isfinite(scales) & (scales > 0), scales, np.nan)
@@ -386,8 +415,9 @@ def main(argv: list[str] | None = None) -> None:
         save_figure(phase_diagram(activation), path)
         print(f"phase diagram of {activation.name}: {path}")
         return
-    features, classes, q0 = data_shape(cfg.data)
-    print(prediction_table(cfg, activation, [features, *hidden_widths(cfg.model), classes], q0))
+    features, classes, moments = data_shape(cfg.data, with_batch_spread=cfg.model.norm == "batchnorm")
+    sizes = [features, *hidden_widths(cfg.model), classes]
+    print(prediction_table(cfg, activation, sizes, predict(cfg, activation, sizes, *moments)))
 
 
 if __name__ == "__main__":

@@ -32,7 +32,7 @@ from tqdm import tqdm
 from vgbench import theory
 from vgbench.checkpoint import RunFolder, inspect_run_folder, save_checkpoint
 from vgbench.config import hidden_widths, run_identity
-from vgbench.data import Data, Split, epoch_orders, input_second_moment, load_data
+from vgbench.data import Data, InputMoments, Split, epoch_orders, input_moments, load_data
 from vgbench.files import finite_or_none
 from vgbench.flow import classify
 from vgbench.graphs import CaptureError, GraphedStep, why_not_graphed, will_graph
@@ -92,7 +92,7 @@ class Stack:
     step: int = 0  # optimizer steps taken
     steps_before: int = 0  # where this process started (a resumed stack's step count)
     train_seconds: float = 0.0
-    input_second_moment: float = 1.0  # vgbench.data.input_second_moment: where the theory's q map starts
+    input_moments: InputMoments = InputMoments(1.0, 0.0, 1.0)  # the data's, for the theory
     predictions: dict[str, dict[str, Any]] = field(default_factory=dict)
     # this epoch's running sums of each run's training loss (times its examples) and correct predictions: on
     # the device, kept across epochs (a CUDA graph adds to these very tensors)
@@ -236,7 +236,7 @@ def setup(
         epoch=epochs.pop(),
         step=step,
         steps_before=step,
-        input_second_moment=input_second_moment(data),
+        input_moments=input_moments(data),
     )
     if will_graph(shape, device):
         stack.graphed = GraphedStep(
@@ -412,10 +412,12 @@ def fit(stack: Stack) -> None:
 def prediction(stack: Stack, run: Run) -> dict[str, Any]:
     """The mean-field prediction for this run's model and data (vgbench.theory), beside its step-0
     measurement. Runs with the same model settings (seeds) share one computation."""
-    key = json.dumps([OmegaConf.to_container(run.cfg.model), OmegaConf.to_container(run.cfg.activation)])
+    key = json.dumps(
+        [OmegaConf.to_container(run.cfg.model), OmegaConf.to_container(run.cfg.activation), run.cfg.data.batch_size]
+    )
     if key not in stack.predictions:
         sizes = [stack.data.num_features, *hidden_widths(run.cfg.model), stack.data.num_classes]
-        stack.predictions[key] = theory.predict(run.cfg, stack.model.activation, sizes, stack.input_second_moment)
+        stack.predictions[key] = theory.predict(run.cfg, stack.model.activation, sizes, *stack.input_moments)
     step0 = run.recorder.profiles.get("step0")
     return theory.compare(stack.predictions[key], step0["layers"]["delta_norm"] if step0 else None)
 

@@ -9,6 +9,7 @@ partial sweep, a merged folder and a single run, and says what is missing, faile
 
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -20,7 +21,7 @@ from vgbench.figures import save_figure
 from vgbench.files import write_atomic
 from vgbench.report import figures as draw
 from vgbench.report.findings import findings as compute_findings
-from vgbench.report.load import Sweep, log_mean_spread, missing_runs, read_sweep
+from vgbench.report.load import Sweep, log_mean_spread, missing_runs, read_sweep, variance_interval
 from vgbench.report.render import csv_bytes, html_page, markdown, results_table
 
 
@@ -98,15 +99,22 @@ def build_figures(sweep: Sweep, chance: float) -> dict[str, tuple[str, Figure, s
 
 
 def theory_table(sweep: Sweep) -> tuple[str, list[str], list[list[Any]]] | None:
-    """Per group: the mean-field prediction beside the measurement (geometric mean over seeds)."""
+    """Per group: the mean-field prediction beside the measurement (geometric mean over seeds): the
+    first-to-last ratio, the growth of |delta|^2 per layer, and the spread of ln(delta_1 / delta_out) across
+    seeds, its measured variance with the 95% sampling interval."""
     columns = [
         "group",
         "predicted delta ratio",
         "measured",
         "measured / predicted",
+        "growth/layer predicted",
+        "measured",
         "chi_1",
         "xi_c",
         "regime",
+        "var ln ratio predicted",
+        "measured",
+        "95% interval",
         "Jacobian: mean s^2",
         "var s^2",
         "var / mean^2",
@@ -115,27 +123,44 @@ def theory_table(sweep: Sweep) -> tuple[str, list[str], list[list[Any]]] | None:
     rows = []
     for group in sweep.groups:
         theory = group.runs[0].summary.get("theory") or {}
-        measured = log_mean_spread([(r.summary.get("theory") or {}).get("measured_delta_ratio") for r in group.runs])
+        results = [r.summary.get("theory") or {} for r in group.runs]
+        measured = log_mean_spread([t.get("measured_delta_ratio") for t in results])
+        growth = log_mean_spread([t.get("measured_growth_per_layer") for t in results])
         spectrum = group.runs[0].summary.get("jacobian") or {}
         if not theory.get("applies") and not spectrum:
             continue
         predicted = theory.get("delta_ratio")
+        spread = theory.get("log_ratio_std")
+        logs = [math.log(t["measured_delta_ratio"]) for t in results if (t.get("measured_delta_ratio") or 0) > 0]
+        variance = variance_interval(logs) if spread is not None else None
         rows.append(
             [
                 group.label(),
                 predicted,
                 measured[0] if measured else None,
                 measured[0] / predicted if measured and predicted else None,
+                theory.get("growth_per_layer"),
+                growth[0] if growth else None,
                 theory.get("chi_1"),
                 theory.get("xi_c"),
                 theory.get("regime"),
+                spread**2 if spread is not None else None,
+                variance[0] if variance else None,
+                f"{variance[1]:.3g} to {variance[2]:.3g}" if variance else None,
                 spectrum.get("mean_sq_singular"),
                 spectrum.get("var_sq_singular"),
                 spectrum.get("relative_spread"),
                 spectrum.get("max_singular"),
             ]
         )
-    return ("Mean-field prediction and measurement at step 0", columns, rows) if rows else None
+    if not rows:
+        return None
+    kept = [i for i in range(len(columns)) if i == 0 or any(row[i] is not None for row in rows)]  # drop empty ones
+    return (
+        "Mean-field prediction and measurement at step 0",
+        [columns[i] for i in kept],
+        [[row[i] for i in kept] for row in rows],
+    )
 
 
 def write_report(folder: Path) -> Report:

@@ -12,6 +12,7 @@ import itertools
 import math
 from dataclasses import dataclass, field
 from pathlib import Path
+from statistics import NormalDist
 from typing import Any
 
 import yaml
@@ -196,6 +197,24 @@ def log_mean_spread(values: list[float | None]) -> tuple[float, float, float] | 
     if not good:
         return None
     return 10 ** (sum(math.log10(v) for v in good) / len(good)), min(good), max(good)
+
+
+def variance_interval(values: list[float], level: float = 0.95) -> tuple[float, float, float] | None:
+    """The sample variance of the finite values and its `level` sampling interval for Gaussian draws:
+    (k s^2 / chi2_high, k s^2 / chi2_low), k = n - 1, the chi-square quantiles by Wilson and Hilferty's cube
+    (within 1% of the exact ones for k >= 10). None for fewer than 3 values."""
+    good = [v for v in values if math.isfinite(v)]
+    if len(good) < 3:
+        return None
+    k = len(good) - 1
+    mean = sum(good) / len(good)
+    variance = sum((v - mean) ** 2 for v in good) / k
+    z = NormalDist().inv_cdf(0.5 + level / 2)
+
+    def quantile(sign: int) -> float:
+        return k * (1 - 2 / (9 * k) + sign * z * math.sqrt(2 / (9 * k))) ** 3
+
+    return variance, k * variance / quantile(1), k * variance / max(quantile(-1), 1e-12)
 
 
 def mean_spread(values: list[float | None]) -> tuple[float, float] | None:
