@@ -219,6 +219,7 @@ def predict_from_variances(
         if opts.keep == 1.0 and sizes[1] < 1 << 30:
             q = [layer.q for layer in layers]
             result["log_ratio_std"] = math.sqrt(seed_variance(activation, variances, q, sizes[1:-1]))
+            result["sum_inverse_widths"] = sum(1 / n for n in sizes[1:-1])
     return result
 
 
@@ -327,8 +328,9 @@ def prediction_table(cfg: Any, activation: Activation, sizes: Sequence[int], pre
     lines += [
         "",
         f"predicted first-to-last delta ratio: {prediction['delta_ratio']:.3e}; |delta|^2 changes by "
-        f"{prediction['growth_per_layer']:.4f} per layer ({prediction['regime']}), "
-        f"{GROWTH_THRESHOLD:.0f}-fold in {prediction['depth_to_threshold']:.3g} layers",
+        f"{prediction['growth_per_layer']:.4f} per layer over these layers, {GROWTH_THRESHOLD:.0f}-fold in "
+        f"{prediction['depth_to_threshold']:.3g} layers"
+        + ("" if "chi_1" in prediction else f" ({prediction['regime']})"),
     ]
     if "batchnorm_growth" in prediction:
         lines.append(
@@ -339,7 +341,7 @@ def prediction_table(cfg: Any, activation: Activation, sizes: Sequence[int], pre
         critical = mf.critical_sigma_w2(activation, prediction["sigma_b2"])
         lines += [
             f"stack (sigma_w^2 {prediction['sigma_w2']:.3f}, sigma_b^2 {prediction['sigma_b2']:.3g}): "
-            f"chi_1 = {prediction['chi_1']:.4f}; q* = {prediction['q_star']:.4g}; "
+            f"chi_1 = {prediction['chi_1']:.4f}, {prediction['regime']}; q* = {prediction['q_star']:.4g}; "
             f"xi_c = {prediction['xi_c']:.3g} layers, xi_q = {prediction['xi_q']:.3g} layers; trainable to "
             f"about {TRAINABLE_DEPTH_SCALES} xi_c = {prediction['trainable_depth']:.3g} layers",
             f"critical sigma_w^2 at this sigma_b^2: {critical:.4f}"

@@ -90,6 +90,12 @@ def build_figures(sweep: Sweep, chance: float) -> dict[str, tuple[str, Figure, s
             draw.criticality_figure(sweep, chance),
             "Mean test accuracy; dashed: depth = 6 xi_c, below which the theory says they train.",
         ),
+        "finite_width.png": (
+            "The spread across seeds at finite width",
+            draw.finite_width_figure(sweep),
+            "Dots: the variance of ln(delta_1/delta_out) over each group's seeds, with its 95% sampling interval; "
+            "crosses: the predicted variance (vgbench.theory, Hanin 2018).",
+        ),
         "spectra.png": (
             "Dynamical isometry: the Jacobian's singular values at step 0",
             draw.spectra_figure(sweep),

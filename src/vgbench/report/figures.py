@@ -13,7 +13,7 @@ from typing import Any
 from matplotlib.figure import Figure
 
 from vgbench.flow import CRAWLED, DIVERGED, EXPLODING_RATIO, LEARNED, VANISHING_RATIO, learning
-from vgbench.report.load import Group, Run, Sweep, log_mean_spread, mean_spread
+from vgbench.report.load import Group, Run, Sweep, log_mean_spread, mean_spread, variance_interval
 
 MAX_PANELS = 6
 
@@ -302,14 +302,32 @@ def heatmap_figure(sweep: Sweep) -> Figure:
 
 def criticality_figure(sweep: Sweep, chance: float) -> Figure | None:
     """Trained test accuracy over (sigma_w^2, depth), with the mean-field bound depth = 6 xi_c(sigma_w^2)
-    (Schoenholz et al. 2017, Fig. 5): networks train below the curve. None unless the sweep varies both."""
-    if not {"model.sigma_w2", "model.depth"} <= set(sweep.swept):
+    (Schoenholz et al. 2017, Fig. 5): networks train below the curve. One panel per value of any other swept
+    key (dropout rates: the bound moves). None unless the sweep varies both."""
+    grid_keys = ("model.sigma_w2", "model.depth")
+    if not set(grid_keys) <= set(sweep.swept):
         return None
-    widths = sorted({g.settings["model.sigma_w2"] for g in sweep.groups})
-    depths = sorted({g.settings["model.depth"] for g in sweep.groups})
+    others = [k for k in sweep.swept if k not in grid_keys]
+    panels: dict[tuple[Any, ...], list[Group]] = {}
+    for group in sweep.groups:
+        panels.setdefault(tuple(group.settings[k] for k in others), []).append(group)
+    shown = sorted(panels.items(), key=lambda item: [str(v) for v in item[0]])[:MAX_PANELS]
+    figure = Figure(figsize=(6.5 * len(shown) if len(shown) == 1 else 4.6 * len(shown), 4.5))
+    for column, (values, groups) in enumerate(shown):
+        axes = figure.add_subplot(1, len(shown), column + 1)
+        _criticality_panel(figure, axes, groups, chance)
+        if others:
+            axes.set_title(", ".join(f"{k.split('.')[-1]}={v}" for k, v in zip(others, values, strict=True)))
+    figure.tight_layout()
+    return figure
+
+
+def _criticality_panel(figure: Figure, axes: Any, groups: list[Group], chance: float) -> None:
+    widths = sorted({g.settings["model.sigma_w2"] for g in groups})
+    depths = sorted({g.settings["model.depth"] for g in groups})
     grid = [[float("nan")] * len(widths) for _ in depths]
     bound: dict[float, float] = {}
-    for group in sweep.groups:
+    for group in groups:
         stats = mean_spread([r.final("test_acc") for r in group.runs])
         grid[depths.index(group.settings["model.depth"])][widths.index(group.settings["model.sigma_w2"])] = (
             stats[0] if stats else float("nan")
@@ -317,17 +335,47 @@ def criticality_figure(sweep: Sweep, chance: float) -> Figure | None:
         trainable_depth = (group.runs[0].summary.get("theory") or {}).get("trainable_depth")
         if trainable_depth is not None:
             bound[group.settings["model.sigma_w2"]] = trainable_depth
-    figure = Figure(figsize=(7, 4.5))
-    axes = figure.add_subplot()
     image = axes.pcolormesh(widths, depths, grid, shading="nearest", cmap="viridis", vmin=chance, vmax=1)
     figure.colorbar(image, ax=axes, label="test accuracy")
     if bound:
         xs = sorted(bound)
         axes.plot(xs, [bound[x] for x in xs], "w--", linewidth=2, label="6 xi_c (mean field): trainable below")
-        axes.legend(loc="upper right")
+        axes.legend(loc="upper right", fontsize=7)
     axes.set_ylim(min(depths) - 0.5 * (depths[1] - depths[0]) if len(depths) > 1 else 0, max(depths) * 1.05)
     axes.set_xlabel("model.sigma_w2")
     axes.set_ylabel("model.depth")
+
+
+def finite_width_figure(sweep: Sweep) -> Figure | None:
+    """The variance of ln(delta_1 / delta_out) across each group's seeds at step 0 (dots, with their 95%
+    sampling interval) beside the predicted one (crosses; Hanin 2018) against sum_l 1 / n_l, the quantity
+    that sets it. None unless some group has a prediction of the spread and at least 8 seeds."""
+    points = []
+    for group in sweep.groups:
+        theory = group.runs[0].summary.get("theory") or {}
+        ratios = [(r.summary.get("theory") or {}).get("measured_delta_ratio") or 0 for r in group.runs]
+        interval = variance_interval([math.log(v) for v in ratios if v > 0])
+        if theory.get("log_ratio_std") is not None and interval and len(group.runs) >= 8:
+            points.append((theory["sum_inverse_widths"], theory["log_ratio_std"] ** 2, interval, group.label()))
+    if not points:
+        return None
+    figure = Figure(figsize=(6.5, 4.2))
+    axes = figure.add_subplot()
+    for index, (x, predicted, (measured, low, high), label) in enumerate(sorted(points)):
+        axes.errorbar(
+            x,
+            measured,
+            yerr=[[measured - low], [high - measured]],
+            fmt="o",
+            capsize=3,
+            color=f"C{index % 10}",
+            label=label,
+        )
+        axes.plot(x, predicted, "kx", markersize=8)
+    axes.plot([], [], "kx", label="predicted (Hanin)")
+    axes.set_xlabel("sum over hidden layers of 1 / width")
+    axes.set_ylabel("variance of ln(delta_1 / delta_out) across seeds")
+    axes.legend(fontsize=6, ncol=2)
     return figure
 
 
