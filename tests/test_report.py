@@ -226,6 +226,14 @@ def test_missing_runs_compare_numbers_not_spellings(tmp_path):
     assert missing_runs(tmp_path, read_sweep(tmp_path).runs) == []
 
 
+def test_missing_runs_compare_booleans_not_spellings(tmp_path):
+    write_run(tmp_path, ["model.residual=False"])  # Hydra writes a job's `false` as Python does
+    (tmp_path / "multirun.yaml").write_text(
+        yaml.safe_dump({"hydra": {"overrides": {"task": ["model.residual=false,true"]}}})
+    )
+    assert missing_runs(tmp_path, read_sweep(tmp_path).runs) == ["model.residual=true"]
+
+
 @pytest.mark.slow
 def test_runs_without_the_monitor_are_reported_not_crashed_on(tmp_path):
     for depth in (2, 3):

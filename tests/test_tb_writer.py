@@ -2,6 +2,7 @@
 
 import csv
 import json
+import math
 import shutil
 import socket
 import subprocess
@@ -248,3 +249,21 @@ def test_a_resumed_attempts_event_file_sorts_after_the_first(tmp_path):
         names.append(new)
     assert names == sorted(names) and len(set(names)) == 3
     assert len({name.split(".")[3] for name in names}) == 3  # each in a second of its own
+
+
+def test_histograms_of_an_exploding_run_keep_their_finite_values(tmp_path):
+    """A run whose gradients overflow (a deep ReLU stack with skips) writes the finite part of each histogram
+    and skips a histogram with none, instead of failing the run."""
+    import torch
+
+    from vgbench.monitor import Measurement
+    from vgbench.tb_writer import TensorBoardWriter
+
+    writer = TensorBoardWriter(tmp_path, n_layers=2)
+    values = [torch.tensor([1.0, float("inf"), 3.0, float("nan")]), torch.tensor([float("inf"), float("nan")])]
+    writer.measurement(Measurement(0, {}, math.inf, math.inf, math.nan, histograms={"grad/weight": values}))
+    writer.close()
+    histograms = events(tmp_path).Tags()["histograms"]
+    assert histograms == ["grad/weight/layer_01"]
+    (kept,) = events(tmp_path).Histograms("grad/weight/layer_01")
+    assert (kept.histogram_value.num, kept.histogram_value.min, kept.histogram_value.max) == (2, 1.0, 3.0)

@@ -22,6 +22,7 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
+import torch
 from PIL import Image, ImageDraw, ImageFont
 from tensorboard.compat.proto.summary_pb2 import Summary
 from torch.utils.tensorboard import SummaryWriter
@@ -167,8 +168,9 @@ class TensorBoardWriter:
         self.add_scalars(scalars | measurement.extra, step)
         for kind, tensors in measurement.histograms.items():
             for index, values in enumerate(tensors):
-                # 64 even bins: TensorBoard's default exponential bins cost 4x as much to compute
-                self.writer.add_histogram(layer_tag(kind, index + 1, self.n_layers), values, step, bins=64)
+                finite = values[torch.isfinite(values)]  # an exploding run's inf and nan have no bin
+                if finite.numel():  # 64 even bins: TensorBoard's default exponential bins cost 4x as much
+                    self.writer.add_histogram(layer_tag(kind, index + 1, self.n_layers), finite, step, bins=64)
 
     def epoch_end(self, step: int, metrics: dict[str, float], lr: float, profile: Measurement | None) -> None:
         """metrics: {'train_loss': ..., 'val_acc': ...} as the loop's history records them; `step`: the

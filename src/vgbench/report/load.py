@@ -344,8 +344,12 @@ def expected_overrides(folder: Path) -> list[frozenset[str]] | None:
 
 
 def _normalised(overrides: frozenset[str] | list[str]) -> set[tuple[str, Any]]:
-    """key=value overrides as (key, value) with numbers parsed: Hydra writes a job's `1e-4` as `0.0001`."""
-    return {(k, number(v)) for k, _, v in (o.partition("=") for o in overrides)}
+    """key=value overrides as (key, value) with numbers and booleans parsed: Hydra writes a job's `1e-4` as
+    `0.0001` and its `true` as `True`."""
+    return {
+        (k, v.lower() == "true" if v.lower() in ("true", "false") else number(v))
+        for k, _, v in (o.partition("=") for o in overrides)
+    }
 
 
 def missing_runs(folder: Path, runs: list[Run]) -> list[str]:
