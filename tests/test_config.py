@@ -62,8 +62,8 @@ def test_schemas_are_not_offered_as_choices(group):
         ),
         (
             "+experiment=nope",
-            "experiment='nope' is not valid; choose one of: criticality, init_study, isometry, "
-            "lr_study, mnist_default, vanishing",
+            "experiment='nope' is not valid; choose one of: batchnorm, criticality, dropout_criticality, "
+            "finite_width, init_study, isometry, lr_study, mnist_default, residual, vanishing",
         ),
         (
             "model.depht=3",

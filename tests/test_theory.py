@@ -122,6 +122,28 @@ def test_the_spread_across_seeds_at_finite_width(activation, sigma_w2, width):
     assert statistics.variance(logs) == pytest.approx(predicted, rel=0.15)
 
 
+def step0_theory(tmp_path, *overrides):
+    """A width-256 MNIST run of one small epoch: its summary's theory, the prediction beside step 0."""
+    from vgbench.train import run
+
+    summary = run(
+        make_cfg(
+            "model.width=256",
+            "data.limit_train=512",
+            "data.val_size=0",
+            "data.limit_test=64",
+            "trainer.epochs=1",
+            "trainer.device=cpu",
+            "logger.tensorboard=false",
+            "trainer.checkpoint=false",
+            *overrides,
+        ),
+        tmp_path,
+    )
+    assert summary["theory"]["applies"]
+    return summary["theory"]
+
+
 @pytest.mark.mnist
 @pytest.mark.parametrize(
     ("activation", "init"),
@@ -137,27 +159,9 @@ def test_the_spread_across_seeds_at_finite_width(activation, sigma_w2, width):
 def test_prediction_and_measurement_agree_at_initialisation(tmp_path, activation, init):
     """Width 256, depth 10 on MNIST: the measured first-to-last delta ratio is within a factor of 3 of the
     mean-field prediction (the factors measured are in docs/theory.md)."""
-    from vgbench.train import run
-
-    summary = run(
-        make_cfg(
-            f"activation={activation}",
-            f"model.init={init}",
-            "model.depth=10",
-            "model.width=256",
-            "model.sigma_w2=1.5",
-            "data.limit_train=512",
-            "data.val_size=0",
-            "data.limit_test=256",
-            "trainer.epochs=1",
-            "trainer.device=cpu",
-            "logger.tensorboard=false",
-            "trainer.checkpoint=false",
-        ),
-        tmp_path,
+    result = step0_theory(
+        tmp_path, f"activation={activation}", f"model.init={init}", "model.depth=10", "model.sigma_w2=1.5"
     )
-    result = summary["theory"]
-    assert result["applies"]
     assert 1 / 3 < result["measured_over_predicted"] < 3, result
 
 
@@ -181,25 +185,12 @@ OPTIONS_ON_MNIST = [
 def test_each_option_agrees_with_the_measurement_on_mnist(tmp_path, activation, option, depth, batch):
     """Width 256 at step 0: the measured first-to-last delta ratio within a factor of 1.5 of the prediction,
     for each option the MLP offers (every factor measured is in docs/theory.md)."""
-    from vgbench.train import run
-
-    summary = run(
-        make_cfg(
-            f"activation={activation}",
-            option,
-            f"model.depth={depth}",
-            "model.width=256",
-            f"data.batch_size={batch}",
-            f"data.limit_train={batch + 64}",
-            "data.val_size=0",
-            "data.limit_test=64",
-            "trainer.epochs=1",
-            "trainer.device=cpu",
-            "logger.tensorboard=false",
-            "trainer.checkpoint=false",
-        ),
+    result = step0_theory(
         tmp_path,
+        f"activation={activation}",
+        option,
+        f"model.depth={depth}",
+        f"data.batch_size={batch}",
+        f"data.limit_train={batch + 64}",
     )
-    result = summary["theory"]
-    assert result["applies"]
     assert 1 / 1.5 < result["measured_over_predicted"] < 1.5, result
