@@ -127,3 +127,60 @@ def test_the_sweeper_hands_its_configs_to_the_stacked_launcher(hydra_loader):
     assert counting.calls == 1
     assert list(sweeper.launcher.composed) == [tuple(overrides) for overrides in batch]
     assert sweeper.launcher.composed[tuple(batch[1])].trainer.seed == 1
+
+
+@pytest.mark.slow
+def test_a_dry_run_prints_the_plan_and_writes_nothing(tmp_path):
+    """hydra.sweeper.dry_run=true: the stacks with their runs, shapes and memory, the runs that would fail
+    alone, where they would run; no sweep folder, nothing trained."""
+    from tests.conftest import run_app
+
+    sweep = tmp_path / "sweep"
+    result = run_app(
+        "-m",
+        "data=synthetic",
+        "model.depth=2,0,3",
+        "trainer.seed=0,1",
+        "model.width=16",
+        "trainer.device=cpu",
+        "hydra/launcher=stacked",
+        "hydra.sweeper.dry_run=true",
+        "hydra.callbacks.vgbench.report=true",
+        f"hydra.sweep.dir={sweep}",
+    )
+    assert result.returncode == 0, result.stderr[-2000:]
+    lines = result.stdout.splitlines()
+    assert lines[0].startswith("dry run: 4 run(s) in 2 stack(s) of up to 64, on this machine's cpu, ")
+    assert lines[1:4] == [
+        "2 run(s) would fail, each alone, beside them:",
+        "  data=synthetic,model.depth=0,trainer.seed=0,model.width=16,trainer.device=cpu: "
+        "model.depth=0 is not valid; it must be >= 1",
+        "  data=synthetic,model.depth=0,trainer.seed=1,model.width=16,trainer.device=cpu: "
+        "model.depth=0 is not valid; it must be >= 1",
+    ]
+    assert lines[4].startswith("stack 1: 2 run(s) of a 2x16 relu MLP at batch 64, about ")
+    assert lines[5:7] == [
+        f"  data=synthetic,model.depth=2,trainer.seed={s},model.width=16,trainer.device=cpu" for s in (0, 1)
+    ]
+    assert lines[7].startswith("stack 2: 2 run(s) of a 3x16 relu MLP at batch 64")
+    assert len(lines) == 10 and not sweep.exists()
+
+
+def test_the_plan_states_each_stacks_memory(hydra_loader):
+    """The planned bytes per run are vgbench.memory's for the run's own config, times the stack's runs."""
+    from hydra.types import HydraContext
+
+    from hydra_plugins.vgbench_launchers.stacked import StackedLauncher
+    from vgbench.memory import run_bytes, size_text
+
+    loader, master = hydra_loader
+    launcher = StackedLauncher(executor="slurm", submitit={"partition": "gpu"})
+    launcher.setup(hydra_context=HydraContext(config_loader=loader, callbacks=None), task_function=None, config=master)
+    lines = launcher.plan([["data=synthetic", f"trainer.seed={s}", "model.depth=4"] for s in range(3)])
+    config = compose_configs(loader, master, [["data=synthetic", "trainer.seed=0", "model.depth=4"]])[0]
+    each = run_bytes(OmegaConf.masked_copy(config, [k for k in config if k != "hydra"]), 784, 10)  # synthetic
+    assert lines[0] == "dry run: 3 run(s) in 1 stack(s) of up to 64, one slurm task per stack (partition=gpu)"
+    assert lines[1] == (
+        f"stack 1: 3 run(s) of a 4x256 relu MLP at batch 64, about {size_text(each)} per run, "
+        f"{size_text(3 * each)} in all"
+    )

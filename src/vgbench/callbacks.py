@@ -44,6 +44,11 @@ def sweep_shape(config: DictConfig) -> tuple[int | None, list[str]]:
     return math.prod(sizes.values()), [key for key, size in sizes.items() if size > 1]
 
 
+def dry_run(config: DictConfig) -> bool:
+    """hydra.sweeper.dry_run=true: the sweep prints its plan and nothing is written."""
+    return bool(config.hydra.sweeper.get("dry_run", False))
+
+
 def _progress_dir(config: DictConfig) -> Path:
     return Path(str(config.hydra.sweep.dir)) / PROGRESS_DIR
 
@@ -86,6 +91,8 @@ class SweepCallback(Callback):
         self.report = report
 
     def on_multirun_start(self, config: DictConfig, **kwargs: Any) -> None:
+        if dry_run(config):
+            return
         folder = _progress_dir(config)
         (folder / "finished.txt").unlink(missing_ok=True)  # a sweep run again into its folder counts afresh
         total, swept = sweep_shape(config)
@@ -104,7 +111,7 @@ class SweepCallback(Callback):
         print(job_line(result, ",".join(shown), done, sweep.get("total")), flush=True)
 
     def on_multirun_end(self, config: DictConfig, **kwargs: Any) -> None:
-        if not self.report:
+        if not self.report or dry_run(config):
             return
         from vgbench.report import print_report, write_report
 

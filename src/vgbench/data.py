@@ -119,10 +119,15 @@ class InputMoments(NamedTuple):
     feature_variance: float  # mean over features of Var x_i: what batch norm's first layer normalises
 
 
+def feature_shape(cfg: DictConfig) -> tuple[int, int]:
+    """(features, classes) of a data config, without loading the data."""
+    return (cfg.num_features, cfg.num_classes) if cfg.name == "synthetic" else IDX_SHAPE
+
+
 def data_shape(cfg: DictConfig, with_batch_spread: bool = False) -> tuple[int, int, InputMoments]:
     """(features, classes, InputMoments) for the theory, without loading the data where it can: standardised
     data has a second moment of 1 and a mean of 0; raw data, and the features' spread, are measured."""
-    features, classes = (cfg.num_features, cfg.num_classes) if cfg.name == "synthetic" else IDX_SHAPE
+    features, classes = feature_shape(cfg)
     if cfg.normalize and not with_batch_spread:
         return features, classes, InputMoments(1.0, 0.0, 1.0)
     return features, classes, input_moments(load_data(cfg, torch.device("cpu")))

@@ -86,7 +86,7 @@ def free_bytes(device: torch.device) -> int | None:
     return None
 
 
-def _size(size: float) -> str:
+def size_text(size: float) -> str:
     """'36.0 GB', '420.5 MB', '12.0 kB'."""
     for unit, scale in (("GB", 1e9), ("MB", 1e6)):
         if size >= scale:
@@ -119,9 +119,9 @@ def stack_sizes(cfgs: Sequence[DictConfig], memory_share: float | None, device: 
         "free on %s (hydra.launcher.memory_fraction); training them as %d stacks of up to %d, one after "
         "another",
         len(cfgs),
-        _size(per_run * len(cfgs)),
-        _size(budget),
-        _size(free),
+        size_text(per_run * len(cfgs)),
+        size_text(budget),
+        size_text(free),
         device,
         stacks,
         sizes[0],
@@ -129,8 +129,8 @@ def stack_sizes(cfgs: Sequence[DictConfig], memory_share: float | None, device: 
     if per_run > budget:
         log.warning(
             "memory: one run of this shape needs about %s, more than the %s it may plan for on %s",
-            _size(per_run),
-            _size(budget),
+            size_text(per_run),
+            size_text(budget),
             device,
         )
     return sizes

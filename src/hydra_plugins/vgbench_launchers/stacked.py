@@ -79,6 +79,11 @@ def record_yaml(container: Any) -> str:  # a config as plain containers
     return yaml.dump(container, Dumper=_RecordDumper, default_flow_style=False, allow_unicode=True, sort_keys=False)
 
 
+def task_config(config: DictConfig) -> DictConfig:
+    """A job's config without its `hydra` node: what the run itself sees."""
+    return OmegaConf.masked_copy(config, [key for key in config if key != "hydra"])
+
+
 def _prepare(job: Job) -> tuple[DictConfig, DictConfig, Path]:
     """A job's config, its task part and its output folder; writes the .hydra/ record (config.yaml,
     hydra.yaml, overrides.yaml) as Hydra's run_job does, from one conversion of the config to containers
@@ -89,7 +94,7 @@ def _prepare(job: Job) -> tuple[DictConfig, DictConfig, Path]:
         config.hydra.job.id = f"{config.hydra.job.name}_{job.index}"
         config.hydra.job.num = job.index
         config.hydra.runtime.output_dir = str(output_dir.absolute())
-    task_cfg = OmegaConf.masked_copy(config, [key for key in config if key != "hydra"])
+    task_cfg = task_config(config)
     output_dir.mkdir(parents=True, exist_ok=True)
     if config.hydra.output_subdir is not None:
         folder = output_dir / str(config.hydra.output_subdir)
@@ -207,16 +212,7 @@ class StackedLauncher(Launcher):
         sweep_dir.mkdir(parents=True, exist_ok=True)
         # in this process (no torch), to find what stacks: the configs the sweeper composed to validate the
         # batch (hydra/sweeper=vgbench), else composed here
-        configs = [self.composed.get(tuple(overrides)) for overrides in job_overrides]
-        if None in configs:
-            configs = compose_configs(self.hydra_context.config_loader, self.config, job_overrides)
-        self.composed = {}
-        jobs = [
-            Job(initial_job_idx + i, list(overrides), config)
-            for i, (overrides, config) in enumerate(zip(job_overrides, configs, strict=True))
-        ]
-        keys = [stack_key(OmegaConf.masked_copy(job.config, [k for k in job.config if k != "hydra"])) for job in jobs]
-        stacks = [[jobs[i] for i in members] for members in group_into_stacks(keys, self.max_stack)]
+        stacks = self.stacks(job_overrides, initial_job_idx)
         task = StackTask(self.hydra_context, self.config, self.task_function)
         state = Singleton.get_state()
         if self.executor == "local":
@@ -224,16 +220,87 @@ class StackedLauncher(Launcher):
         else:
             results = self._run_submitit(task, stacks, state, sweep_dir)
         by_job = {ret.hydra_cfg.hydra.job.num: ret for stack_returns in results for ret in stack_returns}
-        return [by_job[job.index] for job in jobs]
+        return [by_job[initial_job_idx + i] for i in range(len(job_overrides))]
+
+    def stacks(self, job_overrides: Sequence[Sequence[str]], initial_job_idx: int = 0) -> list[list[Job]]:
+        """The jobs grouped into the stacks they train in, from the configs the sweeper composed to
+        validate the batch (hydra/sweeper=vgbench), else composed here (in this process: no torch)."""
+        configs = self.stacks_configs(job_overrides)
+        self.composed = {}
+        jobs = [
+            Job(initial_job_idx + i, list(overrides), config)
+            for i, (overrides, config) in enumerate(zip(job_overrides, configs, strict=True))
+        ]
+        keys = [stack_key(task_config(job.config)) for job in jobs]
+        return [[jobs[i] for i in members] for members in group_into_stacks(keys, self.max_stack)]
+
+    def stacks_configs(self, job_overrides: Sequence[Sequence[str]]) -> list[DictConfig]:
+        """The jobs' configs: the sweeper's (hydra/sweeper=vgbench), else composed here."""
+        assert self.config is not None and self.hydra_context is not None
+        configs = [self.composed.get(tuple(overrides)) for overrides in job_overrides]
+        if None in configs:
+            configs = compose_configs(self.hydra_context.config_loader, self.config, job_overrides)
+        return configs
+
+    def local_placement(self, stacks: int) -> tuple[str, int, int, float]:
+        """(device, stacks at once, torch threads each, each one's share of its device's free memory)."""
+        assert self.config is not None
+        device = str(self.config.trainer.device)
+        gpus, cores = (visible_gpus() if device != "cpu" else 0), available_cores()
+        parallel = min(stacks, local_parallel_jobs(self.n_jobs, cores, device, gpus, self.jobs_per_gpu))
+        share = self.memory_fraction / jobs_per_device(parallel, device, gpus)
+        if device == "auto":  # as vgbench.runtime resolves it, MPS aside
+            device = "cuda" if gpus else "cpu"
+        return device, parallel, max(1, cores // parallel), share
+
+    def plan(self, job_overrides: Sequence[Sequence[str]]) -> list[str]:
+        """What `launch` would do, as lines to print: the stacks, each one's runs, shape and planned memory,
+        and where they would run. Trains nothing and writes nothing (hydra.sweeper.dry_run=true)."""
+        from vgbench.config import hidden_widths
+        from vgbench.data import feature_shape
+        from vgbench.errors import UserError
+        from vgbench.memory import run_bytes, size_text
+        from vgbench.validate import validate
+
+        failing = []  # what each run checks before its data loads: a run that would fail alone
+        for overrides, config in zip(job_overrides, self.stacks_configs(job_overrides), strict=True):
+            try:
+                validate(task_config(config))
+            except UserError as error:
+                failing.append(f"  {','.join(overrides)}: {error}")
+        stacks = self.stacks(job_overrides)
+        if failing:
+            bad = {line.split(": ", 1)[0].strip() for line in failing}
+            stacks = [[job for job in stack if ",".join(job.overrides) not in bad] for stack in stacks]
+            stacks = [stack for stack in stacks if stack]
+        runs = sum(map(len, stacks))
+        if self.executor == "local":
+            device, parallel, threads, share = self.local_placement(len(stacks))
+            where = (
+                f"on this machine's {device}, {parallel} stack(s) at a time with {threads} torch thread(s) each; "
+                f"each may plan for {share:.0%} of its device's free memory (split further if it does not fit)"
+            )
+        else:
+            where = f"one {self.executor} task per stack ({', '.join(f'{k}={v}' for k, v in self.submitit.items())})"
+        lines = [f"dry run: {runs} run(s) in {len(stacks)} stack(s) of up to {self.max_stack}, {where}"]
+        if failing:
+            lines += [f"{len(failing)} run(s) would fail, each alone, beside them:", *failing]
+        for number, stack in enumerate(stacks, 1):
+            cfg = task_config(stack[0].config)
+            widths = hidden_widths(cfg.model)
+            shape = f"{len(widths)}x{widths[0] if len(set(widths)) == 1 else widths} {cfg.activation.name}"
+            each = max(run_bytes(task_config(job.config), *feature_shape(cfg.data)) for job in stack)
+            lines.append(
+                f"stack {number}: {len(stack)} run(s) of a {shape} MLP at batch {cfg.data.batch_size}, about "
+                f"{size_text(each)} per run, {size_text(each * len(stack))} in all"
+            )
+            lines += [f"  {','.join(job.overrides)}" for job in stack]
+        return lines
 
     def _run_local(self, task: StackTask, stacks: list[list[Job]], state: dict[Any, Any]) -> list[list[JobReturn]]:
         from joblib import Parallel, delayed
 
-        device = str(self.config.trainer.device)
-        gpus, cores = (visible_gpus() if device != "cpu" else 0), available_cores()
-        parallel = min(len(stacks), local_parallel_jobs(self.n_jobs, cores, device, gpus, self.jobs_per_gpu))
-        threads = max(1, cores // parallel)
-        share = self.memory_fraction / jobs_per_device(parallel, device, gpus)
+        device, parallel, threads, share = self.local_placement(len(stacks))
         for job in (job for stack in stacks for job in stack):  # recorded in each run's .hydra/hydra.yaml
             with read_write(job.config.hydra), open_dict(job.config.hydra):
                 job.config.hydra.launcher.n_jobs = parallel
