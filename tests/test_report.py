@@ -360,3 +360,68 @@ def test_every_preset_writes_a_report_with_the_axes_it_varies(tmp_path, preset):
     assert all(path.stat().st_size > 0 for path in report.files.values())
     for name, presets in PRESET_FIGURES.items():
         assert (name in report.figures) == (preset in presets), name
+
+
+@pytest.mark.slow
+def test_each_group_of_seeds_gets_a_mean_and_band_run_for_tensorboard(tmp_path):
+    """_mean/<group>/ holds, per tag and step, the mean, min and max over the group's completed runs: checked
+    against the runs' own summaries (train loss, test accuracy) and layers.csv (layer 1's weight-gradient
+    norm); a diverged run is left out and counted; the layout has margin charts; a second report rewrites it."""
+    import csv
+
+    from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
+    from tensorboard.plugins.custom_scalar import layout_pb2
+
+    from vgbench.report.aggregate import AGGREGATE_DIR
+
+    for depth in (2, 3):
+        for seed in (0, 1, 2):
+            name = f"model.depth={depth},trainer.seed={seed}"
+            lr = "optimizer.lr=1e6" if (depth, seed) == (3, 2) else "optimizer.lr=0.01"  # this one diverges
+            run(
+                make_cfg(*TINY, f"model.depth={depth}", f"trainer.seed={seed}", lr, "monitor.every_n_steps=4"),
+                tmp_path / name,
+            )
+            (tmp_path / name / ".hydra").mkdir()
+            (tmp_path / name / ".hydra" / "overrides.yaml").write_text(
+                f"- model.depth={depth}\n- trainer.seed={seed}\n"
+            )
+    report = write_report(tmp_path)
+    assert sorted(p.name for p in report.aggregates) == ["model.depth=2", "model.depth=3"]
+    for depth, kept in ((2, (0, 1, 2)), (3, (0, 1))):
+        events = EventAccumulator(str(tmp_path / AGGREGATE_DIR / f"model.depth={depth}"), size_guidance={"scalars": 0})
+        events.Reload()
+        summaries = [
+            json.loads((tmp_path / f"model.depth={depth},trainer.seed={s}" / "summary.json").read_text()) for s in kept
+        ]
+        last = events.Scalars("train/loss")[-1]
+        losses = [s["history"][-1]["train_loss"] for s in summaries]
+        assert last.value == pytest.approx(sum(losses) / len(losses), rel=1e-6)
+        assert events.Scalars("band_min/train/loss")[-1].value == pytest.approx(min(losses), rel=1e-6)
+        assert events.Scalars("band_max/train/loss")[-1].value == pytest.approx(max(losses), rel=1e-6)
+        accuracies = [s["final"]["test_acc"] for s in summaries]
+        assert events.Scalars("test/acc")[-1].value == pytest.approx(sum(accuracies) / len(accuracies), rel=1e-6)
+        first = []
+        for s in kept:
+            with (tmp_path / f"model.depth={depth},trainer.seed={s}" / "layers.csv").open() as f:
+                first.append(
+                    next(
+                        float(r["grad_norm/weight"])
+                        for r in csv.DictReader(f)
+                        if r["step"] == "0" and r["layer"] == "1"
+                    )
+                )
+        step0 = events.Scalars("grad_norm/weight/layer_01")[0]
+        assert (step0.step, step0.value) == (0, pytest.approx(sum(first) / len(first), rel=1e-5))
+        text = events.Tensors("seeds/text_summary")[0].tensor_proto.string_val[0].decode()
+        assert text.startswith(f"mean of {len(kept)} run(s)") and ("1 left out" in text) == (depth == 3)
+        (layout,) = events.Tensors("custom_scalars__config__")
+        charts = layout_pb2.Layout.FromString(layout.tensor_proto.string_val[0]).category[0].chart
+        margins = {chart.title: chart.margin.series[0] for chart in charts}
+        assert (margins["train/loss"].lower, margins["train/loss"].upper) == (
+            "band_min/train/loss",
+            "band_max/train/loss",
+        )
+        assert {"test/acc", "grad_norm/weight/layer_01", "delta_norm/layer_03"} <= set(margins)
+    assert len(list((tmp_path / AGGREGATE_DIR).rglob("events.out.tfevents.*"))) == 2
+    assert len(write_report(tmp_path).aggregates) == 2 and len(list((tmp_path / AGGREGATE_DIR).iterdir())) == 2

@@ -50,7 +50,7 @@ HPARAM_METRICS = {
 }
 
 
-def _lookup(tree: dict[str, Any], path: str) -> Any:
+def lookup(tree: dict[str, Any], path: str) -> Any:
     for key in path.split("."):
         tree = tree.get(key) if isinstance(tree, dict) else None
     return tree
@@ -194,9 +194,9 @@ class TensorBoardWriter:
         (vgbench's MLP: HPARAM_COLUMNS; a watched model: the config it was given)."""
         config = summary.get("config", {})
         if columns is None:
-            columns = {name: _lookup(config, path) for name, path in HPARAM_COLUMNS.items()}
+            columns = {name: lookup(config, path) for name, path in HPARAM_COLUMNS.items()}
         columns = {k: v if isinstance(v, (int, float, str, bool)) else str(v) for k, v in columns.items()}
-        metrics = {tag: _lookup(summary, path) for tag, path in HPARAM_METRICS.items()}
+        metrics = {tag: lookup(summary, path) for tag, path in HPARAM_METRICS.items()}
         metrics = {tag: float("nan") if value is None else value for tag, value in metrics.items()}
         for event in hparams_summaries(columns, metrics):
             self.writer.file_writer.add_summary(event, step)

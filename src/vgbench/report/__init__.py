@@ -20,6 +20,7 @@ from vgbench.errors import CommandParser, exit_with_error
 from vgbench.figures import save_figure
 from vgbench.files import write_atomic
 from vgbench.report import figures as draw
+from vgbench.report.aggregate import AGGREGATE_DIR, write_aggregates
 from vgbench.report.findings import findings as compute_findings
 from vgbench.report.load import Sweep, log_mean_spread, missing_runs, read_sweep, variance_interval
 from vgbench.report.render import csv_bytes, html_page, markdown, results_table
@@ -31,6 +32,7 @@ class Report:
     files: dict[str, Path]  # results.csv, the figures, report.md, report.html
     figures: dict[str, tuple[str, Figure]]  # file name -> (title, figure)
     findings: list[str]
+    aggregates: list[Path]  # the TensorBoard run of each group of seeds (vgbench.report.aggregate)
 
 
 def overview(sweep: Sweep, missing: list[str]) -> list[str]:
@@ -170,7 +172,8 @@ def theory_table(sweep: Sweep) -> tuple[str, list[str], list[list[Any]]] | None:
 
 
 def write_report(folder: Path) -> Report:
-    """Write results.csv, the figures, report.md and report.html into `folder`."""
+    """Write results.csv, the figures, report.md and report.html into `folder`, and the TensorBoard run of
+    each group of seeds into its `_mean/`."""
     sweep = read_sweep(folder)
     missing = missing_runs(folder, sweep.runs)
     classes = {  # chance accuracy from the runs' own class counts (a failed run's config may hold any value)
@@ -198,7 +201,8 @@ def write_report(folder: Path) -> Report:
     write_atomic(outputs["report.md"], markdown(title, head, lines, sections, tables).encode())
     outputs["report.html"] = folder / "report.html"
     write_atomic(outputs["report.html"], html_page(title, head, lines, sections, tables, folder).encode())
-    return Report(sweep, outputs, {name: (t, f) for name, (t, f, _) in figures.items()}, lines)
+    aggregates = write_aggregates(sweep, folder)
+    return Report(sweep, outputs, {name: (t, f) for name, (t, f, _) in figures.items()}, lines, aggregates)
 
 
 def print_report(report: Report, folder: Path) -> None:
@@ -206,7 +210,12 @@ def print_report(report: Report, folder: Path) -> None:
     print("findings:", *[f"- {line.replace('**', '').replace('`', '')}" for line in report.findings], sep="\n")
     count = sum(name.endswith(".png") for name in report.files)
     print(f"report: {report.files['report.html']} (and report.md, results.csv, {count} figures)")
-    print(f"browse every run: tensorboard --logdir {folder}")
+    groups = (
+        f" ({len(report.aggregates)} seed groups as mean-and-band runs under {AGGREGATE_DIR}/)"
+        if report.aggregates
+        else ""
+    )
+    print(f"browse every run: tensorboard --logdir {folder}{groups}")
 
 
 def main(argv: list[str] | None = None) -> None:
