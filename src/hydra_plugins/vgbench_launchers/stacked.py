@@ -63,6 +63,7 @@ class Job:
     index: int  # the job's number in the sweep
     overrides: list[str]
     config: DictConfig  # composed once, in the launcher process
+    task: DictConfig  # its task part (task_config): what the run sees
 
 
 class _RecordDumper(getattr(yaml, "CDumper", yaml.Dumper)):
@@ -94,7 +95,7 @@ def _prepare(job: Job) -> tuple[DictConfig, DictConfig, Path]:
         config.hydra.job.id = f"{config.hydra.job.name}_{job.index}"
         config.hydra.job.num = job.index
         config.hydra.runtime.output_dir = str(output_dir.absolute())
-    task_cfg = task_config(config)
+    task_cfg = job.task  # the task part, untouched by the hydra node's settings above
     output_dir.mkdir(parents=True, exist_ok=True)
     if config.hydra.output_subdir is not None:
         folder = output_dir / str(config.hydra.output_subdir)
@@ -228,10 +229,10 @@ class StackedLauncher(Launcher):
         configs = self.stacks_configs(job_overrides)
         self.composed = {}
         jobs = [
-            Job(initial_job_idx + i, list(overrides), config)
+            Job(initial_job_idx + i, list(overrides), config, task_config(config))
             for i, (overrides, config) in enumerate(zip(job_overrides, configs, strict=True))
         ]
-        keys = [stack_key(task_config(job.config)) for job in jobs]
+        keys = [stack_key(job.task) for job in jobs]
         return [[jobs[i] for i in members] for members in group_into_stacks(keys, self.max_stack)]
 
     def stacks_configs(self, job_overrides: Sequence[Sequence[str]]) -> list[DictConfig]:
@@ -262,17 +263,14 @@ class StackedLauncher(Launcher):
         from vgbench.memory import run_bytes, size_text
         from vgbench.validate import validate
 
-        failing = []  # what each run checks before its data loads: a run that would fail alone
-        for overrides, config in zip(job_overrides, self.stacks_configs(job_overrides), strict=True):
+        stacks, failing, bad = self.stacks(job_overrides), [], set()
+        for job in (job for stack in stacks for job in stack):  # what each run checks before its data loads
             try:
-                validate(task_config(config))
-            except UserError as error:
-                failing.append(f"  {','.join(overrides)}: {error}")
-        stacks = self.stacks(job_overrides)
-        if failing:
-            bad = {line.split(": ", 1)[0].strip() for line in failing}
-            stacks = [[job for job in stack if ",".join(job.overrides) not in bad] for stack in stacks]
-            stacks = [stack for stack in stacks if stack]
+                validate(job.task)
+            except UserError as error:  # a run that would fail alone
+                failing.append(f"  {','.join(job.overrides)}: {error}")
+                bad.add(job.index)
+        stacks = [kept for stack in stacks if (kept := [job for job in stack if job.index not in bad])]
         runs = sum(map(len, stacks))
         if self.executor == "local":
             device, parallel, threads, share = self.local_placement(len(stacks))
@@ -286,10 +284,10 @@ class StackedLauncher(Launcher):
         if failing:
             lines += [f"{len(failing)} run(s) would fail, each alone, beside them:", *failing]
         for number, stack in enumerate(stacks, 1):
-            cfg = task_config(stack[0].config)
+            cfg = stack[0].task
             widths = hidden_widths(cfg.model)
             shape = f"{len(widths)}x{widths[0] if len(set(widths)) == 1 else widths} {cfg.activation.name}"
-            each = max(run_bytes(task_config(job.config), *feature_shape(cfg.data)) for job in stack)
+            each = max(run_bytes(job.task, *feature_shape(cfg.data)) for job in stack)
             lines.append(
                 f"stack {number}: {len(stack)} run(s) of a {shape} MLP at batch {cfg.data.batch_size}, about "
                 f"{size_text(each)} per run, {size_text(each * len(stack))} in all"

@@ -69,12 +69,12 @@ def folder_name(group: Group) -> str:
 
 
 def margin_layout(tags: set[str]) -> dict[str, dict[str, list[Any]]]:
-    """Custom scalars: one margin chart per tag worth a band (MARGIN_TAGS), its mean line in its band."""
-    charts = {
-        tag: ["Margin", [tag, f"{BAND_PREFIXES[0]}/{tag}", f"{BAND_PREFIXES[1]}/{tag}"]]
-        for tag in sorted(tags)
-        if MARGIN_TAGS.match(tag)
-    }
+    """Custom scalars: one margin chart per tag worth a band (MARGIN_TAGS), its mean line in its band; the
+    test metrics first, then the other epoch metrics and ratios, then the layers'."""
+    shown = sorted(
+        (t for t in tags if MARGIN_TAGS.match(t)), key=lambda t: ("layer_" in t, t.split("/")[0] != "test", t)
+    )
+    charts = {tag: ["Margin", [tag, f"{BAND_PREFIXES[0]}/{tag}", f"{BAND_PREFIXES[1]}/{tag}"]] for tag in shown}
     return {"seed groups: mean in the min-to-max band": charts}
 
 
