@@ -425,3 +425,13 @@ def test_each_group_of_seeds_gets_a_mean_and_band_run_for_tensorboard(tmp_path):
         assert {"test/acc", "grad_norm/weight/layer_01", "delta_norm/layer_03"} <= set(margins)
     assert len(list((tmp_path / AGGREGATE_DIR).rglob("events.out.tfevents.*"))) == 2
     assert len(write_report(tmp_path).aggregates) == 2 and len(list((tmp_path / AGGREGATE_DIR).iterdir())) == 2
+
+
+def test_the_overview_leaves_out_knobs_that_do_not_act(tmp_path):
+    """model.init_std acts only with model.init=normal: beside init=auto the overview does not state it."""
+    for depth in (2, 3):
+        write_run(tmp_path / "auto", [f"model.depth={depth}", "model.init_std=0.01"])
+        write_run(tmp_path / "normal", [f"model.depth={depth}", "model.init=normal", "model.init_std=0.05"])
+    assert "model.init_std" not in read_sweep(tmp_path / "auto").fixed
+    assert read_sweep(tmp_path / "normal").fixed["model.init_std"] == 0.05
+    assert "`model.init_std=0.05`" in write_report(tmp_path / "normal").files["report.md"].read_text()

@@ -44,6 +44,15 @@ class ActivationConfig:
     target: str | None = None  # activation=custom: your own elementwise function, as module.function
 
 
+# The knobs that act only under another key's values (the report leaves them out of a sweep's overview
+# where they do not act: init_std beside init=auto says nothing about the runs)
+ACTS_ONLY_WITH = {
+    "model.init_std": ("model.init", ("normal",)),
+    "model.sigma_w2": ("model.init", ("gaussian", "orthogonal")),
+    "model.bias_std": ("model.bias_init", ("normal",)),
+}
+
+
 @dataclass
 class ModelConfig:
     depth: int = 3  # hidden layers

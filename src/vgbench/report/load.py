@@ -17,7 +17,7 @@ from typing import Any
 
 import yaml
 
-from vgbench.config import PLACEMENT_KEYS, flat_items
+from vgbench.config import ACTS_ONLY_WITH, PLACEMENT_KEYS, flat_items
 from vgbench.flow import classify
 from vgbench.summary import FAILED, SUMMARY_FILE, Summary, read_summary
 
@@ -42,6 +42,8 @@ OVERVIEW_KEYS = (
     "model.width",
     "model.init",
     "model.init_std",
+    "model.sigma_w2",
+    "model.bias_std",
     "model.norm",
     "optimizer",
     "optimizer.lr",
@@ -311,9 +313,17 @@ def read_sweep(folder: Path) -> Sweep:
     fixed = {}
     for key in OVERVIEW_KEYS:
         values = {str(run.setting(key)) for run in runs}
-        if key not in keys and len(values) == 1 and values != {"None"}:
+        if key not in keys and len(values) == 1 and values != {"None"} and acts(key, runs):
             fixed[key] = runs[0].setting(key)
     return Sweep(folder, runs, keys, seeds, groups, x_key, line_keys, fixed)
+
+
+def acts(key: str, runs: list[Run]) -> bool:
+    """Whether a knob acts on some of these runs (config.ACTS_ONLY_WITH: init_std only with init=normal)."""
+    if key not in ACTS_ONLY_WITH:
+        return True
+    governing, values = ACTS_ONLY_WITH[key]
+    return any(str(run.setting(governing)) in values for run in runs)
 
 
 def sweep_lists(folder: Path) -> dict[str, list[str]] | None:
