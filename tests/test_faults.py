@@ -200,8 +200,9 @@ def test_case_12_report_md_escapes_html_in_every_value():
         ["<b>finding</b>"],
         [],
         [("table", ["activation"], [["<img src=x onerror=alert(1)>"]])],
+        [("grid", ["activation", "depth=2"], [["<script>", "0.1"]])],
     )
-    assert "<img" not in text and "<b>" not in text
+    assert "<img" not in text and "<b>" not in text and "<script>" not in text
     assert "&lt;img src=x onerror=alert(1)&gt;" in text
 
 

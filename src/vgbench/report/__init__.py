@@ -24,6 +24,7 @@ from vgbench.report.aggregate import AGGREGATE_DIR, write_aggregates
 from vgbench.report.findings import findings as compute_findings
 from vgbench.report.load import Sweep, log_mean_spread, missing_runs, read_sweep, variance_interval
 from vgbench.report.render import csv_bytes, html_page, markdown, results_table
+from vgbench.report.tables import Table, grids, tables_csv, tables_latex
 
 
 @dataclass
@@ -33,6 +34,7 @@ class Report:
     figures: dict[str, tuple[str, Figure]]  # file name -> (title, figure)
     findings: list[str]
     aggregates: list[Path]  # the TensorBoard run of each group of seeds (vgbench.report.aggregate)
+    grids: list[Table]  # the headline tables (vgbench.report.tables)
 
 
 def overview(sweep: Sweep, missing: list[str]) -> list[str]:
@@ -171,9 +173,10 @@ def theory_table(sweep: Sweep) -> tuple[str, list[str], list[list[Any]]] | None:
     )
 
 
-def write_report(folder: Path) -> Report:
-    """Write results.csv, the figures, report.md and report.html into `folder`, and the TensorBoard run of
-    each group of seeds into its `_mean/`."""
+def write_report(folder: Path, latex: bool = False) -> Report:
+    """Write results.csv, the headline tables (tables.csv, and tables.tex with `latex`), the figures,
+    report.md and report.html into `folder`, and the TensorBoard run of each group of seeds into its
+    `_mean/`."""
     sweep = read_sweep(folder)
     missing = missing_runs(folder, sweep.runs)
     classes = {  # chance accuracy from the runs' own class counts (a failed run's config may hold any value)
@@ -198,18 +201,26 @@ def write_report(folder: Path) -> Report:
     tables = [table for table in (theory_table(sweep), ("Runs", columns, rows)) if table]
     title = "Gradient-flow report"
     outputs["report.md"] = folder / "report.md"
-    write_atomic(outputs["report.md"], markdown(title, head, lines, sections, tables).encode())
+    headline = grids(sweep)
+    outputs["tables.csv"] = folder / "tables.csv"
+    write_atomic(outputs["tables.csv"], tables_csv(headline))
+    if latex:
+        outputs["tables.tex"] = folder / "tables.tex"
+        write_atomic(outputs["tables.tex"], tables_latex(headline).encode())
+    write_atomic(outputs["report.md"], markdown(title, head, lines, sections, tables, headline).encode())
     outputs["report.html"] = folder / "report.html"
-    write_atomic(outputs["report.html"], html_page(title, head, lines, sections, tables, folder).encode())
+    write_atomic(outputs["report.html"], html_page(title, head, lines, sections, tables, folder, headline).encode())
     aggregates = write_aggregates(sweep, folder)
-    return Report(sweep, outputs, {name: (t, f) for name, (t, f, _) in figures.items()}, lines, aggregates)
+    figures_by_name = {name: (t, f) for name, (t, f, _) in figures.items()}
+    return Report(sweep, outputs, figures_by_name, lines, aggregates, headline)
 
 
 def print_report(report: Report, folder: Path) -> None:
     """The findings in the terminal, then where the report is."""
     print("findings:", *[f"- {line.replace('**', '').replace('`', '')}" for line in report.findings], sep="\n")
     count = sum(name.endswith(".png") for name in report.files)
-    print(f"report: {report.files['report.html']} (and report.md, results.csv, {count} figures)")
+    tex = ", tables.tex" if "tables.tex" in report.files else ""
+    print(f"report: {report.files['report.html']} (and report.md, results.csv, tables.csv{tex}, {count} figures)")
     groups = (
         f" ({len(report.aggregates)} seed groups as mean-and-band runs under {AGGREGATE_DIR}/)"
         if report.aggregates
@@ -221,11 +232,18 @@ def print_report(report: Report, folder: Path) -> None:
 def main(argv: list[str] | None = None) -> None:
     parser = CommandParser(prog="vgbench-report", description="Write the report of a sweep (or a run).")
     parser.add_argument("folder", type=Path, help="a sweep folder (outputs/sweeps/...) or a single run's folder")
+    parser.add_argument(
+        "--format",
+        choices=["latex"],
+        action="append",
+        default=[],
+        help="also write the headline tables as tables.tex (LaTeX, booktabs)",
+    )
     args = parser.parse_args(argv)
     if not args.folder.is_dir():
         exit_with_error(f"{args.folder} is not a folder")
     try:
-        report = write_report(args.folder)
+        report = write_report(args.folder, latex="latex" in args.format)
     except (FileNotFoundError, ValueError) as error:
         exit_with_error(error)
     print_report(report, args.folder)

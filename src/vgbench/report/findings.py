@@ -2,49 +2,71 @@
 
 from __future__ import annotations
 
+import math
 from collections import Counter
 
-from vgbench.flow import KINDS, learning, orders, thresholds_text
+from vgbench.flow import KINDS, learning, thresholds_text
 from vgbench.report.load import Sweep, log_mean_spread, mean_spread
 
 CHANCE_ACCURACY_MARGIN = 0.1  # "near chance": test accuracy below 1/classes + this
 
 
 def ratio_findings(sweep: Sweep) -> list[str]:
-    """Per line: the step-0 first-to-last ratio at each x, then which kind of flow holds where."""
+    """Per line, the conclusion the ratio table supports: how the step-0 first-to-last ratio moves along a
+    numeric x (orders of magnitude per layer, per unit of x, or per decade where x spans decades: a
+    least-squares line through the log of each group's geometric mean), or that it stays within a factor of
+    3 from end to end; then which kind of flow holds where."""
     lines = []
+    axis = sweep.x_key.split(".")[-1] if sweep.x_key else ""
+    unit = "layer" if sweep.x_key == "model.depth" else f"unit of {axis}"
     for settings, groups in sweep.lines():
-        parts, kinds = [], {}
+        points, kinds = [], {}
         for group in groups:
             stats = log_mean_spread([r.ratio("step0") for r in group.runs])
             if stats is None:
                 continue
-            where = f"{sweep.x_key.split('.')[-1]} {group.settings[sweep.x_key]}" if sweep.x_key else "every run"
-            spread = f", runs {stats[1]:.1e} to {stats[2]:.1e}" if len(group.runs) > 1 else ""
-            parts.append(f"{where}: {orders(stats[0])}{spread}")
+            x = group.settings[sweep.x_key] if sweep.x_key else None
+            points.append((x, math.log10(stats[0])))
             flows = Counter(r.flow["kind"] for r in group.runs if r.flow)
             if flows:
-                kinds.setdefault(flows.most_common(1)[0][0], []).append(where)
-        if parts:
-            name = sweep.line_label(settings) if settings else "all runs"
-            flow = "; ".join(f"{kind} at {', '.join(at)}" for kind, at in kinds.items())
-            lines.append(
-                f"**{name}**: the first layer's weight gradient at step 0, against the output layer's: "
-                + "; ".join(parts)
-                + f". Flow: {flow}."
+                kinds.setdefault(flows.most_common(1)[0][0], []).append(f"{axis} {x}" if sweep.x_key else "every run")
+        if not points:
+            continue
+        logs = [log for _, log in points]
+        low, high = 10 ** min(logs), 10 ** max(logs)
+        if max(logs) - min(logs) <= math.log10(3):  # less than 3-fold from end to end: no trend to speak of
+            trend = f"stays between {low:.2g} and {high:.2g} at every {axis or 'run'}"
+            if max(abs(log) for log in logs) <= math.log10(3):
+                trend += ", within a factor of 3 of the output layer's gradient"
+        elif sweep.numeric_x and len(points) > 1:
+            xs = [float(x) for x, _ in points]
+            if min(xs) > 0 and max(xs) / min(xs) >= 100:  # x spans decades (an init scale, a learning rate)
+                xs, per = [math.log10(x) for x in xs], f"decade of {axis}"
+            else:
+                per = unit
+            mean_x, mean_log = sum(xs) / len(xs), sum(logs) / len(logs)
+            slope = sum((x - mean_x) * (y - mean_log) for x, y in zip(xs, logs, strict=True)) / sum(
+                (x - mean_x) ** 2 for x in xs
             )
+            trend = (
+                f"{'falls' if slope < 0 else 'rises'} by about {abs(slope):.2g} orders of magnitude per {per}, "
+                f"from {10 ** logs[0]:.2g} at {axis} {points[0][0]} to {10 ** logs[-1]:.2g} at {points[-1][0]}"
+            )
+        else:
+            trend = f"ranges from {low:.2g} to {high:.2g}"
+        name = sweep.line_label(settings) if settings else "all runs"
+        flow = "; ".join(f"{kind} at {', '.join(at)}" for kind, at in kinds.items())
+        lines.append(f"**{name}**: the first-to-last gradient ratio at step 0 {trend}. Flow: {flow}.")
     return lines
 
 
 def accuracy_findings(sweep: Sweep, chance: float) -> list[str]:
+    """Which groups stayed near chance and which learned (their numbers are in the accuracy table)."""
     near_chance, learned = [], []
     for group in sweep.groups:
         stats = mean_spread([r.final("test_acc") for r in group.runs])
-        if stats is None:
-            continue
-        spread = f" ± {stats[1]:.3f}" if len(group.runs) > 1 else ""
-        text = f"{group.label()} ({stats[0]:.3f}{spread})"
-        (near_chance if stats[0] < chance + CHANCE_ACCURACY_MARGIN else learned).append(text)
+        if stats is not None:
+            (near_chance if stats[0] < chance + CHANCE_ACCURACY_MARGIN else learned).append(group.label())
     lines = []
     if near_chance:
         lines.append(f"Near chance ({chance:.2f}) after training: " + "; ".join(near_chance) + ".")

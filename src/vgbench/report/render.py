@@ -71,22 +71,25 @@ def _markdown_cell(value: Any) -> str:
     return html.escape(_cell(value), quote=False).replace("|", "\\|")
 
 
+def _markdown_table(heading: str, columns: list[str], rows: list[list[Any]], level: str = "##") -> list[str]:
+    text = ["", f"{level} {heading}", "", "| " + " | ".join(columns) + " |", "|" + "---|" * len(columns)]
+    return text + ["| " + " | ".join(_markdown_cell(v) for v in row) + " |" for row in rows]
+
+
 def markdown(
     title: str,
     overview: list[str],
     findings: list[str],
     sections: list[tuple[str, str, str]],
     tables: list[tuple[str, list[str], list[list[Any]]]],
+    grids: list[tuple[str, list[str], list[list[Any]]]],
 ) -> str:
-    """sections: (title, figure file, caption); tables: (title, columns, rows)."""
-    text = [
-        f"# {html.escape(title, quote=False)}",
-        "",
-        *(html.escape(line, quote=False) for line in overview),
-        "",
-        "## Findings",
-        "",
-    ]
+    """sections: (title, figure file, caption); tables and grids: (title, columns, rows). The grids (the
+    headline numbers) open the report, before the findings; the other tables close it."""
+    text = [f"# {html.escape(title, quote=False)}", "", *(html.escape(line, quote=False) for line in overview)]
+    for heading, columns, rows in grids:
+        text += _markdown_table(heading, columns, rows, "###")
+    text += ["", "## Findings", ""]
     text += [f"- {html.escape(line, quote=False)}" for line in findings]
     for heading, name, caption in sections:
         text += (
@@ -95,9 +98,14 @@ def markdown(
             else ["", f"## {heading}", "", f"![{heading}]({name})"]
         )
     for heading, columns, rows in tables:
-        text += ["", f"## {heading}", "", "| " + " | ".join(columns) + " |", "|" + "---|" * len(columns)]
-        text += ["| " + " | ".join(_markdown_cell(v) for v in row) + " |" for row in rows]
+        text += _markdown_table(heading, columns, rows)
     return "\n".join(text) + "\n"
+
+
+def _html_table(heading: str, columns: list[str], rows: list[list[Any]], level: str = "h2") -> str:
+    head = "".join(f"<th>{html.escape(c)}</th>" for c in columns)
+    body = "".join("<tr>" + "".join(f"<td>{html.escape(_cell(v))}</td>" for v in row) + "</tr>" for row in rows)
+    return f"<{level}>{html.escape(heading)}</{level}><table><tr>{head}</tr>{body}</table>"
 
 
 def _inline(text: str) -> str:  # **bold** and `code`, the only markdown the findings use
@@ -115,8 +123,10 @@ def html_page(
     sections: list[tuple[str, str, str]],
     tables: list[tuple[str, list[str], list[list[Any]]]],
     folder: Path,
+    grids: list[tuple[str, list[str], list[list[Any]]]],
 ) -> str:
     body = [f"<h1>{html.escape(title)}</h1>"] + [f"<p>{_inline(line)}</p>" for line in overview]
+    body += [_html_table(heading, columns, rows, "h3") for heading, columns, rows in grids]
     body += ["<h2>Findings</h2><ul>"] + [f"<li>{_inline(line)}</li>" for line in findings] + ["</ul>"]
     for heading, name, caption in sections:
         data = base64.b64encode((folder / name).read_bytes()).decode()
@@ -125,14 +135,7 @@ def html_page(
             + (f"<p>{_inline(caption)}</p>" if caption else "")
             + f'<img alt="{html.escape(heading)}" src="data:image/png;base64,{data}">'
         )
-    for heading, columns, rows in tables:
-        body.append(
-            f"<h2>{html.escape(heading)}</h2><table><tr>"
-            + "".join(f"<th>{html.escape(c)}</th>" for c in columns)
-            + "</tr>"
-        )
-        body += ["<tr>" + "".join(f"<td>{html.escape(_cell(v))}</td>" for v in row) + "</tr>" for row in rows]
-        body.append("</table>")
+    body += [_html_table(heading, columns, rows) for heading, columns, rows in tables]
     style = (
         "body{font-family:sans-serif;max-width:1150px;margin:2em auto;padding:0 1em;line-height:1.45}"
         "img{max-width:100%}table{border-collapse:collapse;font-size:12px}"
