@@ -82,7 +82,7 @@ def test_a_bad_command_line_is_one_line_and_exit_2_unless_hydra_full_error_is_se
     [
         ("vgbench.theory", "usage: vgbench-theory [-h] [--phase-diagram] [overrides ...]"),
         ("vgbench.provision", "usage: vgbench-data [-h] [overrides ...]"),
-        ("vgbench.report", "usage: vgbench-report [-h] folder"),
+        ("vgbench.report", "usage: vgbench-report [-h] [--format {latex}] folder"),
         ("vgbench.lessons", "usage: vgbench-lesson [-h] [--out OUT] name"),
     ],
 )

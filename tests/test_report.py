@@ -452,3 +452,25 @@ def test_the_overview_leaves_out_knobs_that_do_not_act(tmp_path):
     assert "model.init_std" not in read_sweep(tmp_path / "auto").fixed
     assert read_sweep(tmp_path / "normal").fixed["model.init_std"] == 0.05
     assert "`model.init_std=0.05`" in write_report(tmp_path / "normal").files["report.md"].read_text()
+
+
+def test_the_headline_tables_as_latex(tmp_path, capsys):
+    """vgbench-report --format latex writes tables.tex: one booktabs table per grid, LaTeX's specials
+    escaped; a format it does not know is one line and exit 2."""
+    for activation in ("sigmoid", "leaky_relu"):
+        for depth in (2, 5):
+            write_run(tmp_path, [f"activation={activation}", f"model.depth={depth}"], ratio=0.25**depth, accuracy=0.5)
+    main([str(tmp_path), "--format", "latex"])
+    tex = (tmp_path / "tables.tex").read_text()
+    assert tex.count(r"\begin{tabular}{lrr}") == 3 and tex.count(r"\toprule") == 3
+    assert r"activation & depth=2 & depth=5 \\" in tex
+    assert r"leaky\_relu & 0.062 & 0.00098 \\" in tex  # one seed: the value alone
+    assert r"\caption{Test accuracy (mean $\pm$ std over seeds)}" in tex
+    assert "tables.tex" in capsys.readouterr().out
+    with pytest.raises(SystemExit) as stop:
+        main([str(tmp_path), "--format", "word"])
+    assert (stop.value.code, capsys.readouterr().err) == (
+        2,
+        "error: vgbench-report: argument --format: invalid choice: 'word' (choose from 'latex') "
+        "(see vgbench-report --help)\n",
+    )
