@@ -50,6 +50,7 @@ from vgbench.meanfield_batchnorm import EPS, batchnorm_layer, growth_per_layer, 
 from vgbench.model import BIAS_INITS, WEIGHT_INITS, bias_scheme
 
 TRAINABLE_DEPTH_SCALES = 6  # Schoenholz et al.: networks train when depth < about 6 xi_c
+UNKNOWN_WIDTH = 1 << 30  # no sizes given: no skips, no projection, and no finite-width spread to predict
 GROWTH_THRESHOLD = 100.0  # the depth at which the predicted delta_1 / delta_out first passes 100 (or 1 / 100)
 
 
@@ -175,7 +176,7 @@ def predict_from_variances(
     if opts.norm == "batchnorm" and opts.batch_size < 2:
         return {"applies": False, "reason": "batch norm of a single example is not defined (data.batch_size=1)"}
     depth = len(variances) - 1
-    sizes = list(sizes) if sizes is not None else [0, *[1 << 30] * depth, 0]
+    sizes = list(sizes) if sizes is not None else [0, *[UNKNOWN_WIDTH] * depth, 0]
     layers = _propagate(activation, variances, q0, sizes, opts)
     squared = [1.0]  # |delta_l|^2 / |delta_out|^2, from the output back
     stream = variances[-1][0]  # |g_L|^2 / |delta_out|^2
@@ -216,7 +217,7 @@ def predict_from_variances(
             "trainable_depth": TRAINABLE_DEPTH_SCALES * state.xi_c,  # 6 xi_c
             "trainable": depth < TRAINABLE_DEPTH_SCALES * state.xi_c,
         }
-        if opts.keep == 1.0 and sizes[1] < 1 << 30:
+        if opts.keep == 1.0 and UNKNOWN_WIDTH not in sizes[1:-1]:
             q = [layer.q for layer in layers]
             result["log_ratio_std"] = math.sqrt(seed_variance(activation, variances, q, sizes[1:-1]))
             result["sum_inverse_widths"] = sum(1 / n for n in sizes[1:-1])
