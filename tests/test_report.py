@@ -331,7 +331,7 @@ PRESET_FIGURES = {  # what only they draw
 PRESET_GRIDS = {
     "criticality": ["model.depth=20,10", "model.sigma_w2=1.0,2.0,3.0"],
     "isometry": ["model.depth=30,10"],
-    "vanishing": ["trainer.seed=0,1"],
+    "vanishing": ["trainer.seed=0,1", "model.depth=5,2"],
     "batchnorm": ["model.depth=10,5", "data.batch_size=8,64"],
     "residual": ["model.depth=10,5"],
     "dropout_criticality": ["model.depth=10,5", "model.sigma_w2=1.0,3.0", "model.dropout=0.0,0.3"],
@@ -356,6 +356,8 @@ def test_every_preset_writes_a_report_with_the_axes_it_varies(tmp_path, preset):
         "data.limit_train=null",
     ]
     folder = tmp_path / preset
+    if "launcher: stacked" in (CONF_DIR / "experiment" / f"{preset}.yaml").read_text():
+        tiny.append("hydra.launcher.n_jobs=1")  # its stacks one after another in this process: no worker to start
     result = run_app(
         f"experiment={preset}",
         *tiny,
