@@ -8,20 +8,17 @@ from hydra_plugins.vgbench_launchers.stacked import record_yaml
 
 
 @pytest.mark.parametrize(
-    "other",
+    ("first", "other"),
     [
-        ["trainer.seed=7", "optimizer.lr=0.3"],
-        ["trainer.seed=7", "optimizer.lr=1e-3"],
-        ["trainer.seed=0", "optimizer.lr=0.3", "model.init=orthogonal", "model.init_std=0.5"],
+        (["trainer.seed=0", "optimizer.lr=0.1"], ["trainer.seed=7", "optimizer.lr=0.3"]),
+        (["trainer.seed=0", "optimizer.lr=0.1"], ["trainer.seed=7", "optimizer.lr=1e-3"]),
+        (["model.init=auto", "model.init_std=0.01"], ["model.init=orthogonal", "model.init_std=0.5"]),
+        (["model.depth=3", "data.batch_size=64"], ["model.depth=7", "data.batch_size=32"]),  # a shape
+        (["model.depth=3", "model.width=64"], ["model.depth=7", "model.width=[8,16]"]),  # a list for an int
     ],
 )
-def test_a_sibling_config_is_what_hydra_composes(hydra_loader, other):
+def test_a_sibling_config_is_what_hydra_composes(hydra_loader, first, other):
     loader, master = hydra_loader
-    first = [
-        "trainer.seed=0",
-        "optimizer.lr=0.1",
-        *(["model.init=auto", "model.init_std=0.01"] if len(other) > 2 else []),
-    ]
     composed = loader.load_sweep_config(master, first)
     derived = sibling_config(composed, first, other)
     expected = loader.load_sweep_config(master, other)
@@ -33,13 +30,13 @@ def test_a_sibling_config_is_what_hydra_composes(hydra_loader, other):
 @pytest.mark.parametrize(
     ("first", "other"),
     [
-        (["model.depth=2"], ["model.depth=3"]),  # a shape
         (["activation=relu"], ["activation=tanh"]),  # a config group
+        (["trainer.seed=0", "loss=cross_entropy"], ["trainer.seed=0", "loss=mse"]),  # an undotted key may be a group
         (["trainer.seed=0"], ["trainer.seed=0", "optimizer.lr=0.3"]),  # another set of keys
         (["trainer.seed=0"], ["+trainer.seed=1"]),  # not a plain value change
     ],
 )
-def test_only_per_run_values_make_siblings(hydra_loader, first, other):
+def test_only_values_of_dotted_keys_make_siblings(hydra_loader, first, other):
     loader, master = hydra_loader
     assert sibling_config(loader.load_sweep_config(master, first), first, other) is None
 

@@ -2,10 +2,11 @@
 
 Hydra composes each job's config from the files, slowly: a 64-run sweep spends longer
 composing than a stack of it spends training on a GPU. Jobs whose overrides differ only in the values of
-per-run keys (seed, learning rate, init, ...: vgbench.config.PER_RUN_KEYS) have configs that differ only
-in those values, so one composed config serves its siblings with the values set as Hydra sets a value
-override. The sweeper (vgbench.yaml) validates a batch this way and the stacked launcher groups it into
-stacks from the same configs.
+keys inside the config (`model.depth=10`, `trainer.seed=1`: a dotted key, not a config group such as
+`activation=relu`, which changes the defaults list) have configs that differ only in those values: Hydra
+composes the defaults first and then sets each value override (OmegaConf.update). So one composed config
+serves its siblings with the values set the same way. The sweeper (vgbench.yaml) validates a batch this
+way and the stacked launcher groups it into stacks from the same configs.
 """
 
 import pickle
@@ -15,8 +16,6 @@ from hydra.core.config_loader import ConfigLoader
 from hydra.core.override_parser.overrides_parser import OverridesParser
 from hydra.core.override_parser.types import Override, OverrideType
 from omegaconf import DictConfig, OmegaConf, open_dict
-
-from vgbench.config import PER_RUN_KEYS
 
 SIBLINGS_LOOKED_AT = 8  # a sweep lists siblings next to each other: the last few composed jobs suffice
 
@@ -32,9 +31,10 @@ def sibling_config(
     composed: DictConfig, composed_overrides: Sequence[str], overrides: Sequence[str]
 ) -> DictConfig | None:
     """The config of a job whose overrides differ from an already composed job's only in the values of
-    per-run keys: a copy of that config with the values set as Hydra sets a value override
-    (OmegaConf.update, after composition). None for any other difference. tests/test_launchers.py checks
-    it against Hydra's own composition. A value of the wrong type raises, as in Hydra."""
+    dotted keys: a copy of that config with the values set as Hydra sets a value override
+    (OmegaConf.update, after composition). None for any other difference (a config group, a key added or
+    deleted, a sweep). tests/test_launchers.py checks it against Hydra's own composition. A value of the
+    wrong type or a key that is not there raises, and Hydra then composes the job to say so its own way."""
     parser = OverridesParser.create()
     mine, theirs = parser.parse_overrides(list(overrides)), parser.parse_overrides(list(composed_overrides))
     if [o.key_or_group for o in mine] != [o.key_or_group for o in theirs]:
@@ -42,7 +42,7 @@ def sibling_config(
     changed = [o for o, other in zip(mine, theirs, strict=True) if o.input_line != other.input_line]
     for override in changed:
         plain = override.type == OverrideType.CHANGE and override.package is None and not override.is_hydra_override()
-        if not plain or override.key_or_group not in PER_RUN_KEYS or override.is_sweep_override():
+        if not plain or "." not in override.key_or_group or override.is_sweep_override():
             return None
     config = pickle.loads(pickle.dumps(composed))  # a deep copy, types and flags kept: 2.5 times copy.deepcopy's speed
     for override in changed:
