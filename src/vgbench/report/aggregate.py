@@ -81,6 +81,7 @@ def margin_layout(tags: set[str]) -> dict[str, dict[str, list[Any]]]:
 def write_aggregates(sweep: Sweep, folder: Path) -> list[Path]:
     """The aggregate run of every group with two runs or more (see the module docstring). Returns their
     folders; none when no group has seeds to average."""
+    from tensorboard.compat.proto.summary_pb2 import Summary
     from torch.utils.tensorboard import SummaryWriter
     from torch.utils.tensorboard.summary import hparams
 
@@ -95,11 +96,16 @@ def write_aggregates(sweep: Sweep, folder: Path) -> list[Path]:
         series = group_series([folder / run.name for run in kept])
         path = building / folder_name(group)
         writer = SummaryWriter(str(path), max_queue=1000)
+        by_step: dict[int, list[Summary.Value]] = defaultdict(list)  # one event per step: every tag's values
         for tag, steps in series.items():
             for step, (mean, low, high) in steps.items():
-                writer.add_scalar(tag, mean, step)
-                writer.add_scalar(f"{BAND_PREFIXES[0]}/{tag}", low, step)
-                writer.add_scalar(f"{BAND_PREFIXES[1]}/{tag}", high, step)
+                by_step[step] += [
+                    Summary.Value(tag=tag, simple_value=mean),
+                    Summary.Value(tag=f"{BAND_PREFIXES[0]}/{tag}", simple_value=low),
+                    Summary.Value(tag=f"{BAND_PREFIXES[1]}/{tag}", simple_value=high),
+                ]
+        for step, values in sorted(by_step.items()):
+            writer.file_writer.add_summary(Summary(value=values), step)
         writer.add_custom_scalars(margin_layout(set(series)))
         left_out = len(group.runs) - len(kept)
         writer.add_text(
