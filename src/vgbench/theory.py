@@ -46,7 +46,7 @@ import numpy as np
 
 from vgbench import meanfield as mf
 from vgbench.activations import Activation
-from vgbench.meanfield_batchnorm import EPS, batchnorm_layer, growth_per_layer, large_batch_growth
+from vgbench.meanfield_batchnorm import EPS, BatchNormLayer, batchnorm_layer, growth_per_layer, large_batch_growth
 from vgbench.model import BIAS_INITS, WEIGHT_INITS, bias_scheme
 
 TRAINABLE_DEPTH_SCALES = 6  # Schoenholz et al.: networks train when depth < about 6 xi_c
@@ -122,12 +122,18 @@ class _Layer:
 
 
 def _propagate(
-    activation: Activation, variances: Sequence[tuple[float, float]], q0: float, sizes: Sequence[int], opts: Options
+    activation: Activation,
+    variances: Sequence[tuple[float, float]],
+    q0: float,
+    sizes: Sequence[int],
+    opts: Options,
+    batchnorm: BatchNormLayer | None,
 ) -> list[_Layer]:
-    """The forward pass of the module docstring, layer by layer, with each layer's backward factor A."""
+    """The forward pass of the module docstring, layer by layer, with each layer's backward factor A
+    (`batchnorm`: the activation's batch-normalised layer at opts.batch_size, where opts.norm is batchnorm)."""
     depth = len(variances) - 1
     adds = [opts.residual and sizes[l] == sizes[l + 1] for l in range(depth)]  # noqa: E741
-    batchnorm = batchnorm_layer(activation, opts.batch_size) if opts.norm == "batchnorm" else None
+    standard = mf.moments(activation, 1.0)  # at u ~ N(0, 1): what batch and layer norm feed the activation
     q_h, m_h = q0, opts.input_mean
     v_h = (q0 - opts.input_mean**2 if opts.feature_variance is None else opts.feature_variance) * (
         1 - 1 / opts.batch_size  # the batch's own (biased) variance, as batch norm computes it
@@ -136,12 +142,12 @@ def _propagate(
     for l, (sigma_w2, sigma_b2) in enumerate(variances[:-1]):  # noqa: E741
         q_z = sigma_w2 * q_h + sigma_b2
         if batchnorm is not None:
-            moments = replace(mf.moments(activation, 1.0), mean=batchnorm.mean, second=batchnorm.second_moment)
+            moments = replace(standard, mean=batchnorm.mean, second=batchnorm.second_moment)
             below_batchnorm = l + 1 < depth and not adds[l + 1]
             backward = batchnorm.backward_factor(sigma_w2 * v_h, below_batchnorm)
             centred = batchnorm.second_moment / opts.keep - (batchnorm.second_moment - batchnorm.centred_variance)
         else:
-            moments = mf.moments(activation, 1.0 if opts.norm == "layernorm" else q_z)
+            moments = standard if opts.norm == "layernorm" else mf.moments(activation, q_z)
             backward = moments.derivative_squared
             if opts.norm == "layernorm":
                 kept = 1 - (1 + moments.u2_derivative_squared / moments.derivative_squared) / sizes[l + 1]
@@ -177,7 +183,8 @@ def predict_from_variances(
         return {"applies": False, "reason": "batch norm of a single example is not defined (data.batch_size=1)"}
     depth = len(variances) - 1
     sizes = list(sizes) if sizes is not None else [0, *[UNKNOWN_WIDTH] * depth, 0]
-    layers = _propagate(activation, variances, q0, sizes, opts)
+    batchnorm = batchnorm_layer(activation, opts.batch_size) if opts.norm == "batchnorm" else None
+    layers = _propagate(activation, variances, q0, sizes, opts, batchnorm)
     squared = [1.0]  # |delta_l|^2 / |delta_out|^2, from the output back
     stream = variances[-1][0]  # |g_L|^2 / |delta_out|^2
     for l in reversed(range(depth)):  # noqa: E741
@@ -199,10 +206,10 @@ def predict_from_variances(
         "depth_to_threshold": depth_to_threshold(growth),
         "regime": mf.regime(growth),
     }
-    if opts.norm == "batchnorm":
+    if batchnorm is not None:
         result |= {
             "batch_size": opts.batch_size,
-            "batchnorm_growth": growth_per_layer(batchnorm_layer(activation, opts.batch_size)),
+            "batchnorm_growth": growth_per_layer(batchnorm),
             "large_batch_growth": large_batch_growth(mf.moments(activation, 1.0)),
         }
     if opts.norm == "none" and not any(layer.adds_input for layer in layers):
@@ -218,8 +225,7 @@ def predict_from_variances(
             "trainable": depth < TRAINABLE_DEPTH_SCALES * state.xi_c,
         }
         if opts.keep == 1.0 and UNKNOWN_WIDTH not in sizes[1:-1]:
-            q = [layer.q for layer in layers]
-            result["log_ratio_std"] = math.sqrt(seed_variance(activation, variances, q, sizes[1:-1]))
+            result["log_ratio_std"] = math.sqrt(seed_variance(activation, variances, result["q"], sizes[1:-1]))
             result["sum_inverse_widths"] = sum(1 / n for n in sizes[1:-1])
     return result
 

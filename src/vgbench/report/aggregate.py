@@ -25,7 +25,7 @@ from collections import defaultdict
 from pathlib import Path
 from typing import Any
 
-from vgbench.report.load import Group, Run, Sweep
+from vgbench.report.load import Group, Run, Sweep, mean_spread
 from vgbench.summary import COMPLETED
 
 AGGREGATE_DIR = "_mean"
@@ -116,9 +116,7 @@ def write_aggregates(sweep: Sweep, folder: Path) -> list[Path]:
         )
         metrics: dict[str, float] = {}
         for tag in HPARAM_METRICS:
-            values = [v for r in kept if (v := hparam_value(r, tag)) is not None and math.isfinite(v)]
-            mean = sum(values) / len(values) if values else math.nan
-            spread = math.sqrt(sum((v - mean) ** 2 for v in values) / len(values)) if values else math.nan
+            mean, spread = mean_spread([hparam_value(run, tag) for run in kept]) or (math.nan, math.nan)
             metrics |= {tag: mean, f"{tag}_std": spread}
         columns = {k: v if isinstance(v, (int, float, str, bool)) else str(v) for k, v in group.settings.items()}
         for event in hparams(columns | {"seeds": len(kept)}, metrics):
