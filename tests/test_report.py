@@ -8,7 +8,7 @@ import shutil
 import pytest
 import yaml
 
-from tests.conftest import TINY, make_cfg, run_app
+from tests.conftest import TINY, make_cfg, read_rows, run_app
 from vgbench.config import CONF_DIR
 from vgbench.report import main, write_report
 from vgbench.report.figures import MAX_PANELS
@@ -29,6 +29,7 @@ def write_run(
     grad_to_weight=1e-2,
     monitored=True,
     error=None,
+    targets=None,
 ):
     """A run folder as a sweep leaves it: .hydra/overrides.yaml, summary.json, steps.csv."""
     name = ",".join(overrides) or "run"
@@ -75,6 +76,12 @@ def write_run(
             )
     if error:
         summary["error"] = error
+    if targets is not None:  # condition -> the step it first held, or None
+        summary["steps"] = 1000
+        summary["targets"] = {
+            t: {"step": step, "epoch": 1, "seconds": step / 100, "value": 0.9} if step else None
+            for t, step in targets.items()
+        }
     (run_dir / "summary.json").write_text(json.dumps(summary))
     return run_dir
 
@@ -476,3 +483,37 @@ def test_the_headline_tables_as_latex(tmp_path, capsys):
         "error: vgbench-report: argument --format: invalid choice: 'word' (choose from 'latex') "
         "(see vgbench-report --help)\n",
     )
+
+
+def test_steps_to_target_in_the_tables_the_csv_the_figure_and_the_findings(tmp_path):
+    """Each group's mean step over the seeds that met the target, their range and how many never did; the
+    conclusion names the fastest group, the slowest one's multiple and the groups that never got there."""
+    steps = {  # (activation, depth) -> each seed's step (None: never met)
+        ("sigmoid", 2): [400, 500, None],
+        ("sigmoid", 5): [None, None, None],
+        ("relu", 2): [50, 50, 50],
+        ("relu", 5): [75, 100, 125],
+    }
+    for (activation, depth), per_seed in steps.items():
+        for seed, step in enumerate(per_seed):
+            overrides = [f"activation={activation}", f"model.depth={depth}", f"trainer.seed={seed}"]
+            write_run(tmp_path, overrides, seed=seed, targets={"train_acc>=0.8": step})
+    report = write_report(tmp_path)
+    title, columns, rows = next(t for t in report.grids if t[0].startswith("Steps to train_acc>=0.8"))
+    assert columns == ["activation", "depth=2", "depth=5"]
+    assert {row[0]: row[1:] for row in rows} == {
+        "sigmoid": ["450 (400 to 500; 1 of 3 never)", "never"],
+        "relu": ["50", "100 (75 to 125)"],
+    }
+    assert [t[0].split(" ")[0] for t in report.grids] == ["First-to-last", "Test", "Steps", "Flow"]
+    assert "steps_to_target.png" in report.files
+    results = read_rows(tmp_path / "results.csv")
+    assert sorted(row["steps_to train_acc>=0.8"] for row in results) == sorted(
+        ["", "", "", "", "400", "500", "50", "50", "50", "75", "100", "125"]
+    )
+    finding = next(line for line in report.findings if line.startswith("**train_acc>=0.8**"))
+    assert finding == (
+        "**train_acc>=0.8**: fastest activation=relu, depth=2, in 50 steps; slowest to get there "
+        "activation=sigmoid, depth=2, 9 times as many; never met by 1 of 4 groups: activation=sigmoid, depth=5."
+    )
+    assert "| sigmoid | 450 (400 to 500; 1 of 3 never) | never |" in report.files["report.md"].read_text()

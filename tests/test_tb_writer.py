@@ -104,6 +104,14 @@ def test_scalars_equal_the_csv_series_and_the_summary(monitored_run):
     )
 
 
+def test_the_hparams_row_has_the_step_of_each_target(monitored_run):
+    """The default target (trainer.targets) is met in this run: its HParams metric is the summary's step."""
+    run_dir, summary = monitored_run
+    (target, reached), *_ = summary["targets"].items()
+    assert target == "train_acc>=0.8" and 0 < reached["step"] <= 16
+    assert [e.value for e in events(run_dir).Scalars(f"hparams/steps_to/{target}")] == [reached["step"]]
+
+
 def test_tensorboard_off_still_feeds_the_summary(tmp_path):
     summary = run(make_cfg(*MONITORED, "logger.tensorboard=false"), tmp_path)
     assert list(tmp_path.glob("events.out.tfevents.*")) == []

@@ -182,6 +182,113 @@ def test_a_diverging_run_stops_and_its_stack_mates_go_on(tmp_path):
     assert diverged["epochs_done"] == 0 and diverged["final"]["test_acc"] is None
 
 
+# --- targets: the first step each held, and stop_at (vgbench.targets) ---
+
+EVERY_STEP = [  # a slow learner (lr 0.01), a check and a measurement at every step
+    *TINY,
+    "optimizer.lr=0.01",
+    "trainer.log_every_n_steps=1",
+    "monitor.every_n_steps=1",
+    "monitor.histogram_every_n_steps=0",
+]
+
+
+def batch_losses(run_dir: Path) -> list[float]:
+    """The training loss of each step, as the monitor recorded it (monitor.every_n_steps=1)."""
+    rows = read_rows(run_dir / "steps.csv")
+    assert [int(r["step"]) for r in rows] == list(range(len(rows)))
+    return [float(r["train/batch_loss"]) for r in rows]
+
+
+def threshold_between(losses: list[float], low: float, high: float) -> float:
+    """A loss threshold in (low, high) at least 1e-3 from every loss: no rounding can move its crossing."""
+    values = sorted(v for v in losses if low < v < high)
+    gap, below = max((b - a, a) for a, b in zip(values, values[1:], strict=False))
+    assert gap > 2e-3
+    return below + gap / 2
+
+
+def first_step_below(losses: list[float], threshold: float) -> int:
+    """The step count after the first step whose batch loss is at most `threshold` (1-based)."""
+    return next(i + 1 for i, loss in enumerate(losses) if loss <= threshold)
+
+
+def test_targets_record_the_first_step_they_held(tmp_path):
+    reference = run(make_cfg(*EVERY_STEP, "trainer.epochs=3"), tmp_path / "reference")
+    losses = batch_losses(tmp_path / "reference")
+    threshold = threshold_between(losses, 0.2, 1.0)
+    expected = first_step_below(losses, threshold)
+    met_test = next(h for h in reference["history"] if h["test_acc"] >= 0.95)  # evaluated at each epoch's end
+    summary = run(
+        make_cfg(
+            *EVERY_STEP, "trainer.epochs=3", f"trainer.targets=[train_loss:{threshold},test_acc:0.95,train_loss:1e-9]"
+        ),
+        tmp_path / "targets",
+    )
+    reached = summary["targets"]
+    assert reached[f"train_loss<={threshold:g}"]["step"] == expected
+    assert reached[f"train_loss<={threshold:g}"]["value"] == pytest.approx(losses[expected - 1], rel=1e-4)
+    assert reached[f"train_loss<={threshold:g}"]["epoch"] == (expected - 1) // 8 + 1  # 512 / 64 = 8 steps an epoch
+    assert reached["test_acc>=0.95"]["step"] == 8 * met_test["epoch"]
+    assert reached["test_acc>=0.95"]["seconds"] >= reached[f"train_loss<={threshold:g}"]["seconds"] > 0
+    assert reached["train_loss<=1e-09"] is None and summary["stopped_at"] is None
+    assert summary["history"] == reference["history"]  # recording targets changes nothing
+
+
+def test_stop_at_ends_the_run_where_it_holds_and_a_rerun_keeps_it(tmp_path):
+    run(make_cfg(*EVERY_STEP, "trainer.epochs=3"), tmp_path / "reference")
+    losses = batch_losses(tmp_path / "reference")
+    threshold = threshold_between(losses, 0.3, 0.5)
+    expected = first_step_below(losses, threshold)
+    assert 8 < expected < 24 and expected % 8  # in the middle of epoch 2 or 3
+    cfg = make_cfg(*EVERY_STEP, "trainer.epochs=3", f"trainer.stop_at=train_loss:{threshold}")
+    summary = run(cfg, tmp_path / "stopped")
+    assert summary["status"] == "completed" and summary["stopped_at"] == f"train_loss<={threshold:g}"
+    assert summary["steps"] == expected and summary["epochs_done"] == (expected - 1) // 8
+    assert summary["final"]["train_loss"] == pytest.approx(losses[expected - 1], rel=1e-4)  # the step it stopped at
+    assert summary["final"]["test_acc"] > 0.9
+    assert batch_losses(tmp_path / "stopped") == pytest.approx(losses[:expected], rel=1e-6)
+    assert run(cfg, tmp_path / "stopped") == summary  # finished: a rerun skips it
+
+
+def test_in_a_stack_each_run_stops_on_its_own_and_the_others_are_unchanged(tmp_path):
+    common = [*EVERY_STEP, "model.dropout=0.1", "trainer.epochs=3"]  # dropout: each run's masks, kept
+    per_run = [["optimizer.lr=0.02"], ["optimizer.lr=0.01", "trainer.seed=1"], ["optimizer.lr=0.005", "trainer.seed=2"]]
+    alone = [tmp_path / "free" / f"run{k}" for k in range(3)]
+    train_jobs([make_cfg(*common, *p) for p in per_run], alone)
+    losses = batch_losses(alone[0])
+    threshold = threshold_between(losses, 0.3, 1.0)
+    expected = first_step_below(losses, threshold)
+    assert min(batch_losses(alone[1])[:expected]) > threshold  # the others are not there yet
+    stopping = [make_cfg(*common, *per_run[0], f"trainer.stop_at=train_loss:{threshold}")]
+    stopping += [make_cfg(*common, *p) for p in per_run[1:]]
+    dirs = [tmp_path / "stack" / f"run{k}" for k in range(3)]
+    results = train_jobs(stopping, dirs)
+    assert [r.status for r in results] == ["completed"] * 3 and {r.stack_size for r in results} == {3}
+    stopped = json.loads((dirs[0] / "summary.json").read_text())
+    assert stopped["stopped_at"] and stopped["steps"] == expected
+    assert batch_losses(dirs[0]) == pytest.approx(losses[:expected], rel=1e-5)
+    for free, mate in zip(alone[1:], dirs[1:], strict=True):
+        assert batch_losses(mate) == pytest.approx(batch_losses(free), rel=1e-5)
+        histories = [json.loads((d / "summary.json").read_text())["history"] for d in (free, mate)]
+        assert [h["train_loss"] for h in histories[1]] == pytest.approx(
+            [h["train_loss"] for h in histories[0]], rel=1e-5
+        )
+
+
+def test_a_resumed_run_keeps_the_step_and_seconds_at_which_it_met_a_target(tmp_path):
+    common = [*EVERY_STEP, "trainer.targets=[train_loss:3.5,train_loss:0.5]"]
+    straight = run(make_cfg(*common, "trainer.epochs=3"), tmp_path / "straight")
+    first = run(make_cfg(*common, "trainer.epochs=1"), tmp_path / "resumed")  # "interrupted" after epoch 1
+    resumed = run(make_cfg(*common, "trainer.epochs=3", "trainer.resume=true"), tmp_path / "resumed")
+    early, late = first["targets"]["train_loss<=3.5"], straight["targets"]["train_loss<=0.5"]
+    assert early["epoch"] == 1 and late["epoch"] > 1 and first["targets"]["train_loss<=0.5"] is None
+    assert resumed["targets"]["train_loss<=3.5"] == early  # carried by the checkpoint, seconds and all
+    assert {k: v for k, v in resumed["targets"]["train_loss<=0.5"].items() if k != "seconds"} == {
+        k: v for k, v in late.items() if k != "seconds"
+    }
+
+
 # --- bad input and faults: one line, nothing lost ---
 
 

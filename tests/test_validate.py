@@ -46,6 +46,12 @@ def test_choices_come_from_the_registries(override, key, choices, monkeypatch):
         ("trainer.device=tpu", "trainer.device='tpu' is not valid; choose one of: auto, cpu, cuda, cuda:N, mps"),
         ("model.dropout=1.0", "model.dropout=1.0 is not valid; it must be in [0, 1)"),
         ("optimizer.nesterov=true", "optimizer.nesterov=true needs optimizer.momentum > 0"),
+        ("trainer.stop_at=accuracy:0.9", "trainer.stop_at='accuracy:0.9': 'accuracy' is not a metric a target can use"),
+        ("trainer.targets=[train_acc]", "trainer.targets='train_acc' is not a condition; write <metric>:<number>"),
+        (
+            "trainer.targets=train_acc:0.9",
+            "trainer.targets='train_acc:0.9' is not valid; Invalid value assigned: str is not a List",
+        ),
     ],
 )
 def test_validate_names_value_and_choices(override, message):

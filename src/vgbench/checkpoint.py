@@ -85,7 +85,7 @@ def inspect_run_folder(cfg: DictConfig, run_dir: Path) -> RunFolder:
             raise OtherRunError(refusal)
         status, done = summary.get("status"), summary.get("epochs_done")
         if status == COMPLETED and cfg.trainer.skip_completed:
-            if done == cfg.trainer.epochs:
+            if done == cfg.trainer.epochs or summary.get("stopped_at"):  # its budget, or its stop condition
                 return RunFolder(run_dir, completed=summary, identity=identity)
             if not checkpoint_path.exists():  # retraining from scratch would overwrite it
                 raise UserError(
@@ -112,7 +112,18 @@ def inspect_run_folder(cfg: DictConfig, run_dir: Path) -> RunFolder:
     return RunFolder(run_dir, checkpoint=checkpoint, identity=identity)
 
 
-CHECKPOINT_KEYS = ("identity", "model", "optimizer", "scaler", "epoch", "step", "history", "recorder")
+CHECKPOINT_KEYS = (
+    "identity",
+    "model",
+    "optimizer",
+    "scaler",
+    "epoch",
+    "step",
+    "history",
+    "recorder",
+    "targets",
+    "train_seconds",
+)
 
 
 def load_checkpoint(path: Path) -> dict[str, Any]:
@@ -147,11 +158,14 @@ def save_checkpoint(
     step: int,
     history: list[dict[str, Any]],
     recorder_state: dict[str, Any],
+    targets: dict[str, Any],
+    train_seconds: float,
 ) -> None:
     """One run (its `run_identity`, its `vgbench.run_slices` share of the model), written atomically: a crash leaves
-    the previous checkpoint whole. The recorder's state (its tables as CSV text, its profiles) goes in as one
-    JSON text: torch.save pickles each small object with a Python call, json encodes in C, and a large
-    stack's tables hold thousands of them."""
+    the previous checkpoint whole. `targets` holds where each of the run's targets was reached
+    (vgbench.targets), `train_seconds` its training time so far: a resumed run keeps both. The recorder's
+    state (its tables as CSV text, its profiles) goes in as one JSON text: torch.save pickles each small
+    object with a Python call, json encodes in C, and a large stack's tables hold thousands of them."""
     save_torch_atomic(
         path,
         {
@@ -163,5 +177,7 @@ def save_checkpoint(
             "step": step,
             "history": history,
             "recorder": json.dumps(recorder_state),
+            "targets": targets,
+            "train_seconds": train_seconds,
         },
     )

@@ -111,7 +111,11 @@ class TrainerConfig:
     deterministic: bool = False  # torch.use_deterministic_algorithms; CPU runs are reproducible either way
     cpu_threads: Any = "auto"  # auto: all cores for a lone run, shared out among parallel jobs; or an int
     eval_every: int = 1  # epochs between evaluations on the held-out split (the last epoch always evaluates)
-    log_every_n_steps: int = 100  # progress bar and divergence check: one host sync each
+    log_every_n_steps: int = 100  # progress bar, divergence and train_* targets: one host sync each
+    # conditions whose first step, epoch and second each run's summary records (vgbench.targets): train_* at
+    # each log event, val_* at each evaluation; `train_acc:0.8` is train_acc >= 0.8, `val_loss:0.1` <= 0.1
+    targets: list[str] = field(default_factory=lambda: ["train_acc:0.8"])
+    stop_at: str | None = None  # one such condition: the run ends (status completed) once it holds
     checkpoint: bool = True  # checkpoint.pt in the run folder at each epoch end, written atomically
     resume: bool = False  # continue from the run folder's checkpoint.pt (set hydra.run.dir to that folder)
     amp: str = "none"  # none, bf16, fp16 (fp16 needs CUDA)
@@ -166,6 +170,8 @@ SCHEMAS = {
 # order and keeps its own optimizer hyperparameters. Everything else fixes the sequence of operations.
 PER_RUN_KEYS = (
     "trainer.seed",
+    "trainer.targets",
+    "trainer.stop_at",
     "optimizer.lr",
     "optimizer.weight_decay",
     "optimizer.momentum",

@@ -39,6 +39,9 @@ class Summary(TypedDict, total=False):
     epochs_done: int
     steps: int
     history: list[dict[str, float | None]]  # one record per epoch: epoch, train_loss, train_acc, [val|test]_*
+    # trainer.targets (vgbench.targets): condition -> where it first held ({step, epoch, seconds, value}) or null
+    targets: dict[str, dict[str, float] | None]
+    stopped_at: str | None  # the trainer.stop_at condition that ended the run, or null
     wall_time_s: float
     steps_per_s: float | None
     graphed_steps: int  # of `steps`, those this process ran from a CUDA graph (trainer.cuda_graphs; vgbench.graphs)

@@ -50,6 +50,15 @@ HPARAM_METRICS = {
 }
 
 
+def hparam_metrics(summary: dict[str, Any]) -> dict[str, float | None]:
+    """A run's HParams metrics from its summary: HPARAM_METRICS, and for each of its targets
+    (vgbench.targets) `hparams/steps_to/<target>`, the step at which it first held (None: never)."""
+    metrics = {tag: lookup(summary, path) for tag, path in HPARAM_METRICS.items()}
+    for target, reached in (summary.get("targets") or {}).items():
+        metrics[f"hparams/steps_to/{target}"] = reached["step"] if reached else None
+    return {tag: float(value) if isinstance(value, (int, float)) else None for tag, value in metrics.items()}
+
+
 def lookup(tree: dict[str, Any], path: str) -> Any:
     for key in path.split("."):
         tree = tree.get(key) if isinstance(tree, dict) else None
@@ -196,8 +205,7 @@ class TensorBoardWriter:
         if columns is None:
             columns = {name: lookup(config, path) for name, path in HPARAM_COLUMNS.items()}
         columns = {k: v if isinstance(v, (int, float, str, bool)) else str(v) for k, v in columns.items()}
-        metrics = {tag: lookup(summary, path) for tag, path in HPARAM_METRICS.items()}
-        metrics = {tag: float("nan") if value is None else value for tag, value in metrics.items()}
+        metrics = {tag: math.nan if value is None else value for tag, value in hparam_metrics(summary).items()}
         for event in hparams_summaries(columns, metrics):
             self.writer.file_writer.add_summary(event, step)
         self.add_scalars(metrics, step)

@@ -11,6 +11,10 @@ is a stack of one, through this same code. Per epoch: each run's batches of its 
 one forward pass for every run, each run's own mean loss, one backward pass, one optimizer step for
 every run; then evaluation and a checkpoint per run. The step stays on the device: losses and
 accuracies accumulate as tensors and reach the host once per log event.
+
+A run leaves the stack early when its loss diverges (status diverged) or its `trainer.stop_at` condition
+holds (status completed: it is tested and its summary written there and then); its stack-mates go on
+without computing it. Each run's targets (vgbench.targets) are checked at log events and evaluations.
 """
 
 from __future__ import annotations
@@ -47,6 +51,7 @@ from vgbench.run_lock import RunLock
 from vgbench.run_slices import load_run_slice, run_slices
 from vgbench.runtime import apply_job_settings, configure_threads, resolve_device
 from vgbench.summary import CHECKPOINT_FILE, COMPLETED, DIVERGED, Summary, write_summary
+from vgbench.targets import TargetTracker, run_targets
 from vgbench.validate import validate
 from vgbench.version import __version__
 
@@ -61,11 +66,16 @@ class Run:
     run_dir: Path
     identity: str  # vgbench.config.run_identity, which each checkpoint records
     recorder: Recorder
+    targets: TargetTracker
     history: list[dict[str, float]] = field(default_factory=list)
     epochs_done: int = 0
+    seconds_before: float = 0.0  # training time before this process (a resumed run's checkpoint)
     diverged: bool = False
+    stopped_at: str | None = None  # the trainer.stop_at condition, once it held
+    summary: Summary | None = None  # written: the run is finished
     epoch_loss: float = math.nan  # this epoch's running mean training loss and accuracy, at the last log event
     epoch_acc: float = math.nan
+    recent: dict[str, float] = field(default_factory=dict)  # train_loss, train_acc over the last log interval
 
 
 def run_prefix(run_dir: Path, stack_size: int) -> str:
@@ -88,6 +98,7 @@ class Stack:
     monitor: GradientMonitor | None
     placement: Placement
     started: float
+    train_started: float = 0.0  # when fit began (time.perf_counter)
     epoch: int = 0  # epochs completed
     step: int = 0  # optimizer steps taken
     steps_before: int = 0  # where this process started (a resumed stack's step count)
@@ -111,6 +122,10 @@ class Stack:
 
     def describe(self, run: Run) -> str:
         return run_prefix(run.run_dir, len(self.runs))
+
+    def seconds(self, run: Run) -> float:
+        """The run's training time so far, across resumes (a stack's runs share its clock)."""
+        return run.seconds_before + time.perf_counter() - self.train_started
 
     def drop(self, leaving: list[Run]) -> Tensor:
         """Take these runs out of the model and the optimizer: they stop, their stack-mates go on without
@@ -201,14 +216,17 @@ def setup(
             saved["recorder"] if saved else None,
             saved["step"] if saved else None,
         )
+        targets, stop_at = run_targets(cfg.trainer.targets, cfg.trainer.stop_at, cfg.data.val_size)
         runs.append(
             Run(
                 cfg,
                 folder.run_dir,
                 folder.identity or run_identity(cfg),
                 recorder,
+                TargetTracker(targets, stop_at, saved["targets"] if saved else {}),
                 saved["history"] if saved else [],
                 saved["epoch"] if saved else 0,
+                saved["train_seconds"] if saved else 0.0,
             )
         )
     monitor = None
@@ -299,9 +317,10 @@ def train_epoch(stack: Stack, epoch: int) -> None:
     """One pass over the training split for every run still training; each run's mean loss and accuracy
     go to its `epoch_loss` and `epoch_acc`.
 
-    Divergence is checked at each log event (every `trainer.log_every_n_steps` steps): once a run's loss
-    is NaN or infinite its running sum stays so, and checking every step would cost a host sync per
-    step. A diverged run leaves the stack there (`Stack.drop`); its stack-mates go on.
+    Divergence and the train_* targets are checked at each log event (every `trainer.log_every_n_steps`
+    steps and the epoch's last): once a run's loss is NaN or infinite its running sum stays so, and checking
+    every step would cost a host sync per step. A diverged run, or one whose stop condition holds (tested and
+    summarised there: `finish`), leaves the stack there (`Stack.drop`); its stack-mates go on.
     """
     train, monitor = stack.data.train, stack.monitor
     batch_size, log_every = stack.shape.data.batch_size, stack.shape.trainer.log_every_n_steps
@@ -310,7 +329,8 @@ def train_epoch(stack: Stack, epoch: int) -> None:
     orders = epoch_orders(len(train), stack.seeds, epoch, stack.device)  # each run's own order of the examples
     stack.loss_sum.zero_()
     stack.correct.zero_()
-    seen = 0
+    seen = logged_seen = 0
+    logged: dict[Run, tuple[float, float]] = {}  # each run's sums at the previous log event
     num_batches = math.ceil(len(train) / batch_size)
     progress = tqdm(
         total=num_batches,
@@ -328,22 +348,39 @@ def train_epoch(stack: Stack, epoch: int) -> None:
         stack.step += 1
         seen += idx.shape[1]
         if batch % log_every == 0 or batch == num_batches:
-            mean_loss, accuracy = (torch.stack([stack.loss_sum, stack.correct]) / seen).tolist()  # the one host sync
-            for run, loss, acc in zip(stack.training, mean_loss, accuracy, strict=True):
-                run.epoch_loss, run.epoch_acc = loss, acc
+            loss_sums, corrects = torch.stack([stack.loss_sum, stack.correct]).tolist()  # the one host sync
+            leaving, stopping = [], []
+            for run, loss_sum, correct in zip(stack.training, loss_sums, corrects, strict=True):
+                run.epoch_loss, run.epoch_acc = loss_sum / seen, correct / seen
+                if not math.isfinite(run.epoch_loss):
+                    run.diverged = True
+                    leaving.append(run)
+                    log.warning(
+                        "%sepoch %d: the training loss is %s; stopping it (status: diverged)",
+                        stack.describe(run),
+                        epoch + 1,
+                        run.epoch_loss,
+                    )
+                    continue
+                before_loss, before_correct = logged.get(run, (0.0, 0.0))
+                run.recent = {  # the mean over the steps since the previous log event
+                    "train_loss": (loss_sum - before_loss) / (seen - logged_seen),
+                    "train_acc": (correct - before_correct) / (seen - logged_seen),
+                }
+                logged[run] = loss_sum, correct
+                if run.targets.update(run.recent, stack.step, epoch + 1, stack.seconds(run)):
+                    stopping.append(run)
+            logged_seen = seen
             progress.update(batch - progress.n)
-            progress.set_postfix(loss=f"{min(mean_loss):.4f}", acc=f"{max(accuracy):.4f}")
-            leaving = [run for run in stack.training if not math.isfinite(run.epoch_loss)]
-            for run in leaving:
-                run.diverged = True
-                log.warning(
-                    "%sepoch %d: the training loss is %s; stopping it (status: diverged)",
-                    stack.describe(run),
-                    epoch + 1,
-                    run.epoch_loss,
-                )
-            if leaving:
-                orders = orders[stack.drop(leaving)]
+            progress.set_postfix(
+                loss=f"{min(r.epoch_loss for r in stack.training):.4f}",
+                acc=f"{max(r.epoch_acc for r in stack.training):.4f}",
+            )
+            if stopping:
+                stop(stack, stopping, epoch, mid_epoch=True)  # before the epoch's evaluation and checkpoint
+                stack.model.train()  # the test pass left it in eval mode
+            if leaving or stopping:
+                orders = orders[stack.drop(leaving + stopping)]
             if not stack.training:
                 break
     progress.close()
@@ -364,10 +401,24 @@ def evaluate(model: MLP, split: Split, batch_size: int, loss_fn: LossFunction) -
     return loss, accuracy
 
 
+def stop(stack: Stack, runs: list[Run], epoch: int, mid_epoch: bool) -> None:
+    """These runs' stop condition holds: test them and write their summaries now (the caller drops them)."""
+    for run in runs:
+        run.stopped_at = str(run.targets.stop_at)
+        log.info(
+            "%sepoch %d, step %d: %s holds; stopping it (trainer.stop_at)",
+            stack.describe(run),
+            epoch + 1,
+            stack.step,
+            run.stopped_at,
+        )
+    finish(stack, runs, time.perf_counter() - stack.train_started, mid_epoch)
+
+
 def fit(stack: Stack) -> None:
-    """The epochs: train, evaluate the held-out split, record, checkpoint each run."""
+    """The epochs: train, evaluate the held-out split, check the targets, record, checkpoint each run."""
     trainer = stack.shape.trainer
-    train_started = time.perf_counter()
+    stack.train_started = time.perf_counter()
     for epoch in range(stack.epoch, trainer.epochs):
         train_epoch(stack, epoch)
         if not stack.training:
@@ -381,9 +432,13 @@ def fit(stack: Stack) -> None:
         if trainer.checkpoint:  # each tensor leaves the device once, then is cut into the runs' shares
             model_states = run_slices(stack.model.state_dict(), len(stack.training))
             optimizer_states, scaler_state = stack.optimizer.run_states(), stack.precision.scaler.state_dict()
+        stopping = []
         for index, run in enumerate(stack.training):
             record = {"epoch": epoch + 1, "train_loss": run.epoch_loss, "train_acc": run.epoch_acc}
-            record |= {key: values[index] for key, values in held_out.items()}
+            evaluated = {key: values[index] for key, values in held_out.items()}
+            record |= evaluated
+            if evaluated and run.targets.update(evaluated, stack.step, epoch + 1, stack.seconds(run)):
+                stopping.append(run)
             run.history.append(record)
             run.epochs_done = epoch + 1
             log.info(
@@ -405,8 +460,15 @@ def fit(stack: Stack) -> None:
                     stack.step,
                     run.history,
                     run.recorder.state(),
+                    run.targets.reached,
+                    stack.seconds(run),
                 )
-    stack.train_seconds = time.perf_counter() - train_started
+        if stopping:
+            stop(stack, stopping, epoch, mid_epoch=False)
+            stack.drop(stopping)
+            if not stack.training:
+                break
+    stack.train_seconds = time.perf_counter() - stack.train_started
 
 
 def prediction(stack: Stack, run: Run) -> dict[str, Any]:
@@ -423,18 +485,27 @@ def prediction(stack: Stack, run: Run) -> dict[str, Any]:
 
 
 def summarize(stack: Stack) -> list[Summary]:
-    """Test every run still training, then write each run's summary.json (and its HParams entry). A
-    diverged run has no test numbers (its weights are not finite)."""
+    """Write the summary of every run not yet finished (`finish`); every run's summary, in order."""
+    finish(stack, [run for run in stack.runs if run.summary is None], stack.train_seconds)
+    return [run.summary for run in stack.runs]
+
+
+def finish(stack: Stack, runs: list[Run], train_seconds: float, mid_epoch: bool = False) -> None:
+    """Test these runs where they still train, then write each one's summary.json (and its HParams entry)
+    and keep it as `run.summary`. A diverged run has no test numbers (its weights are not finite). Its
+    `final` numbers are the last epoch's, or with `mid_epoch` (a run stopped before its epoch's end) the
+    training loss and accuracy of the last log interval, which its stop condition read."""
     tested = {}
-    if stack.training:
+    if any(run in stack.training for run in runs):
         loss, accuracy = evaluate(stack.model, stack.data.test, stack.shape.data.eval_batch_size, stack.loss_fn)
         tested = {run: values for run, *values in zip(stack.training, loss, accuracy, strict=True)}
     steps_taken = stack.step - stack.steps_before
-    summaries = []
-    for run in stack.runs:
+    for run in runs:
         test_loss, test_acc = tested.get(run, (math.nan, math.nan))
         final = {"test_loss": test_loss, "test_acc": test_acc if math.isfinite(test_loss) else math.nan}
-        if run.history:
+        if mid_epoch:
+            final |= run.recent
+        elif run.history:
             final |= {k: v for k, v in run.history[-1].items() if k != "epoch"}
         summary = Summary(
             status=DIVERGED if run.diverged else COMPLETED,
@@ -442,8 +513,10 @@ def summarize(stack: Stack) -> list[Summary]:
             epochs_done=run.epochs_done,
             steps=stack.step,
             history=run.history,
+            targets=run.targets.reached,
+            stopped_at=run.stopped_at,
             wall_time_s=time.perf_counter() - stack.started,
-            steps_per_s=steps_taken / stack.train_seconds if stack.train_seconds > 0 else None,
+            steps_per_s=steps_taken / train_seconds if train_seconds > 0 else None,
             graphed_steps=stack.graphed_steps,
             device=str(stack.device),
             cpu_threads=stack.threads,
@@ -474,8 +547,7 @@ def summarize(stack: Stack) -> list[Summary]:
             test_loss,
             path,
         )
-        summaries.append(finite_or_none(summary))  # as summary.json holds it
-    return summaries
+        run.summary = finite_or_none(summary)  # as summary.json holds it
 
 
 def train_stack(

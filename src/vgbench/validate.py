@@ -21,6 +21,7 @@ from vgbench.model import BIAS_INITS, NORMS, WEIGHT_INITS
 from vgbench.optim import OPTIMIZERS
 from vgbench.precision import AMP_MODES
 from vgbench.runtime import check_device_name
+from vgbench.targets import run_targets
 
 
 def validate(cfg: Config | DictConfig) -> None:
@@ -49,6 +50,7 @@ def validate(cfg: Config | DictConfig) -> None:
     at_least("trainer.epochs", cfg.trainer.epochs, 1)
     at_least("trainer.eval_every", cfg.trainer.eval_every, 1)
     at_least("trainer.log_every_n_steps", cfg.trainer.log_every_n_steps, 1)
+    run_targets(cfg.trainer.targets, cfg.trainer.stop_at, cfg.data.val_size)
     choice("trainer.amp", cfg.trainer.amp, AMP_MODES)
     check_device_name(cfg.trainer.device)
     at_least("monitor.every_n_steps", cfg.monitor.every_n_steps, 1)

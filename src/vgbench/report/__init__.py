@@ -69,6 +69,12 @@ def build_figures(sweep: Sweep, chance: float) -> dict[str, tuple[str, Figure, s
             f"Geometric mean over seeds (band: min to max) against {x}; dotted: the flow thresholds.",
         ),
         "accuracy.png": ("Test accuracy", draw.accuracy_figure(sweep, chance), f"Mean ± std over seeds against {x}."),
+        "steps_to_target.png": (
+            "Steps to target",
+            draw.steps_to_target_figure(sweep),
+            "Mean over the seeds that met each target (band: min to max), at the resolution of its checks "
+            "(trainer.log_every_n_steps for train_*, evaluations for val_*); crosses: runs that never met it.",
+        ),
         "final_loss.png": (
             "Final training loss: crawled, learned, diverged",
             draw.final_loss_figure(sweep),

@@ -25,7 +25,7 @@ from collections import defaultdict
 from pathlib import Path
 from typing import Any
 
-from vgbench.report.load import Group, Run, Sweep, mean_spread
+from vgbench.report.load import Group, Sweep, mean_spread
 from vgbench.summary import COMPLETED
 
 AGGREGATE_DIR = "_mean"
@@ -85,7 +85,7 @@ def write_aggregates(sweep: Sweep, folder: Path) -> list[Path]:
     from torch.utils.tensorboard import SummaryWriter
     from torch.utils.tensorboard.summary import hparams
 
-    from vgbench.tb_writer import HPARAM_METRICS
+    from vgbench.tb_writer import hparam_metrics
 
     groups = [g for g in sweep.groups if len(g.runs) > 1]
     target, building = folder / AGGREGATE_DIR, folder / f"{AGGREGATE_DIR}.building"
@@ -115,8 +115,9 @@ def write_aggregates(sweep: Sweep, folder: Path) -> list[Path]:
             0,
         )
         metrics: dict[str, float] = {}
-        for tag in HPARAM_METRICS:
-            mean, spread = mean_spread([hparam_value(run, tag) for run in kept]) or (math.nan, math.nan)
+        values = [hparam_metrics(run.summary) for run in kept]
+        for tag in dict.fromkeys(tag for run_values in values for tag in run_values):
+            mean, spread = mean_spread([run_values.get(tag) for run_values in values]) or (math.nan, math.nan)
             metrics |= {tag: mean, f"{tag}_std": spread}
         columns = {k: v if isinstance(v, (int, float, str, bool)) else str(v) for k, v in group.settings.items()}
         for event in hparams(columns | {"seeds": len(kept)}, metrics):
@@ -127,11 +128,3 @@ def write_aggregates(sweep: Sweep, folder: Path) -> list[Path]:
     if groups:
         building.rename(target)
     return written
-
-
-def hparam_value(run: Run, tag: str) -> float | None:
-    """The value of one of a run's HParams metrics, from its summary (as its own HParams row has it)."""
-    from vgbench.tb_writer import HPARAM_METRICS, lookup
-
-    value = lookup(run.summary, HPARAM_METRICS[tag])
-    return float(value) if isinstance(value, (int, float)) else None

@@ -147,6 +147,46 @@ def final_loss_figure(sweep: Sweep) -> Figure:
     return figure
 
 
+def steps_to_target_figure(sweep: Sweep) -> Figure | None:
+    """Steps to each target against x, a panel per target: the mean over the seeds that met it with their
+    min-to-max band; each run that never met it is a cross above the scale (at its step budget x 1.5), so a
+    line that stops short of the right edge shows where training no longer got there. None without targets."""
+    targets = sweep.targets[:MAX_PANELS]
+    if not targets:
+        return None
+    figure = Figure(figsize=(6.4 * len(targets), 4.2))
+    for column, target in enumerate(targets):
+        axes = figure.add_subplot(1, len(targets), column + 1)
+        budget = max((run.summary.get("steps") or 1 for run in sweep.runs), default=1)
+        never_y, never_labelled = budget * 1.5, False
+        for index, (settings, groups) in enumerate(sweep.lines()):
+            points, nevers, colour = [], [], f"C{index % 10}"  # a line's colour, whether or not it met the target
+            for group in groups:
+                recorded = [run for run in group.runs if target in (run.summary.get("targets") or {})]
+                steps = [step for run in recorded if (step := run.steps_to(target)) is not None]
+                nevers += [_x(sweep, group)] * (len(recorded) - len(steps))
+                if steps:
+                    points.append((_x(sweep, group), sum(steps) / len(steps), min(steps), max(steps)))
+            if points:
+                xs = [p[0] for p in points]
+                axes.plot(xs, [p[1] for p in points], "o-", color=colour, label=sweep.line_label(settings))
+                axes.fill_between(xs, [p[2] for p in points], [p[3] for p in points], color=colour, alpha=0.2)
+            if nevers:
+                label = None if never_labelled else "never met (above the dotted step budget)"
+                axes.scatter(nevers, [never_y] * len(nevers), marker="x", color=colour, label=label, zorder=3)
+                never_labelled = True
+        if never_labelled:
+            axes.axhline(budget, color="gray", linestyle=":", linewidth=0.8)
+        axes.set_yscale("log")
+        _x_axis(axes, sweep)
+        axes.set_ylabel(f"steps to {target}")
+        axes.set_title(f"steps until {target} first held", fontsize=10)
+        if axes.get_legend_handles_labels()[0]:
+            axes.legend(fontsize=7)
+    figure.tight_layout()
+    return figure
+
+
 def _panels(sweep: Sweep, draw: Callable[[Any, list[Group]], None], title: str, height: float = 3.2) -> Figure:
     """One panel per line (up to MAX_PANELS); `draw(axes, groups)` draws a curve per x value."""
     lines = sweep.lines()[:MAX_PANELS]

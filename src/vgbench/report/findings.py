@@ -75,6 +75,34 @@ def accuracy_findings(sweep: Sweep, chance: float) -> list[str]:
     return lines
 
 
+def target_findings(sweep: Sweep) -> list[str]:
+    """Per target (vgbench.targets), the conclusion its table supports: the group that met it in the fewest
+    steps, how many times as many the slowest group that met it needed, and the groups none of whose seeds
+    met it."""
+    lines = []
+    for target in sweep.targets:
+        reached, never = [], []
+        for group in sweep.groups:
+            recorded = [run for run in group.runs if target in (run.summary.get("targets") or {})]
+            steps = [step for run in recorded if (step := run.steps_to(target)) is not None]
+            if steps:
+                reached.append((sum(steps) / len(steps), group.label()))
+            elif recorded:
+                never.append(group.label())
+        if not reached and not never:
+            continue
+        parts = []
+        if reached:
+            (fastest, fast), (slowest, slow) = min(reached), max(reached)
+            parts.append(f"fastest {fast}, in {fastest:.0f} steps")
+            if len(reached) > 1 and slowest > fastest:
+                parts.append(f"slowest to get there {slow}, {slowest / fastest:.2g} times as many")
+        if never:
+            parts.append(f"never met by {len(never)} of {len(reached) + len(never)} groups: " + "; ".join(never))
+        lines.append(f"**{target}**: " + "; ".join(parts) + ".")
+    return lines
+
+
 def learning_findings(sweep: Sweep) -> list[str]:
     """Crawled, learned, diverged (vgbench.flow.learning): per line, the x values of each verdict (a group's
     verdict is its seeds' majority). Nothing when every group did the same."""
@@ -149,7 +177,7 @@ def theory_findings(sweep: Sweep, chance: float) -> list[str]:
 
 def findings(sweep: Sweep, chance: float, missing: list[str]) -> list[str]:
     runs = sweep.runs
-    lines = ratio_findings(sweep) + accuracy_findings(sweep, chance) + learning_findings(sweep)
+    lines = ratio_findings(sweep) + accuracy_findings(sweep, chance) + target_findings(sweep) + learning_findings(sweep)
     lines += theory_findings(sweep, chance)
     flows = Counter(r.flow["kind"] for r in runs if r.flow)
     if flows:

@@ -120,6 +120,11 @@ class Run:
     def profile(self, which: str, metric: str) -> list[float]:
         return ((self.summary.get("profile") or {}).get(which) or {}).get("layers", {}).get(metric, [])
 
+    def steps_to(self, target: str) -> int | None:
+        """The step at which the run first met `target` (vgbench.targets); None where it never did."""
+        reached = (self.summary.get("targets") or {}).get(target)
+        return int(reached["step"]) if reached else None
+
     @property
     def monitored(self) -> bool:
         return bool(self.summary.get("profile"))
@@ -260,6 +265,11 @@ class Sweep:
             )
             for key, groups in lines.items()
         ]
+
+    @property
+    def targets(self) -> list[str]:
+        """The targets the runs recorded (trainer.targets), in the order they list them."""
+        return list(dict.fromkeys(t for run in self.runs for t in run.summary.get("targets") or {}))
 
     def line_label(self, settings: dict[str, Any]) -> str:
         return (

@@ -25,6 +25,7 @@ def results_table(sweep: Sweep) -> tuple[list[str], list[list[Any]]]:
         "delta_ratio_step0",
         "ratio_final",
         "flow",
+        *(f"steps_to {target}" for target in sweep.targets),  # empty: never met
         "wall_time_s",
         "stack_size",
         "error",
@@ -43,6 +44,7 @@ def results_table(sweep: Sweep) -> tuple[list[str], list[list[Any]]]:
             "delta_ratio_step0": run.ratio("step0", "delta"),
             "ratio_final": run.ratio("final"),
             "flow": flow["kind"] if flow else None,
+            **{f"steps_to {target}": run.steps_to(target) for target in sweep.targets},
             "wall_time_s": run.summary.get("wall_time_s"),
             "stack_size": run.summary.get("stack_size"),
             "error": run.summary.get("error", ""),

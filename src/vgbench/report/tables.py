@@ -1,4 +1,5 @@
 """The report's headline numbers as grids: one swept key across (the figures' x axis), the rest down.
+The step-0 ratio, test accuracy, steps to each of the runs' targets (vgbench.targets), the flow verdict.
 
 For each headline metric a table whose rows are the lines of the figures (a combination of the other
 swept keys) and whose columns are the x values; each cell is the group's value over its seeds, with its
@@ -39,6 +40,24 @@ def _flow(group: Group) -> str:
     return kind if count == sum(kinds.values()) else f"{kind} ({count}/{sum(kinds.values())})"
 
 
+def steps_to_target(target: str) -> Callable[[Group], str]:
+    """A cell: the mean step at which the group's seeds first met `target`, their range, and how many never
+    did ('never' where none did). Runs that did not record the target are left out."""
+
+    def cell(group: Group) -> str:
+        recorded = [run for run in group.runs if target in (run.summary.get("targets") or {})]
+        steps = [step for run in recorded if (step := run.steps_to(target)) is not None]
+        if not steps:
+            return "never" if recorded else ""
+        text = f"{sum(steps) / len(steps):.0f}"
+        never = len(recorded) - len(steps)
+        notes = [f"{min(steps)} to {max(steps)}"] if min(steps) < max(steps) else []
+        notes += [f"{never} of {len(recorded)} never"] if never else []
+        return text + (f" ({'; '.join(notes)})" if notes else "")
+
+    return cell
+
+
 METRICS: list[tuple[str, Callable[[Group], str]]] = [
     ("First-to-last gradient ratio at step 0 (geometric mean over seeds, their range)", _ratio),
     ("Test accuracy (mean ± std over seeds)", _accuracy),
@@ -61,7 +80,13 @@ def grid(sweep: Sweep, title: str, cell: Callable[[Group], str]) -> Table | None
 
 
 def grids(sweep: Sweep) -> list[Table]:
-    return [table for title, cell in METRICS if (table := grid(sweep, title, cell))]
+    """The headline tables: the step-0 ratio, accuracy, steps to each target, the flow."""
+    steps = [
+        (f"Steps to {target} (mean over the seeds that met it, their range; never: not met)", steps_to_target(target))
+        for target in sweep.targets
+    ]
+    metrics = [*METRICS[:2], *steps, *METRICS[2:]]
+    return [table for title, cell in metrics if (table := grid(sweep, title, cell))]
 
 
 def tables_csv(tables: list[Table]) -> bytes:
