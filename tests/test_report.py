@@ -279,7 +279,7 @@ def test_report_on_a_single_run(tmp_path, capsys):
     assert f"report: {tmp_path / 'report.html'}" in printed
     assert "- Learned: all runs." in printed  # the findings, in the terminal
     html = (tmp_path / "report.html").read_text()
-    assert html.count("data:image/png;base64,") == 9  # self-contained
+    assert html.count("data:image/png;base64,") == 10  # self-contained: steps to target among them
     assert "1 run(s)" in (tmp_path / "report.md").read_text()
     assert summary["flow"]["kind"] == "healthy" and "healthy" in (tmp_path / "results.csv").read_text()
 

@@ -123,8 +123,8 @@ def test_a_sweeps_console_is_one_line_per_run_and_the_callback_writes_the_report
         assert line.split()[2] == "completed" and "acc " in line and "first/last " in line and line.endswith(" s")
         assert "activation=" in line and "model.depth=" in line and "data.num_train" not in line  # what was swept
     assert lines[len(runs)] == "findings:"
-    assert lines[-2] == f"report: {tmp_path / 'report.html'} (and report.md, results.csv, tables.csv, 9 figures)"
-    assert len(lines) <= len(runs) + 12  # the runs, then the findings
+    assert lines[-2] == f"report: {tmp_path / 'report.html'} (and report.md, results.csv, tables.csv, 10 figures)"
+    assert len(lines) <= len(runs) + 13  # the runs, then the findings (a line per target among them)
     assert "epoch 1/1" not in result.stdout and "MLP" not in result.stdout  # each run's log is in its folder
     assert all("epoch 1/1" in (tmp_path / name / "train.log").read_text() for name in RUN_FOLDERS)
     assert (tmp_path / "report.html").exists()
