@@ -28,6 +28,7 @@ from tensorboard.compat.proto.summary_pb2 import Summary
 from torch.utils.tensorboard import SummaryWriter
 from torch.utils.tensorboard.summary import hparams as hparams_summaries
 
+from vgbench import tb_crc  # noqa: F401  (TensorBoard's checksums in C; see there)
 from vgbench.monitor import HIDDEN_METRICS, LAYER_METRICS, Measurement
 
 # The HParams table: columns from the config, metrics from the summary (key paths in summary.json)

@@ -85,6 +85,7 @@ def write_aggregates(sweep: Sweep, folder: Path) -> list[Path]:
     from torch.utils.tensorboard import SummaryWriter
     from torch.utils.tensorboard.summary import hparams
 
+    from vgbench import tb_crc  # noqa: F401  (reading and writing event files: their checksums in C)
     from vgbench.tb_writer import hparam_metrics
 
     groups = [g for g in sweep.groups if len(g.runs) > 1]
