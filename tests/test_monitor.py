@@ -39,12 +39,13 @@ def measured_step(model, x, y, lr=0.1, histograms=False, autocast=None, loss_sca
         logits = model(x, trace)
     losses = cross_entropy(logits.float() if autocast else logits, y).mean(dim=1)
     optimizer.zero_grad()
+    weight_norm = monitor.weight_norms()
     (losses.sum() * (loss_scale or 1.0)).backward()
     if loss_scale:  # what GradScaler does before the step: unscale the parameters' gradients
         for p in model.parameters():
             p.grad /= loss_scale
     stepped = Stepped(optimizer.step(keep_updates=True), torch.tensor(float(loss_scale)) if loss_scale else None)
-    return monitor.measure(0, trace, stepped, {"train/batch_loss": losses.detach()}, histograms), trace
+    return monitor.measure(0, trace, stepped, weight_norm, {"train/batch_loss": losses.detach()}, histograms), trace
 
 
 def batch(n=32, features=12, classes=5, stack=1):
@@ -247,7 +248,9 @@ def test_measure_needs_a_traced_backward_pass():
     trace = Trace()
     model(batch()[0], trace)
     with pytest.raises(RuntimeError, match="whose backward has run"):
-        monitor.measure(0, trace, Stepped([torch.zeros_like(p) for p in model.parameters()], None))
+        monitor.measure(
+            0, trace, Stepped([torch.zeros_like(p) for p in model.parameters()], None), monitor.weight_norms()
+        )
 
 
 def test_bf16_run_on_the_cpu_matches_fp32_at_step_zero(tmp_path):

@@ -70,18 +70,37 @@ def run_norms(tensors: list[Tensor]) -> Tensor:
 def delta_norms(grad: Tensor, per_example: float | Tensor) -> Tensor:
     """delta per run: the mean over a batch of each example's error norm ||d loss_i / d output_i||, from
     grad = dL/d(output) [K, B, ...] and `per_example`, what turns dL into d loss_i (B for a mean-reduced
-    loss; divided by the loss scale under fp16). Scaled in float32 before the norm: B times an fp16
+    loss; divided by the loss scale under fp16). The norm is taken in float32 (see `wide`): B times an fp16
     gradient of a 2^16-scaled loss overflows fp16."""
-    return torch.linalg.vector_norm(wide(grad).flatten(2) * per_example, dim=2).mean(dim=1)
+    return torch.linalg.vector_norm(wide(grad).flatten(2), dim=2).mean(dim=1) * per_example
+
+
+def std_mean(x: Tensor) -> tuple[Tensor, Tensor]:
+    """The standard deviation (n - 1 in the denominator) and mean of x over its last dimension, in two passes:
+    as exact as torch.std_mean, whose reduction over a few long rows takes several times as long on a CPU."""
+    mean = x.mean(dim=-1, keepdim=True)
+    spread = (x - mean).square_().sum(dim=-1).div_(x.shape[-1] - 1).sqrt_()
+    return spread, mean.squeeze(-1)
 
 
 def hidden_stats(u: Tensor, a: Tensor, derivative: Tensor, saturation_threshold: float) -> Tensor:
-    """[mean a, std a, saturated fraction, dead fraction, std u] of one hidden layer, per run: [5, K].
-    u, a: [K, B, units]; derivative: f'(u), computed from u in float32 (see `wide`)."""
-    u, a = wide(u).flatten(2), wide(a).flatten(2)
-    saturated = (derivative.abs() < saturation_threshold).to(a.dtype).mean(dim=(1, 2))
-    dead = (a == 0).all(dim=1).to(a.dtype).mean(dim=1)
-    return torch.stack([a.mean(dim=(1, 2)), a.flatten(1).std(dim=1), saturated, dead, u.flatten(1).std(dim=1)])
+    """[mean a, std a, saturated fraction, dead fraction, std u] of hidden layers, per run: [5, *lead].
+    u, a, derivative (f'(u), computed from u in float32: see `wide`): [*lead, B, units], `lead` the runs
+    ([K]: one layer of a stack) or layers and runs ([layers, K]: several layers of one shape at once)."""
+    u, a = wide(u).flatten(-2), wide(a)
+    a_std, a_mean = std_mean(a.flatten(-2))
+    saturated = (derivative.abs() < saturation_threshold).flatten(-2).sum(dim=-1).to(a.dtype) / u.shape[-1]
+    dead = (a == 0).all(dim=-2).to(a.dtype).mean(dim=-1)
+    return torch.stack([a_mean, a_std, saturated, dead, std_mean(u)[0]])
+
+
+def by_shape(tensors: list[Tensor]) -> list[list[int]]:
+    """The positions of `tensors`, grouped by shape and dtype (in order of first appearance): each group
+    can be stacked and measured in one set of operations instead of one per tensor."""
+    groups: dict[tuple, list[int]] = {}
+    for index, t in enumerate(tensors):
+        groups.setdefault((t.shape, t.dtype), []).append(index)
+    return list(groups.values())
 
 
 JACOBIAN_EXAMPLES = 8
@@ -139,6 +158,8 @@ class GradientMonitor:
         # where each weight sits in model.parameters(), the order the optimizer's updates come in
         positions = {id(p): index for index, p in enumerate(model.parameters())}
         self.weight_indices = [positions[id(linear.weight)] for linear in self.linears]
+        in_linears = {id(p) for linear in self.linears for p in (linear.weight, linear.bias)}
+        self.other_params = [p for p in model.parameters() if id(p) not in in_linears]  # norms' scales, shifts
         largest = model.activation.max_derivative
         # a function with f' = 0 everywhere (the binary step) is saturated everywhere
         self.saturation_threshold = SATURATION_FRACTION * largest if largest > 0 else float("inf")
@@ -150,41 +171,42 @@ class GradientMonitor:
         return self.histogram_every_n_steps > 0 and step % self.histogram_every_n_steps == 0
 
     @torch.no_grad()
+    def weight_norms(self) -> Tensor:
+        """||W_l|| of each layer and run, [layers, K]: taken before the optimizer's step, the denominator of
+        grad_to_weight and update_ratio (after it, recovering W_l - update would take a pass more)."""
+        return run_norms([linear.weight for linear in self.linears])
+
+    @torch.no_grad()
     def measure(
         self,
         step: int,
         trace: Trace,
         stepped: Stepped,
+        weight_norm: Tensor,
         extra: dict[str, Tensor] | None = None,
         histograms: bool = False,
     ) -> list[Measurement]:
         """Every statistic of every run at this step, after the optimizer's step (one host transfer).
 
         trace: the forward pass's record, backward done. stepped: the step's updates and loss scale.
-        extra: more per-run values to bring along (each a [K] tensor), such as the batch loss.
+        weight_norm: `weight_norms()` before the step. extra: more per-run values to bring along (each a [K]
+        tensor), such as the batch loss.
         """
         extra = extra or {}
         if len(trace.z) != len(self.linears) or any(z.grad is None for z in trace.z):
             raise RuntimeError("measure() needs a traced forward pass whose backward has run")
         stack, batch = trace.z[0].shape[:2]
-        weight_updates = [stepped.updates[index] for index in self.weight_indices]
-        weights_before = [
-            wide(linear.weight) - wide(update) for linear, update in zip(self.linears, weight_updates, strict=True)
-        ]
         grad_w = run_norms([self._grad(linear.weight) for linear in self.linears])
         grad_b = run_norms([self._grad(linear.bias) for linear in self.linears])
-        weight_norm = run_norms(weights_before)
-        update = run_norms(weight_updates)
+        update = run_norms([stepped.updates[index] for index in self.weight_indices])
         # B * dL/dz is each example's own error: the loss is a mean over the batch
         per_example = batch if stepped.loss_scale is None else batch / stepped.loss_scale.float()
         deltas = torch.stack([delta_norms(z.grad, per_example) for z in trace.z])
-        hidden = torch.cat(
-            [
-                hidden_stats(u, a, self.model.activation.derivative(wide(u)), self.saturation_threshold)
-                for u, a in zip(trace.u, trace.a, strict=True)
-            ]
-        )
-        total = torch.linalg.vector_norm(run_norms([self._grad(p) for p in self.model.parameters()]), dim=0)
+        hidden = self._hidden_stats(trace)
+        squares = grad_w.square().sum(dim=0) + grad_b.square().sum(dim=0)  # the linears' share of the total
+        if self.other_params:
+            squares = squares + run_norms([self._grad(p) for p in self.other_params]).square().sum(dim=0)
+        total = squares.sqrt()
         rows = [
             grad_w,
             grad_b,
@@ -205,6 +227,18 @@ class GradientMonitor:
         histogram_parts = [part.to(table.dtype) for part in histogram_parts]
         host = torch.cat([table.flatten(), *histogram_parts]).cpu()  # the one device-to-host transfer
         return self._per_run(step, host, table.shape, list(extra), histogram_parts)
+
+    def _hidden_stats(self, trace: Trace) -> Tensor:
+        """hidden_stats of every hidden layer, [5 * depth, K] layer by layer; the layers of one shape (all of
+        them, where the widths are equal) stacked and measured at once."""
+        rows: list[Tensor] = [torch.empty(0)] * len(trace.u)
+        for layers in by_shape(trace.u):
+            u = torch.stack([trace.u[i] for i in layers])
+            a = torch.stack([trace.a[i] for i in layers])
+            stats = hidden_stats(u, a, self.model.activation.derivative(wide(u)), self.saturation_threshold)
+            for position, layer in enumerate(layers):
+                rows[layer] = stats[:, position]
+        return torch.cat(rows)
 
     @staticmethod
     def _grad(param: Tensor) -> Tensor:

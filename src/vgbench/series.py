@@ -95,6 +95,8 @@ class CsvTable:
     def __init__(self, text: str = "", columns: Sequence[str] = ()) -> None:
         self.columns: list[str] = next(csv.reader([text.split("\n", 1)[0]])) if text else []
         self.chunks = [text] if text else []  # joined when read: a long run adds thousands of rows
+        self.buffer = io.StringIO()  # one writer while the columns stay: a measured step adds rows each time
+        self.writer = csv.DictWriter(self.buffer, fieldnames=self.columns, lineterminator="\n")
         self.add([], columns)
 
     @property
@@ -111,12 +113,13 @@ class CsvTable:
         if new_columns:  # the first rows, or a key the loop sent along anew: every row again, under a new header
             rows = [*csv.DictReader(io.StringIO(self.text)), *rows]
             self.columns, self.chunks = self.columns + new_columns, []
-        buffer = io.StringIO()
-        writer = csv.DictWriter(buffer, fieldnames=self.columns, lineterminator="\n")
-        if not self.chunks and self.columns:
-            writer.writeheader()
-        writer.writerows(rows)
-        self.chunks.append(buffer.getvalue())
+            self.writer = csv.DictWriter(self.buffer, fieldnames=self.columns, lineterminator="\n")
+            if self.columns:
+                self.writer.writeheader()
+        self.writer.writerows(rows)
+        self.chunks.append(self.buffer.getvalue())
+        self.buffer.seek(0)
+        self.buffer.truncate()
 
 
 class Series:

@@ -25,10 +25,10 @@ import numpy as np
 import torch
 from PIL import Image, ImageDraw, ImageFont
 from tensorboard.compat.proto.summary_pb2 import Summary
-from torch.utils.tensorboard import SummaryWriter
+from torch.utils.tensorboard.summary import custom_scalars, histogram, image, text
 from torch.utils.tensorboard.summary import hparams as hparams_summaries
 
-from vgbench import tb_crc  # noqa: F401  (TensorBoard's checksums in C; see there)
+from vgbench.event_files import EventFile
 from vgbench.monitor import HIDDEN_METRICS, LAYER_METRICS, Measurement
 
 # The HParams table: columns from the config, metrics from the summary (key paths in summary.json)
@@ -146,31 +146,37 @@ def wait_for_a_later_second(log_dir: Path) -> None:
 
 
 class TensorBoardWriter:
-    def __init__(
-        self, log_dir: Path, n_layers: int, purge_step: int | None = None, writer: SummaryWriter | None = None
-    ) -> None:
+    def __init__(self, log_dir: Path, n_layers: int, purge_step: int | None = None, writer: Any = None) -> None:
         # purge_step: on resume, drop events an interrupted run wrote after its last checkpoint
-        # writer: a user's own SummaryWriter (vgbench.watch), written into and left open
-        self.own = writer is None
-        if writer is None:
-            # A long queue: the default (10 events) makes the training loop wait on the writer thread.
-            wait_for_a_later_second(log_dir)
-            writer = SummaryWriter(str(log_dir), purge_step=purge_step, max_queue=10_000, flush_secs=30)
+        # writer: a user's own torch.utils.tensorboard.SummaryWriter (vgbench.watch), written into and left open
         self.writer = writer
+        if writer is None:
+            wait_for_a_later_second(log_dir)
+            self.events = EventFile(log_dir, purge_step)  # vgbench.event_files: no thread, one open file
+        else:
+            self.events = writer.file_writer
         self.n_layers = n_layers
-        self.writer.add_custom_scalars(custom_scalars_layout())
+        self.tags: dict[tuple[str, int], list[str]] = {}
+        self.events.add_summary(custom_scalars(custom_scalars_layout()), 0)
 
     def add_scalars(self, values: dict[str, float], step: int) -> None:
         """Many scalars in one event: one protobuf and one write instead of one per tag (60+ per step)."""
         summary = Summary(value=[Summary.Value(tag=tag, simple_value=value) for tag, value in values.items()])
-        self.writer.file_writer.add_summary(summary, step)
+        self.events.add_summary(summary, step)
+
+    def layer_tags(self, metric: str, count: int) -> list[str]:
+        """`metric`'s tag for each of `count` layers, formatted once (a measured step logs 60 or more)."""
+        key = (metric, count)
+        if key not in self.tags:
+            self.tags[key] = [layer_tag(metric, index + 1, self.n_layers) for index in range(count)]
+        return self.tags[key]
 
     def measurement(self, measurement: Measurement) -> None:
         step = measurement.step
         scalars = {
-            layer_tag(metric, index + 1, self.n_layers): value
+            tag: value
             for metric, values in measurement.layers.items()
-            for index, value in enumerate(values)
+            for tag, value in zip(self.layer_tags(metric, len(values)), values, strict=True)
         }
         scalars["grad_ratio/first_to_last"] = measurement.first_to_last_grad_ratio
         scalars["delta_ratio/first_to_last"] = measurement.first_to_last_delta_ratio
@@ -180,7 +186,7 @@ class TensorBoardWriter:
             for index, values in enumerate(tensors):
                 finite = values[torch.isfinite(values)]  # an exploding run's inf and nan have no bin
                 if finite.numel():  # 64 even bins: TensorBoard's default exponential bins cost 4x as much
-                    self.writer.add_histogram(layer_tag(kind, index + 1, self.n_layers), finite, step, bins=64)
+                    self.events.add_summary(histogram(layer_tag(kind, index + 1, self.n_layers), finite, 64), step)
 
     def epoch_end(self, step: int, metrics: dict[str, float], lr: float, profile: Measurement | None) -> None:
         """metrics: {'train_loss': ..., 'val_acc': ...} as the loop's history records them; `step`: the
@@ -189,14 +195,17 @@ class TensorBoardWriter:
         self.add_scalars(scalars | {"lr": lr}, step)  # train_loss -> train/loss, val_acc -> val/acc
         if profile is not None:
             title = f"epoch {metrics.get('epoch', '?')}, step {profile.step}"
-            self.writer.add_image("gradient_profile", gradient_profile_image(profile, title), step, dataformats="HWC")
+            self.events.add_summary(
+                image("gradient_profile", gradient_profile_image(profile, title), dataformats="HWC"), step
+            )
+        self.events.flush()  # what the epoch wrote, on disk for a TensorBoard watching the run
 
     def names(self, layers: list[str], activations: list[str]) -> None:
         """A watched model's module names for its numbered tags, as a table on the Text tab (step 0)."""
         rows = ["| tag | module |", "|---|---|"]
         rows += [f"| layer_{i:0{max(2, len(str(self.n_layers)))}d} | {name} |" for i, name in enumerate(layers, 1)]
         rows += [f"| activation/*/layer_{i:02d} | {name} |" for i, name in enumerate(activations, 1)]
-        self.writer.add_text("layers", "\n".join(rows), 0)
+        self.events.add_summary(text("layers", "\n".join(rows)), 0)
 
     def hparams(self, summary: dict[str, Any], step: int, columns: dict[str, Any] | None = None) -> None:
         """One HParams session in this run's own folder (SummaryWriter.add_hparams would make a subfolder),
@@ -208,7 +217,7 @@ class TensorBoardWriter:
         columns = {k: v if isinstance(v, (int, float, str, bool)) else str(v) for k, v in columns.items()}
         metrics = {tag: math.nan if value is None else value for tag, value in hparam_metrics(summary).items()}
         for event in hparams_summaries(columns, metrics):
-            self.writer.file_writer.add_summary(event, step)
+            self.events.add_summary(event, step)
         self.add_scalars(metrics, step)
 
     def theory(self, theory: dict[str, Any]) -> None:
@@ -225,10 +234,10 @@ class TensorBoardWriter:
         head += f"; first-to-last delta ratio predicted {theory['delta_ratio']:.3e}"
         if theory.get("measured_delta_ratio") is not None:
             head += f", measured {theory['measured_delta_ratio']:.3e} ({theory['measured_over_predicted']:.2f}x)"
-        self.writer.add_text("theory", head + "\n\n" + "\n".join(rows), 0)
+        self.events.add_summary(text("theory", head + "\n\n" + "\n".join(rows)), 0)
 
     def close(self) -> None:
-        if self.own:
-            self.writer.close()
+        if self.writer is None:
+            self.events.close()
         else:  # the user's writer stays open for the user
             self.writer.flush()

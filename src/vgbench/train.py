@@ -283,6 +283,7 @@ def train_step(stack: Stack, idx: Tensor, measured_in_epoch: int | None = None) 
         logits = model(x, trace)
     losses = stack.loss_fn(logits.float(), y).mean(dim=1)  # each run's own mean loss
     optimizer.zero_grad()
+    weight_norm = monitor.weight_norms() if measuring else None  # before the step changes the weights
     # the sum: each run gets its own gradient
     stepped = precision.backward_and_step(losses.sum(), optimizer, keep_updates=measuring)
     if measuring:
@@ -290,6 +291,7 @@ def train_step(stack: Stack, idx: Tensor, measured_in_epoch: int | None = None) 
             stack.step,
             trace,
             stepped,
+            weight_norm,
             {"train/batch_loss": losses.detach()},
             histograms=monitor.histograms_due(stack.step),
         )

@@ -82,10 +82,9 @@ def write_aggregates(sweep: Sweep, folder: Path) -> list[Path]:
     """The aggregate run of every group with two runs or more (see the module docstring). Returns their
     folders; none when no group has seeds to average."""
     from tensorboard.compat.proto.summary_pb2 import Summary
-    from torch.utils.tensorboard import SummaryWriter
-    from torch.utils.tensorboard.summary import hparams
+    from torch.utils.tensorboard.summary import custom_scalars, hparams, text
 
-    from vgbench import tb_crc  # noqa: F401  (reading and writing event files: their checksums in C)
+    from vgbench.event_files import EventFile  # also: the runs' files read back with checksums in C
     from vgbench.tb_writer import hparam_metrics
 
     groups = [g for g in sweep.groups if len(g.runs) > 1]
@@ -96,7 +95,7 @@ def write_aggregates(sweep: Sweep, folder: Path) -> list[Path]:
         kept = [run for run in group.runs if run.status == COMPLETED]
         series = group_series([folder / run.name for run in kept])
         path = building / folder_name(group)
-        writer = SummaryWriter(str(path), max_queue=1000)
+        events = EventFile(path)
         by_step: dict[int, list[Summary.Value]] = defaultdict(list)  # one event per step: every tag's values
         for tag, steps in series.items():
             for step, (mean, low, high) in steps.items():
@@ -106,15 +105,12 @@ def write_aggregates(sweep: Sweep, folder: Path) -> list[Path]:
                     Summary.Value(tag=f"{BAND_PREFIXES[1]}/{tag}", simple_value=high),
                 ]
         for step, values in sorted(by_step.items()):
-            writer.file_writer.add_summary(Summary(value=values), step)
-        writer.add_custom_scalars(margin_layout(set(series)))
+            events.add_summary(Summary(value=values), step)
+        events.add_summary(custom_scalars(margin_layout(set(series))), 0)
         left_out = len(group.runs) - len(kept)
-        writer.add_text(
-            "seeds",
-            f"mean of {len(kept)} run(s): {', '.join(r.name for r in kept)}"
-            + (f"; {left_out} left out (diverged or failed)" if left_out else ""),
-            0,
-        )
+        seeds = f"mean of {len(kept)} run(s): {', '.join(r.name for r in kept)}"
+        seeds += f"; {left_out} left out (diverged or failed)" if left_out else ""
+        events.add_summary(text("seeds", seeds), 0)
         metrics: dict[str, float] = {}
         values = [hparam_metrics(run.summary) for run in kept]
         for tag in dict.fromkeys(tag for run_values in values for tag in run_values):
@@ -122,8 +118,8 @@ def write_aggregates(sweep: Sweep, folder: Path) -> list[Path]:
             metrics |= {tag: mean, f"{tag}_std": spread}
         columns = {k: v if isinstance(v, (int, float, str, bool)) else str(v) for k, v in group.settings.items()}
         for event in hparams(columns | {"seeds": len(kept)}, metrics):
-            writer.file_writer.add_summary(event, 0)
-        writer.close()
+            events.add_summary(event, 0)
+        events.close()
         written.append(target / folder_name(group))
     shutil.rmtree(target, ignore_errors=True)
     if groups:
