@@ -11,7 +11,7 @@ from tests.conftest import TINY, make_cfg, read_rows
 from vgbench.activations import build_activation
 from vgbench.losses import cross_entropy
 from vgbench.model import MLP, Trace, build_model
-from vgbench.monitor import GradientMonitor, hidden_stats
+from vgbench.monitor import GradientMonitor, by_shape, hidden_stats, std_mean
 from vgbench.optim import build_optimizer
 from vgbench.precision import Stepped
 
@@ -289,3 +289,18 @@ def test_vanishing_on_mnist_at_step_zero(tmp_path):
     assert relu["first_to_last_grad_ratio"]["step0"] > 1e-1
     assert sigmoid["first_to_last_delta_ratio"]["step0"] < 1e-2
     assert sigmoid["profile"]["step0"]["step"] == 0
+
+
+def test_layers_of_one_shape_are_measured_together_in_bounded_groups():
+    tensors = [torch.zeros(2, 8, 16), torch.zeros(2, 8, 16), torch.zeros(2, 8, 4), torch.zeros(2, 8, 16)]
+    tensors.append(torch.zeros(2, 8, 16, dtype=torch.float64))
+    assert by_shape(tensors, max_elements=10_000) == [[0, 1, 3], [2], [4]]
+    assert by_shape(tensors, max_elements=2 * 256) == [[0, 1], [3], [2], [4]]  # 256 values each
+    assert by_shape(tensors, max_elements=1) == [[0], [1], [3], [2], [4]]  # one at least
+
+
+def test_two_pass_std_and_mean_match_float64():
+    x = torch.randn(3, 2, 5000, dtype=torch.float64) * 1e-3 + 0.5  # a small spread about a large mean
+    spread, mean = std_mean(x.float())
+    assert torch.allclose(spread.double(), x.std(dim=-1), rtol=1e-4)
+    assert torch.allclose(mean.double(), x.mean(dim=-1), rtol=1e-6)

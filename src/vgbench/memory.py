@@ -5,7 +5,7 @@ A run in a stack holds, in float32 (under amp too: the weights, gradients and op
 float32, and the estimate does not count on 16-bit activations):
 - its parameters, each with what a step holds beside it (the optimizer's `floats_per_parameter`: the
   gradient, the state buffers, the temporaries of its formula; on the monitor's measured steps, the
-  weights before the update and the gradients' copy for the histograms);
+  gradients' copy for the histograms);
 - the larger of a training step's activations and an evaluation batch's;
 - when its step is replayed from a CUDA graph (trainer.cuda_graphs, on CUDA by default), a second
   training step's activations, gradients and temporaries: the graph's pool keeps them (vgbench.graphs);
@@ -40,8 +40,9 @@ FLOAT_BYTES = 4
 # output (its mask is bytes), the residual sum. tests/test_memory.py checks them against what a step holds.
 TRAIN_FLOATS_PER_UNIT = 5
 NORM_FLOATS_PER_UNIT, DROPOUT_FLOATS_PER_UNIT, RESIDUAL_FLOATS_PER_UNIT = 2, 1, 1
-# Per parameter on the monitor's measured steps: the weights before the update, the histograms' gradients.
-MONITOR_FLOATS_PER_PARAMETER = 2
+# Per parameter on the monitor's measured steps: the histograms' copy of the gradients (the weights' norms
+# before the update are taken before it: GradientMonitor.weight_norms).
+MONITOR_FLOATS_PER_PARAMETER = 1
 # A graphed stack's side stream: cuBLAS keeps a workspace per stream, 32 MiB with torch's default on Hopper
 # (CUBLAS_WORKSPACE_CONFIG; less on older GPUs); tests/test_memory.py measures it on the GPU at hand.
 GRAPH_STREAM_BYTES = 64 * 2**20

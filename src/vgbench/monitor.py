@@ -35,6 +35,10 @@ from vgbench.model import MLP, Trace
 from vgbench.precision import Stepped
 
 SATURATION_FRACTION = 0.01  # |f'| below this share of its maximum counts as saturated
+# Hidden layers of one shape are stacked, this many values at most, for their statistics: few operations
+# for a deep narrow network on a CPU, and copies (with their temporaries, about 2 MB) that the memory
+# planner's per-unit count (vgbench.memory) need not hold
+STACKED_ELEMENTS = 2**17
 
 LAYER_METRICS = ("grad_norm/weight", "grad_norm/bias", "grad_to_weight", "update_ratio", "delta_norm")
 HIDDEN_METRICS = ("activation/mean", "activation/std", "activation/saturated", "activation/dead", "preactivation/std")
@@ -94,13 +98,17 @@ def hidden_stats(u: Tensor, a: Tensor, derivative: Tensor, saturation_threshold:
     return torch.stack([a_mean, a_std, saturated, dead, std_mean(u)[0]])
 
 
-def by_shape(tensors: list[Tensor]) -> list[list[int]]:
-    """The positions of `tensors`, grouped by shape and dtype (in order of first appearance): each group
-    can be stacked and measured in one set of operations instead of one per tensor."""
-    groups: dict[tuple, list[int]] = {}
+def by_shape(tensors: list[Tensor], max_elements: int) -> list[list[int]]:
+    """The positions of `tensors`, grouped by shape and dtype (in order of first appearance), each group of
+    at most `max_elements` in all (or one tensor): a group is stacked and measured in one set of operations
+    instead of one per tensor, and its copies stay small."""
+    groups: dict[tuple, list[list[int]]] = {}
     for index, t in enumerate(tensors):
-        groups.setdefault((t.shape, t.dtype), []).append(index)
-    return list(groups.values())
+        chunks = groups.setdefault((t.shape, t.dtype), [[]])
+        if chunks[-1] and (len(chunks[-1]) + 1) * t.numel() > max_elements:
+            chunks.append([])
+        chunks[-1].append(index)
+    return [chunk for chunks in groups.values() for chunk in chunks]
 
 
 JACOBIAN_EXAMPLES = 8
@@ -232,7 +240,7 @@ class GradientMonitor:
         """hidden_stats of every hidden layer, [5 * depth, K] layer by layer; the layers of one shape (all of
         them, where the widths are equal) stacked and measured at once."""
         rows: list[Tensor] = [torch.empty(0)] * len(trace.u)
-        for layers in by_shape(trace.u):
+        for layers in by_shape(trace.u, STACKED_ELEMENTS):
             u = torch.stack([trace.u[i] for i in layers])
             a = torch.stack([trace.a[i] for i in layers])
             stats = hidden_stats(u, a, self.model.activation.derivative(wide(u)), self.saturation_threshold)
