@@ -1,5 +1,6 @@
 import logging
 import os
+from types import SimpleNamespace
 
 import pytest
 import torch
@@ -196,6 +197,25 @@ def test_a_graphed_stack_plans_for_the_graphs_pool_and_its_side_stream(monkeypat
     assert stack_sizes(cfgs, 1.0, cuda, data) == [4]
     fake_free(monkeypatch, GRAPH_STREAM_BYTES + 4 * per_run - 1)
     assert stack_sizes(cfgs, 1.0, cuda, data) == [2, 2]
+
+
+def test_a_thousand_small_runs_plan_as_one_stack_on_one_large_gpu(monkeypatch):
+    """1024 runs of a 10x128 MLP at batch 64 on MNIST, graphed, with 90% of an H200's 139 GiB free: one stack.
+    Each run's bytes counted here by hand: SGD's weight, gradient and kept update, the histograms' copy
+    (4 floats a parameter), the graph's pool (3 more), a training step's activations twice (5 floats a
+    hidden unit per example, the input, the logits' 4), against an evaluation batch of 1000."""
+    cfg = make_cfg("data=mnist", "model.depth=10", "model.width=128", "data.batch_size=64", "trainer.device=cuda")
+    parameters = 784 * 128 + 128 + 9 * (128 * 128 + 128) + 128 * 10 + 10
+    train = 64 * (784 + 5 * 10 * 128 + 4 * 10)
+    evaluation = 1000 * (784 + 3 * 128 + 2 * 10)
+    assert max(train, evaluation) == evaluation  # at this batch size an evaluation batch takes more
+    per_run = 4 * (parameters * 4 + evaluation + train + parameters * 3)
+    assert run_bytes(cfg, 784, 10, graphed=True) == per_run  # about 13.6 MB: 14 GB for the thousand
+    fake_free(monkeypatch, 139 * 2**30)
+    data = SimpleNamespace(num_features=784, num_classes=10)  # what stack_sizes reads of the data
+    assert stack_sizes([cfg] * 1024, 0.9, torch.device("cuda"), data) == [1024]
+    fake_free(monkeypatch, GRAPH_STREAM_BYTES + 1000 * per_run)  # room for 1000 of them: two stacks of 512
+    assert stack_sizes([cfg] * 1024, 1.0, torch.device("cuda"), data) == [512, 512]
 
 
 def test_the_free_memory_of_the_cpu_is_what_the_machine_has_left():

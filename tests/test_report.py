@@ -8,11 +8,14 @@ import shutil
 import pytest
 import yaml
 
-from tests.conftest import TINY, make_cfg, read_rows, run_app
+from tests.conftest import TINY, make_cfg, run_app
 from vgbench.config import CONF_DIR
-from vgbench.report import main, write_report
-from vgbench.report.figures import MAX_PANELS
+from vgbench.report import main, overview, write_report
+from vgbench.report.figures import MAX_PANELS, steps_to_target_figure
+from vgbench.report.findings import target_findings
 from vgbench.report.load import log_mean_spread, missing_runs, read_sweep
+from vgbench.report.render import markdown, results_table
+from vgbench.report.tables import grids
 from vgbench.train import run
 
 
@@ -460,7 +463,7 @@ def test_the_overview_leaves_out_knobs_that_do_not_act(tmp_path):
         write_run(tmp_path / "normal", [f"model.depth={depth}", "model.init=normal", "model.init_std=0.05"])
     assert "model.init_std" not in read_sweep(tmp_path / "auto").fixed
     assert read_sweep(tmp_path / "normal").fixed["model.init_std"] == 0.05
-    assert "`model.init_std=0.05`" in write_report(tmp_path / "normal").files["report.md"].read_text()
+    assert "`model.init_std=0.05`" in " ".join(overview(read_sweep(tmp_path / "normal"), []))
 
 
 def test_the_headline_tables_as_latex(tmp_path, capsys):
@@ -498,22 +501,25 @@ def test_steps_to_target_in_the_tables_the_csv_the_figure_and_the_findings(tmp_p
         for seed, step in enumerate(per_seed):
             overrides = [f"activation={activation}", f"model.depth={depth}", f"trainer.seed={seed}"]
             write_run(tmp_path, overrides, seed=seed, targets={"train_acc>=0.8": step})
-    report = write_report(tmp_path)
-    title, columns, rows = next(t for t in report.grids if t[0].startswith("Steps to train_acc>=0.8"))
+    sweep = read_sweep(tmp_path)  # the report's parts, without drawing every figure
+    headline = grids(sweep)
+    title, columns, rows = next(t for t in headline if t[0].startswith("Steps to train_acc>=0.8"))
     assert columns == ["activation", "depth=2", "depth=5"]
     assert {row[0]: row[1:] for row in rows} == {
         "sigmoid": ["450 (400 to 500; 1 of 3 never)", "never"],
         "relu": ["50", "100 (75 to 125)"],
     }
-    assert [t[0].split(" ")[0] for t in report.grids] == ["First-to-last", "Test", "Steps", "Flow"]
-    assert "steps_to_target.png" in report.files
-    results = read_rows(tmp_path / "results.csv")
-    assert sorted(row["steps_to train_acc>=0.8"] for row in results) == sorted(
-        ["", "", "", "", "400", "500", "50", "50", "50", "75", "100", "125"]
-    )
-    finding = next(line for line in report.findings if line.startswith("**train_acc>=0.8**"))
-    assert finding == (
+    assert [t[0].split(" ")[0] for t in headline] == ["First-to-last", "Test", "Steps", "Flow"]
+    columns, rows = results_table(sweep)
+    steps = [row[columns.index("steps_to train_acc>=0.8")] for row in rows]
+    assert sorted(steps, key=lambda s: s or 0) == [None] * 4 + [50, 50, 50, 75, 100, 125, 400, 500]
+    assert target_findings(sweep) == [
         "**train_acc>=0.8**: fastest activation=relu, depth=2, in 50 steps; slowest to get there "
         "activation=sigmoid, depth=2, 9 times as many; never met by 1 of 4 groups: activation=sigmoid, depth=5."
-    )
-    assert "| sigmoid | 450 (400 to 500; 1 of 3 never) | never |" in report.files["report.md"].read_text()
+    ]
+    figure = steps_to_target_figure(sweep)
+    axes = figure.axes[0]
+    assert axes.get_ylabel() == "steps to train_acc>=0.8" and axes.get_xlabel() == "model.depth"
+    never = [c for c in axes.collections if c.get_label().startswith("never met")]
+    assert len(never) == 1 and never[0].get_offsets()[:, 1].tolist() == [1500.0] * 4  # above the budget, 1000
+    assert "| sigmoid | 450 (400 to 500; 1 of 3 never) | never |" in markdown("", [], [], [], [], headline)
