@@ -12,6 +12,11 @@
                 start-ups left out (the steady state, what a longer sweep gets); that ratio is printed last.
                 Both sides replay their steps from CUDA graphs (trainer.cuda_graphs, on by default);
                 `--no-graphs` launches them op by op.
+  --mode scale  K = 256, 512, 1024 runs (`--runs`) of the 10x128 ReLU MLP at batch 64 on one GPU, as one stack
+                each (hydra.launcher.max_stack=K), of 1 and 2 epochs: the wall time of one epoch, start-up
+                included (target at K = 1024: < 10 s), and from the difference the steady epoch, in useful
+                TFLOP/s (the matrix products an MLP step must compute, `training_flops`) against the device's
+                fp32 peak without tensor cores (target at K = 512: >= half of it). No process-per-run side.
   --mode demo   `make demo`'s sweep (the vanishing preset: 3 seeds, one epoch, stacked, report) against the
                 demo before stacking (one seed, three epochs, the parallel launcher, report). Target: <= 1.3x.
 
@@ -32,6 +37,19 @@ from pathlib import Path
 
 APP = [sys.executable, "-m", "vgbench.app"]
 SHAPE = ["data=mnist", "activation=relu", "model.depth=10", "model.width=128", "monitor.every_n_steps=100"]
+# fp32 without tensor cores, TFLOP/s, from NVIDIA's data sheets (H100: the SXM part; the PCIe one has 51)
+FP32_PEAK_TFLOPS = {"H200": 67.0, "H100": 67.0, "A100": 19.5, "L40S": 91.6}
+MNIST_TRAIN_STEPS = 860  # 55000 examples (60000 less the 5000 held out) at batch 64, the last batch partial
+
+
+def training_flops(sizes: list[int], batch: int) -> int:
+    """The floating-point operations of one training step of one run of an MLP with layer sizes `sizes`
+    (input, hidden..., classes) at `batch`: each layer's forward product (2 B n_in n_out), its weight
+    gradient (the same), and its input gradient (the same, for every layer but the first: the data needs
+    none). Element-wise work (activations, the loss, the optimizer) is left out: it is not what a GPU's peak
+    is quoted for."""
+    products = [n_in * n_out for n_in, n_out in zip(sizes[:-1], sizes[1:], strict=True)]
+    return 2 * batch * (2 * sum(products) + sum(products[1:]))
 
 
 def sweep_seconds(args: list[str], expected_runs: int) -> float:
@@ -57,13 +75,14 @@ def side_by_side(variants: dict[str, tuple[list[str], int]], repeats: int) -> di
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--mode", default="sweep", choices=["sweep", "gpu", "demo"])
+    parser.add_argument("--mode", default="sweep", choices=["sweep", "gpu", "scale", "demo"])
     parser.add_argument("--repeats", type=int, default=2)
     parser.add_argument("--device", default=None, help="trainer.device (sweep: cpu; gpu: cuda)")
     parser.add_argument("--limit-train", type=int, default=None, help="gpu mode: data.limit_train, to fit a budget")
-    parser.add_argument("--runs", default="1,8,64", help="gpu mode: the stack sizes K")
+    parser.add_argument("--runs", default=None, help="the stack sizes K (gpu mode: 1,8,64; scale: 256,512,1024)")
     parser.add_argument("--epochs", default="1", help="gpu mode: epochs per run; 1,3: the steady state too")
     parser.add_argument("--no-graphs", action="store_true", help="gpu mode: trainer.cuda_graphs=false on both sides")
+    parser.add_argument("--peak-tflops", type=float, default=None, help="scale mode: the device's fp32 peak")
     parser.add_argument("--json", type=Path, default=None)
     args = parser.parse_args()
     subprocess.run([sys.executable, "-m", "vgbench.provision", "data=mnist"], check=True, capture_output=True)
@@ -87,6 +106,9 @@ def main() -> None:
             f"parallel {min(times['parallel']):.1f} s"
         )
         line = f"ratio stacked / parallel: {ratio:.3f} (target <= 0.6)"
+    elif args.mode == "scale":
+        result |= scale(args)
+        line = result["line"]
     elif args.mode == "demo":
         preset = ["experiment=vanishing", "trainer.device=cpu"]
         before = [*preset, "trainer.seed=0", "trainer.epochs=3", "hydra/launcher=parallel"]
@@ -99,7 +121,7 @@ def main() -> None:
         limit = [f"data.limit_train={args.limit_train}"] if args.limit_train else []
         lengths = [int(e) for e in args.epochs.split(",")]
         ratios: dict[str, float] = {}
-        for runs in (int(k) for k in args.runs.split(",")):
+        for runs in (int(k) for k in (args.runs or "1,8,64").split(",")):
             figures = result[f"K={runs}"] = {}
             for epochs in lengths:
                 grid = [
@@ -143,6 +165,49 @@ def main() -> None:
     if args.json:
         args.json.write_text(json.dumps(result, indent=2))
     print(line)
+
+
+def scale(args: argparse.Namespace) -> dict:
+    """--mode scale: one stack of K runs, 1 and 2 epochs, each once."""
+    import torch
+
+    device = args.device or "cuda"
+    name = torch.cuda.get_device_name(0) if device.startswith("cuda") and torch.cuda.is_available() else device
+    peak = args.peak_tflops or next((v for k, v in FP32_PEAK_TFLOPS.items() if k in name), None)
+    runs_list = [int(k) for k in (args.runs or "256,512,1024").split(",")]
+    flops = training_flops([784, *[128] * 10, 10], 64) * MNIST_TRAIN_STEPS
+    figures: dict = {"device": name, "peak_tflops": peak, "flops_per_run_epoch": flops}
+    for runs in runs_list:
+        seconds = {}
+        for epochs in (1, 2):
+            grid = [
+                *SHAPE,
+                f"trainer.epochs={epochs}",
+                f"trainer.device={device}",
+                "logger.tensorboard=false",
+                "hydra/launcher=stacked",
+                f"hydra.launcher.max_stack={runs}",
+                f"trainer.seed=range({runs})",
+            ]
+            seconds[epochs] = sweep_seconds(grid, runs)
+        steady = seconds[2] - seconds[1]
+        tflops = runs * flops / steady / 1e12 if steady > 0 else float("nan")
+        figures[f"K={runs}"] = {
+            "one_epoch_s": seconds[1],
+            "two_epochs_s": seconds[2],
+            "steady_epoch_s": steady,
+            "useful_tflops": tflops,
+            "of_peak": tflops / peak if peak else None,
+        }
+        share = f", {tflops / peak:.0%} of its {peak:g}" if peak else ""
+        print(
+            f"K={runs}: one epoch {seconds[1]:.1f} s with start-up; one more {steady:.2f} s: "
+            f"{tflops:.2f} useful TFLOP/s{share}",
+            flush=True,
+        )
+    last = figures[f"K={runs_list[-1]}"]
+    figures["line"] = f"K={runs_list[-1]}: one epoch in {last['one_epoch_s']:.1f} s with start-up (target < 10 s)"
+    return figures
 
 
 if __name__ == "__main__":

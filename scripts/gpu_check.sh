@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
 # Every check of vgbench's CUDA path, run once on a machine with a GPU, every figure into one JSON.
-# About 9 minutes on an H200 (5.6 without stacked_no_graphs and profile). Without CUDA it stops at once with one
+# About 9 minutes on an H200 before the scale step (at most 5 more; 5.6 without stacked_no_graphs and profile). Without CUDA it stops at once with one
 # line (exit 1).
 #
 #   scripts/gpu_check.sh                    # writes outputs/gpu_check/gpu_check.json and gpu_check.log
@@ -17,7 +17,9 @@
 # 4. the epoch benchmark on CUDA: vgbench against the pytorch/examples way, fp32 and bf16
 # 5. the monitor's overhead on CUDA
 # 6. a 16-run sweep on one GPU through the parallel launcher
-# 7. where a stacked step's time goes (scripts/profile_stack.py: host against device, and a CUDA graph's replay)
+# 7. stacks of 256, 512 and 1024 runs of one 10x128 MLP: one epoch with its start-up, and the steady epoch
+#    in useful TFLOP/s against the device's fp32 peak (scripts/bench_stacked.py --mode scale)
+# 8. where a stacked step's time goes (scripts/profile_stack.py: host against device, and a CUDA graph's replay)
 #    and a 64-run stack's epoch (scripts/profile_epoch.py: replayed steps, measured steps, files, ...)
 set -uo pipefail
 cd "$(dirname "$0")/.."
@@ -66,6 +68,7 @@ step epoch_fp32 60 "$python" scripts/bench_epoch.py --device cuda --repeats 2 --
 step epoch_bf16 60 "$python" scripts/bench_epoch.py --device cuda --amp bf16 --repeats 2 --json "$out/epoch_bf16.json"
 step monitor 60 "$python" scripts/bench_monitor.py --device cuda --repeats 2 --json "$out/monitor.json"
 step sweep16 120 "$python" scripts/bench_sweep.py --gpu-sweep --json "$out/sweep16.json"
+step scale 300 "$python" scripts/bench_stacked.py --mode scale --runs 256,512,1024 --json "$out/scale.json"
 step profile 120 "$python" scripts/profile_stack.py --device cuda --runs 1,8,64 --json "$out/profile.json"
 step epoch_phases 90 "$python" scripts/profile_epoch.py --device cuda --runs 64 --json "$out/epoch_phases.json"
 
@@ -76,8 +79,8 @@ import torch
 out = Path(sys.argv[1])
 figures = {"gpu": torch.cuda.get_device_name(0), "torch": torch.__version__,
            "steps": [json.loads(line) for line in (out / "steps.jsonl").read_text().splitlines()]}
-for name in ("stacked", "stacked_no_graphs", "precision", "epoch_fp32", "epoch_bf16", "monitor", "sweep16", "profile",
-             "epoch_phases"):
+for name in ("stacked", "stacked_no_graphs", "precision", "epoch_fp32", "epoch_bf16", "monitor", "sweep16", "scale",
+             "profile", "epoch_phases"):
     path = out / f"{name}.json"
     figures[name] = json.loads(path.read_text()) if path.exists() else None
 (out / "gpu_check.json").write_text(json.dumps(figures, indent=2))

@@ -58,3 +58,21 @@ def test_profile_epoch_times_every_phase_of_the_trainers_epoch(tmp_path):
         assert phases[name] > 0, name
     assert 0 <= phases["other"] < 0.25 * result["epoch_seconds"]
     assert "train_epoch" in result["cprofile"]
+
+
+def test_the_scale_benchmark_counts_an_mlp_steps_flops_as_torch_does():
+    """bench_stacked.py --mode scale's useful work, against torch's own count of the matrix products of a
+    10x128 MLP's forward and backward pass on MNIST-sized input that needs no gradient."""
+    import importlib.util
+
+    from torch.utils.flop_counter import FlopCounterMode
+
+    spec = importlib.util.spec_from_file_location("bench_stacked", REPO / "scripts" / "bench_stacked.py")
+    bench = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(bench)
+    sizes = [784, *[128] * 10, 10]
+    layers = [torch.nn.Linear(n_in, n_out) for n_in, n_out in zip(sizes[:-1], sizes[1:], strict=True)]
+    model = torch.nn.Sequential(*[m for layer in layers for m in (layer, torch.nn.ReLU())][:-1])
+    with FlopCounterMode(display=False) as counter:
+        model(torch.randn(64, 784)).sum().backward()
+    assert bench.training_flops(sizes, 64) == counter.get_total_flops()
