@@ -65,3 +65,15 @@ def test_a_purge_step_drops_what_the_earlier_file_holds_from_that_step_on(tmp_pa
         (6, 106.0),
         (7, 107.0),
     ]
+
+
+def test_events_reach_the_disk_within_the_flush_interval(tmp_path: Path):
+    """Buffered, but a TensorBoard watching the run sees each event at most flush_seconds late."""
+    buffered, prompt = event_files.EventFile(tmp_path / "a"), event_files.EventFile(tmp_path / "b", flush_seconds=0)
+    for events in (buffered, prompt):
+        events.add_summary(Summary(value=[Summary.Value(tag="loss", simple_value=1.0)]), 1)
+    assert buffered.path.stat().st_size == 0  # still in the buffer: 30 s have not passed
+    assert prompt.path.stat().st_size > 0  # the file version and the event, on disk
+    buffered.close()
+    assert buffered.path.stat().st_size == prompt.path.stat().st_size
+    prompt.close()

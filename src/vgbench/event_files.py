@@ -30,6 +30,7 @@ from tensorboard.summary.writer import record_writer
 
 MASK_DELTA = 0xA282EAD8  # TFRecord's mask: rotate right by 15 bits, add this (tensorflow/core/lib/hash/crc32c.h)
 FILE_VERSION = "brain.Event:2"
+FLUSH_SECONDS = 30.0  # a TensorBoard watching a run sees its events at most this late (SummaryWriter's flush_secs)
 _FILE_NUMBER = itertools.count()  # tells apart the files one process opens in one second
 
 
@@ -49,8 +50,9 @@ class EventFile:
     <pid>.<n>). `purge_step`: TensorBoard drops what the folder's earlier files hold from that step on
     (a resumed run's events after its checkpoint), as SummaryWriter(purge_step=...) asks it to."""
 
-    def __init__(self, log_dir: Path, purge_step: int | None = None) -> None:
+    def __init__(self, log_dir: Path, purge_step: int | None = None, flush_seconds: float = FLUSH_SECONDS) -> None:
         log_dir.mkdir(parents=True, exist_ok=True)
+        self.flush_seconds, self.flushed = flush_seconds, time.monotonic()
         name = f"events.out.tfevents.{int(time.time()):010d}.{socket.gethostname()}.{os.getpid()}.{next(_FILE_NUMBER)}"
         self.path = log_dir / name
         self.file = self.path.open("wb")
@@ -66,12 +68,15 @@ class EventFile:
         self.file.write(
             header + struct.pack("<I", masked_crc32c(header)) + data + struct.pack("<I", masked_crc32c(data))
         )
+        if time.monotonic() - self.flushed >= self.flush_seconds:
+            self.flush()
 
     def add_summary(self, summary: Summary, step: int) -> None:
         self.add_event(Event(wall_time=time.time(), step=step, summary=summary))
 
     def flush(self) -> None:
         self.file.flush()
+        self.flushed = time.monotonic()
 
     def close(self) -> None:
         self.file.close()
