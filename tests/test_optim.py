@@ -123,7 +123,12 @@ def test_each_run_of_a_stack_keeps_its_own_hyperparameters(name, keep_updates):
     for step in range(5):
         stacked_opt.zero_grad()
         loss_of([stacked], step).backward()
-        stacked_opt.step(keep_updates=keep_updates)
+        before = stacked.detach().clone()
+        kept = stacked_opt.step(keep_updates=keep_updates)
+        if keep_updates:  # each run's update norm from the step's factors: |lr_k| * ||direction_k||
+            added = (stacked.detach() - before).flatten(1).norm(dim=1)
+            from_factors = kept.directions[0].flatten(1).norm(dim=1) * kept.run_scales(before)
+            torch.testing.assert_close(from_factors, added, rtol=1e-9, atol=1e-15)
         for p, opt in zip(alone, alone_opts, strict=True):
             opt.zero_grad()
             loss_of([p], step).backward()

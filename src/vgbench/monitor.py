@@ -206,7 +206,8 @@ class GradientMonitor:
         stack, batch = trace.z[0].shape[:2]
         grad_w = run_norms([self._grad(linear.weight) for linear in self.linears])
         grad_b = run_norms([self._grad(linear.bias) for linear in self.linears])
-        update = run_norms([stepped.updates[index] for index in self.weight_indices])
+        kept = stepped.updates  # scale * direction: its norm without writing it out
+        update = run_norms([kept.directions[index] for index in self.weight_indices]) * kept.run_scales(grad_w)
         # B * dL/dz is each example's own error: the loss is a mean over the batch
         per_example = batch if stepped.loss_scale is None else batch / stepped.loss_scale.float()
         deltas = torch.stack([delta_norms(z.grad, per_example) for z in trace.z])

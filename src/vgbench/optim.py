@@ -6,8 +6,9 @@ a run alone: the fast path), else a [K] tensor broadcast over the parameter. The
 torch.optim's (SGD with momentum and Nesterov, Adam, RMSprop), written out once; tests/test_optim.py
 checks each against torch.optim step by step.
 
-`step(keep_updates=True)` returns each parameter's update (the monitor's update ratio reads it); on the
-other steps the update is fused into one operation. A run that leaves the stack (it diverged) takes its
+Every step fuses its update into one operation per parameter; `step(keep_updates=True)` (the monitor's
+measured steps) also returns it as a `KeptUpdate`, scale times direction, whose norms the update ratio
+reads without the update being written out. A run that leaves the stack (it diverged) takes its
 state and hyperparameters with it: `keep_runs`.
 """
 
@@ -75,6 +76,28 @@ class PerRun:
         return PerRun(fn(*tensors), inputs[0].device)
 
 
+class KeptUpdate(Sequence[Tensor]):
+    """What one step added to each parameter, kept as scale * direction (the step's own factors) rather than
+    written out: the monitor needs only each update's norm per run, |scale_k| * ||direction_k||, and writing
+    the update out would take a pass over every parameter and as much memory again. Indexing writes one
+    parameter's out."""
+
+    def __init__(self, directions: list[Tensor], scale: PerRun, stack: int) -> None:
+        self.directions, self.scale, self.stack = directions, scale, stack
+
+    def __getitem__(self, index: int) -> Tensor:  # type: ignore[override]
+        return self.directions[index] * self.scale.like(self.directions[index])
+
+    def __len__(self) -> int:
+        return len(self.directions)
+
+    def run_scales(self, like: Tensor) -> Tensor:
+        """|scale| of each run, [K], in `like`'s dtype and on its device."""
+        if self.scale.uniform:
+            return torch.full((self.stack,), abs(self.scale.values[0]), dtype=like.dtype, device=like.device)
+        return self.scale.tensor.abs().to(like.dtype)
+
+
 class StackedOptimizer:
     """The common part: one parameter group, per-run hyperparameters, per-run state for checkpoints.
 
@@ -112,8 +135,8 @@ class StackedOptimizer:
     @classmethod
     def floats_per_parameter(cls, cfg: DictConfig) -> int:
         """Values a step holds at once for each parameter, at most (vgbench.memory plans a stack with it):
-        the weight, its gradient, the update a measured step keeps, the gradient with weight decay; a
-        subclass adds its state buffers and the temporaries of its formula (`direction`). Measured in
+        the weight, its gradient, a temporary of the step, and with weight decay the decayed gradient beside
+        it; a subclass adds its state buffers and the temporaries of its formula (`direction`). Measured in
         tests/test_optim.py."""
         return 3 + (1 if cfg.weight_decay > 0 else 0)
 
@@ -145,24 +168,19 @@ class StackedOptimizer:
         return [self.state[p][name] for p in self.params]
 
     @torch.no_grad()
-    def step(self, keep_updates: bool = False) -> list[Tensor] | None:  # type: ignore[override]
-        """One update of every run. With `keep_updates` (the monitor's measured steps) it returns what was
-        added to each parameter, aligned with `self.params`; otherwise the update is fused into one
-        operation per parameter and nothing is returned."""
+    def step(self, keep_updates: bool = False) -> KeptUpdate | None:  # type: ignore[override]
+        """One update of every run, fused into one operation per parameter. With `keep_updates` (the
+        monitor's measured steps) it returns what was added to each parameter, aligned with `self.params`."""
         self.steps += 1
         grads = [p.grad if p.grad is not None else torch.zeros_like(p) for p in self.params]
         if not (self.weight_decay.uniform and self.weight_decay.values[0] == 0):
             grads = torch._foreach_add(grads, torch._foreach_mul(self.params, self.of(self.weight_decay)))
         direction, scale = self.direction(grads)
-        if not keep_updates:  # p += scale * direction, fused
-            if scale.uniform:
-                torch._foreach_add_(self.params, direction, alpha=scale.values[0])
-            else:
-                torch._foreach_addcmul_(self.params, direction, self.of(scale))
-            return None
-        updates = torch._foreach_mul(direction, self.of(scale))
-        torch._foreach_add_(self.params, updates)
-        return updates
+        if scale.uniform:  # p += scale * direction, fused
+            torch._foreach_add_(self.params, direction, alpha=scale.values[0])
+        else:
+            torch._foreach_addcmul_(self.params, direction, self.of(scale))
+        return KeptUpdate(list(direction), scale, self.stack) if keep_updates else None
 
     def direction(self, grads: list[Tensor]) -> tuple[list[Tensor], PerRun]:
         """The step as (direction, scale): each parameter gets scale * direction (weight decay included

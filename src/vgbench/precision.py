@@ -19,7 +19,7 @@ import torch
 from torch import Tensor
 
 from vgbench.errors import ConfigError
-from vgbench.optim import StackedOptimizer
+from vgbench.optim import KeptUpdate, PerRun, StackedOptimizer
 
 AMP_MODES = {"none": None, "bf16": torch.bfloat16, "fp16": torch.float16}
 
@@ -29,7 +29,7 @@ class Stepped:
     """What one optimizer step leaves for the monitor: each parameter's update, and the loss scale the
     backward pass ran under (a device tensor for fp16; None otherwise)."""
 
-    updates: list[Tensor] | None  # None unless asked for
+    updates: KeptUpdate | None  # None unless asked for
     loss_scale: Tensor | None
 
 
@@ -60,6 +60,7 @@ class MixedPrecision:
         self.scaler.scale(loss).backward()
         updates = self.scaler.step(optimizer, keep_updates=keep_updates)  # None if skipped for an overflow
         self.scaler.update()
-        if updates is None and keep_updates:
-            updates = [torch.zeros_like(p) for p in optimizer.params]
+        if updates is None and keep_updates:  # skipped: nothing was added
+            nothing = PerRun([0.0], optimizer.device)
+            updates = KeptUpdate([torch.zeros_like(p) for p in optimizer.params], nothing, optimizer.stack)
         return Stepped(updates, scale)
