@@ -162,9 +162,8 @@ def steps_to_target_figure(sweep: Sweep) -> Figure | None:
         for index, (settings, groups) in enumerate(sweep.lines()):
             points, nevers, colour = [], [], f"C{index % 10}"  # a line's colour, whether or not it met the target
             for group in groups:
-                recorded = [run for run in group.runs if target in (run.summary.get("targets") or {})]
-                steps = [step for run in recorded if (step := run.steps_to(target)) is not None]
-                nevers += [_x(sweep, group)] * (len(recorded) - len(steps))
+                steps, recorded = group.steps_to(target)
+                nevers += [_x(sweep, group)] * (recorded - len(steps))
                 if steps:
                     points.append((_x(sweep, group), sum(steps) / len(steps), min(steps), max(steps)))
             if points:

@@ -83,8 +83,7 @@ def target_findings(sweep: Sweep) -> list[str]:
     for target in sweep.targets:
         reached, never = [], []
         for group in sweep.groups:
-            recorded = [run for run in group.runs if target in (run.summary.get("targets") or {})]
-            steps = [step for run in recorded if (step := run.steps_to(target)) is not None]
+            steps, recorded = group.steps_to(target)
             if steps:
                 reached.append((sum(steps) / len(steps), group.label()))
             elif recorded:

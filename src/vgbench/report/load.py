@@ -193,6 +193,12 @@ class Group:
     settings: dict[str, Any]  # every swept key but the seed -> its value
     runs: list[Run]  # its seeds, failed runs left out
 
+    def steps_to(self, target: str) -> tuple[list[int], int]:
+        """(the step at which each seed that met `target` first met it, how many seeds recorded it): the
+        rest of those never met it; runs without the target (another config, a watched model) left out."""
+        recorded = [run for run in self.runs if target in (run.summary.get("targets") or {})]
+        return [step for run in recorded if (step := run.steps_to(target)) is not None], len(recorded)
+
     def label(self, keys: list[str] | None = None) -> str:
         shown = {k: v for k, v in self.settings.items() if keys is None or k in keys}
         return ", ".join(f"{k.split('.')[-1]}={v}" for k, v in shown.items()) or "all runs"

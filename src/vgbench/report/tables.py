@@ -45,14 +45,13 @@ def steps_to_target(target: str) -> Callable[[Group], str]:
     did ('never' where none did). Runs that did not record the target are left out."""
 
     def cell(group: Group) -> str:
-        recorded = [run for run in group.runs if target in (run.summary.get("targets") or {})]
-        steps = [step for run in recorded if (step := run.steps_to(target)) is not None]
+        steps, recorded = group.steps_to(target)
         if not steps:
             return "never" if recorded else ""
         text = f"{sum(steps) / len(steps):.0f}"
-        never = len(recorded) - len(steps)
+        never = recorded - len(steps)
         notes = [f"{min(steps)} to {max(steps)}"] if min(steps) < max(steps) else []
-        notes += [f"{never} of {len(recorded)} never"] if never else []
+        notes += [f"{never} of {recorded} never"] if never else []
         return text + (f" ({'; '.join(notes)})" if notes else "")
 
     return cell
