@@ -238,8 +238,8 @@ class GradientMonitor:
         return self._per_run(step, host, table.shape, list(extra), histogram_parts)
 
     def _hidden_stats(self, trace: Trace) -> Tensor:
-        """hidden_stats of every hidden layer, [5 * depth, K] layer by layer; the layers of one shape (all of
-        them, where the widths are equal) stacked and measured at once."""
+        """hidden_stats of every hidden layer, [5 * depth, K] layer by layer; layers of one shape stacked and
+        measured at once, STACKED_ELEMENTS values at most together (by_shape)."""
         rows: list[Tensor] = [torch.empty(0)] * len(trace.u)
         for layers in by_shape(trace.u, STACKED_ELEMENTS):
             u = torch.stack([trace.u[i] for i in layers])

@@ -101,9 +101,7 @@ def run_targets(targets: Sequence[Any] | None, stop_at: Any, val_size: Any) -> t
     held_out = held_out_name(val_size)
     parsed = [parse_target("trainer.targets", text, held_out) for text in targets or []]
     stop = parse_target("trainer.stop_at", stop_at, held_out) if stop_at is not None else None
-    if stop is not None and stop not in parsed:
-        parsed.append(stop)
-    return list(dict.fromkeys(parsed)), stop
+    return list(dict.fromkeys([*parsed, *([stop] if stop else [])])), stop
 
 
 @dataclass

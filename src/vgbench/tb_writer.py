@@ -60,6 +60,11 @@ def hparam_metrics(summary: dict[str, Any]) -> dict[str, float | None]:
     return {tag: float(value) if isinstance(value, (int, float)) else None for tag, value in metrics.items()}
 
 
+def hparam_columns(values: dict[str, Any]) -> dict[str, int | float | str | bool]:
+    """An HParams row's columns: numbers, strings and booleans as they are, anything else as its text."""
+    return {k: v if isinstance(v, (int, float, str, bool)) else str(v) for k, v in values.items()}
+
+
 def lookup(tree: dict[str, Any], path: str) -> Any:
     for key in path.split("."):
         tree = tree.get(key) if isinstance(tree, dict) else None
@@ -184,9 +189,9 @@ class TensorBoardWriter:
         self.add_scalars(scalars | measurement.extra, step)
         for kind, tensors in measurement.histograms.items():
             for index, values in enumerate(tensors):
-                finite = torch.isfinite(values)  # an exploding run's inf and nan have no bin
+                mask = torch.isfinite(values)  # an exploding run's inf and nan have no bin
                 # masking copies every value (slow on a CPU): only where something is not finite
-                finite = values if finite.all() else values[finite]
+                finite = values if mask.all() else values[mask]
                 if finite.numel():  # 64 even bins: TensorBoard's default exponential bins cost 4x as much
                     self.events.add_summary(histogram(layer_tag(kind, index + 1, self.n_layers), finite, 64), step)
 
@@ -216,7 +221,7 @@ class TensorBoardWriter:
         config = summary.get("config", {})
         if columns is None:
             columns = {name: lookup(config, path) for name, path in HPARAM_COLUMNS.items()}
-        columns = {k: v if isinstance(v, (int, float, str, bool)) else str(v) for k, v in columns.items()}
+        columns = hparam_columns(columns)
         metrics = {tag: math.nan if value is None else value for tag, value in hparam_metrics(summary).items()}
         for event in hparams_summaries(columns, metrics):
             self.events.add_summary(event, step)

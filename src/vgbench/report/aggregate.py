@@ -85,7 +85,7 @@ def write_aggregates(sweep: Sweep, folder: Path) -> list[Path]:
     from torch.utils.tensorboard.summary import custom_scalars, hparams, text
 
     from vgbench.event_files import EventFile  # also: the runs' files read back with checksums in C
-    from vgbench.tb_writer import hparam_metrics
+    from vgbench.tb_writer import hparam_columns, hparam_metrics
 
     groups = [g for g in sweep.groups if len(g.runs) > 1]
     target, building = folder / AGGREGATE_DIR, folder / f"{AGGREGATE_DIR}.building"
@@ -116,8 +116,7 @@ def write_aggregates(sweep: Sweep, folder: Path) -> list[Path]:
         for tag in dict.fromkeys(tag for run_values in values for tag in run_values):
             mean, spread = mean_spread([run_values.get(tag) for run_values in values]) or (math.nan, math.nan)
             metrics |= {tag: mean, f"{tag}_std": spread}
-        columns = {k: v if isinstance(v, (int, float, str, bool)) else str(v) for k, v in group.settings.items()}
-        for event in hparams(columns | {"seeds": len(kept)}, metrics):
+        for event in hparams(hparam_columns(group.settings) | {"seeds": len(kept)}, metrics):
             events.add_summary(event, 0)
         events.close()
         written.append(target / folder_name(group))
