@@ -18,10 +18,12 @@ def random_network(
     residual=False,
     dropout=0.0,
     x=None,
+    cross_entropy=False,
 ):
     """One random MLP of layer sizes [in, hidden..., out], weights N(0, sigma_w2 / fan_in), biases
     N(0, sigma_b2), h_l = [h_{l-1} +] dropout(f(norm(z_l))) with the skip where the widths match, on Gaussian
-    inputs (E x^2 = 1) unless x is given; a random Gaussian error at the output. Returns E z_l^2 per hidden
+    inputs (E x^2 = 1) unless x is given; a random Gaussian error at the output, or (cross_entropy) the error of
+    softmax cross-entropy on random labels. Returns E z_l^2 per hidden
     layer and sum over the batch of |delta_l|^2 per layer relative to the output's (the output last)."""
     generator = torch.Generator().manual_seed(seed)
     h = x if x is not None else torch.randn(examples, sizes[0], generator=generator, dtype=torch.float64)
@@ -45,8 +47,14 @@ def random_network(
         sigma_w2 / sizes[-2]
     )
     out = h @ weight
-    error = torch.randn(out.shape, generator=generator, dtype=torch.float64)
-    (out * error).sum().backward()
+    if cross_entropy:
+        out.retain_grad()
+        labels = torch.randint(sizes[-1], (out.shape[0],), generator=generator)
+        F.cross_entropy(out, labels, reduction="sum").backward()
+        error = out.grad
+    else:
+        error = torch.randn(out.shape, generator=generator, dtype=torch.float64)
+        (out * error).sum().backward()
     squared = [float(z.grad.pow(2).sum()) for z in zs] + [float(error.pow(2).sum())]
     return [float(z.detach().pow(2).mean()) for z in zs], [s / squared[-1] for s in squared]
 

@@ -275,3 +275,26 @@ def test_histograms_of_an_exploding_run_keep_their_finite_values(tmp_path):
     assert histograms == ["grad/weight/layer_01"]
     (kept,) = events(tmp_path).Histograms("grad/weight/layer_01")
     assert (kept.histogram_value.num, kept.histogram_value.min, kept.histogram_value.max) == (2, 1.0, 3.0)
+
+
+def test_the_theory_text_states_prediction_measurement_and_the_mean_field_limit(tmp_path):
+    """The Text tab's theory table for a stream with skips: the Monte Carlo's ratio, the limit beside it, and
+    measured / predicted; each layer's row."""
+    from vgbench import theory
+    from vgbench.activations import build_activation
+    from vgbench.tb_writer import TensorBoardWriter
+
+    relu = build_activation("relu")
+    sizes = [20, *[32] * 4, 3]
+    prediction = theory.predict_from_variances(relu, [(2.0, 0.0)] * 5, 1.0, sizes, theory.Options(residual=True))
+    measured = [2 * d for d in prediction["delta_profile"][:-1]] + [prediction["delta_profile"][-1]]
+    writer = TensorBoardWriter(tmp_path, 5)
+    writer.theory(theory.compare(prediction, measured))
+    writer.close()
+    accumulator = events(tmp_path)
+    [tag] = [tag for tag in accumulator.Tags()["tensors"] if tag.startswith("theory")]
+    [event] = accumulator.Tensors(tag)
+    body = event.tensor_proto.string_val[0].decode()
+    assert f"predicted {prediction['delta_ratio']:.3e} (Monte Carlo at this width" in body
+    assert f"the mean-field limit {prediction['mean_field_delta_ratio']:.3e}" in body
+    assert "(2.00x)" in body and body.count("\n| ") == 6  # the header's separator row and 5 layers

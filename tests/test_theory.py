@@ -68,8 +68,8 @@ OPTIONS = [
 @pytest.mark.slow
 @pytest.mark.parametrize(("activation", "sigma_w2", "option"), OPTIONS)
 def test_each_option_on_wide_random_networks(activation, sigma_w2, option):
-    """E z^2 per layer and the error profile of 4 random networks 1000 wide and 10 deep (Gaussian inputs, a
-    Gaussian error at the output) against the prediction, within 10%."""
+    """E z^2 per layer and the error profile of 4 random networks 1000 wide and 10 deep (Gaussian inputs,
+    cross-entropy's error at the output, as the prediction assumes) against the prediction, within 10%."""
     f, depth = build_activation(activation), 10
     sizes, batch = [1000] * (depth + 2), option.get("batch_size", 32)
     q_measured, squared = averaged(
@@ -83,6 +83,7 @@ def test_each_option_on_wide_random_networks(activation, sigma_w2, option):
             norm=option.get("norm", "none"),
             residual=option.get("residual", False),
             dropout=1 - option.get("keep", 1.0),
+            cross_entropy=True,
         )
         for seed in range(4)
     )
@@ -173,7 +174,7 @@ OPTIONS_ON_MNIST = [
     ("tanh", "model.norm=layernorm", 30, 64),
     ("relu", "model.norm=layernorm", 30, 64),
     ("tanh", "model.residual=true", 30, 64),
-    ("relu", "model.residual=true", 10, 64),
+    ("relu", "model.residual=true", 30, 64),
     ("tanh", "model.dropout=0.1", 30, 64),
     ("relu", "model.dropout=0.1", 30, 64),
 ]
@@ -194,3 +195,31 @@ def test_each_option_agrees_with_the_measurement_on_mnist(tmp_path, activation, 
         f"data.limit_train={batch + 64}",
     )
     assert 1 / 1.5 < result["measured_over_predicted"] < 1.5, result
+
+
+@pytest.mark.slow
+@pytest.mark.mnist
+def test_a_relu_stream_with_skips_agrees_across_seeds_on_mnist(tmp_path):
+    """ReLU with skips, 30 deep, 256 wide, at step 0 on MNIST for 4 seeds: the typical (geometric mean) measured
+    ratio within 1.5 of the finite-width prediction, 20 times the mean-field limit, and each seed's within
+    2.5 of the predicted standard deviations of ln(delta_1 / delta_out) across seeds."""
+    results = [
+        step0_theory(
+            tmp_path / str(seed), "activation=relu", "model.residual=true", "model.depth=30", f"trainer.seed={seed}"
+        )
+        for seed in range(4)
+    ]
+    logs = [math.log(r["measured_over_predicted"]) for r in results]
+    assert 1 / 1.5 < math.exp(statistics.mean(logs)) < 1.5, logs
+    assert all(abs(log) < 2.5 * results[0]["log_ratio_std"] for log in logs), logs
+    assert results[0]["delta_ratio"] > 15 * results[0]["mean_field_delta_ratio"]
+
+
+def test_the_command_states_the_monte_carlo_and_the_limit_for_a_stream_with_skips(capsys):
+    """vgbench-theory on ReLU with skips, 64 wide and 6 deep: the profile's source, the limit's ratio, and
+    the spread across seeds. The limit, He init: |g_6|^2 = 2 |delta_out|^2, each of the 5 skips doubles
+    |g|^2 going back, and |delta_l|^2 = |g_l|^2 / 2, so delta_1 / delta_out = sqrt(2^5)."""
+    theory.main(["activation=relu", "model.residual=true", "model.depth=6", "model.width=64", "data=synthetic"])
+    out = capsys.readouterr().out
+    assert "Monte Carlo over 16 random networks of this shape" in out
+    assert f"the limit's ratio: {math.sqrt(2**5):.3e}" in out and "spread across seeds (a batch)" in out

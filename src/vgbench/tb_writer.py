@@ -239,6 +239,8 @@ class TensorBoardWriter:
         if "batchnorm_growth" in theory:
             head += f", batch norm at batch {theory['batch_size']}: {theory['batchnorm_growth']:.3f} per layer"
         head += f"; first-to-last delta ratio predicted {theory['delta_ratio']:.3e}"
+        if "mean_field_delta_ratio" in theory:
+            head += f" (Monte Carlo at this width; the mean-field limit {theory['mean_field_delta_ratio']:.3e})"
         if theory.get("measured_delta_ratio") is not None:
             head += f", measured {theory['measured_delta_ratio']:.3e} ({theory['measured_over_predicted']:.2f}x)"
         self.events.add_summary(text("theory", head + "\n\n" + "\n".join(rows)), 0)

@@ -24,7 +24,9 @@ independent weights forward and back (the usual gradient-independence assumption
   residual      the stream adds: q_h <- q_h + 2 m_h E f + E f^2 / keep, m_h <- m_h + E f (z is independent
                 of the unit's own h), v_h <- v_h + v_f; backward |g_{l-1}|^2 = (1 + sigma_w^2 A) |g_l|^2:
                 for bounded f, E f'^2 falls as q_h grows with depth and the growth is sub-exponential; for
-                ReLU sigma_w^2 A is constant and it is exponential (Yang and Schoenholz 2017)
+                ReLU sigma_w^2 A is constant and it is exponential (Yang and Schoenholz 2017). That is the
+                infinite-width limit (mean_field_delta_ratio), which a ReLU stream nears only as ln n: the
+                profile and its spread across seeds come from vgbench.montecarlo at the run's own sizes
 
 The spread across seeds at finite width (Hanin 2018; Hanin and Nica 2019): one example's
 |delta_l|^2 / |delta_{l+1}|^2 = (sigma_w^2 / n_l) sum_i f'(z_i)^2 xi_i^2 with xi_i ~ N(0, 1) from the
@@ -37,6 +39,7 @@ Where no theory exists (the binary step, whose f' is 0; softmax, which couples t
 
 from __future__ import annotations
 
+import functools
 import math
 from collections.abc import Sequence
 from dataclasses import dataclass, replace
@@ -45,7 +48,9 @@ from typing import Any
 import numpy as np
 
 from vgbench import meanfield as mf
+from vgbench import montecarlo
 from vgbench.activations import Activation
+from vgbench.losses import LOSSES
 from vgbench.meanfield_batchnorm import EPS, BatchNormLayer, batchnorm_layer, growth_per_layer, large_batch_growth
 from vgbench.model import BIAS_INITS, WEIGHT_INITS, bias_scheme
 
@@ -65,6 +70,7 @@ class Options:
     batch_size: int = 64
     input_mean: float = 0.0  # E x_i
     feature_variance: float | None = None  # mean over features of Var x_i (None: E x_i^2 - (E x_i)^2)
+    loss: str = "cross_entropy"  # sets the error at the output, which a ReLU stream with skips feels
 
 
 def not_applicable_function(activation: Activation) -> str | None:
@@ -84,6 +90,7 @@ def options(cfg: Any, input_mean: float = 0.0, feature_variance: float | None = 
         cfg.data.batch_size,
         input_mean,
         feature_variance,
+        cfg.loss,
     )
 
 
@@ -190,6 +197,12 @@ def predict_from_variances(
     for l in reversed(range(depth)):  # noqa: E741
         squared.insert(0, layers[l].backward * stream)
         stream = (stream if layers[l].adds_input else 0.0) + variances[l][0] * squared[0]
+    limit = math.sqrt(squared[0])
+    finite = None
+    if any(layer.adds_input for layer in layers) and batchnorm is None:
+        finite = _finite_width_profile(activation, tuple(variances), q0, tuple(sizes), opts)
+        if finite is not None:
+            squared = [d * d for d in finite.profile]
     chis = [squared[l] / squared[l + 1] if squared[l + 1] else 0.0 for l in range(depth)]  # noqa: E741
     growth = mean_growth(squared) or chis[0]
     hidden = variances[1] if depth > 1 else variances[0]
@@ -206,6 +219,13 @@ def predict_from_variances(
         "depth_to_threshold": depth_to_threshold(growth),
         "regime": mf.regime(growth),
     }
+    if finite is not None:
+        result |= {
+            "mean_field_delta_ratio": limit,
+            "finite_width_networks": finite.networks,
+            "log_ratio_std": finite.log_ratio_std,
+            "sum_inverse_widths": sum(1 / n for n in sizes[1:-1]),
+        }
     if batchnorm is not None:
         result |= {
             "batch_size": opts.batch_size,
@@ -228,6 +248,21 @@ def predict_from_variances(
             result["log_ratio_std"] = math.sqrt(seed_variance(activation, variances, result["q"], sizes[1:-1]))
             result["sum_inverse_widths"] = sum(1 / n for n in sizes[1:-1])
     return result
+
+
+@functools.lru_cache(maxsize=64)  # a stack's runs share one shape
+def _finite_width_profile(
+    activation: Activation,
+    variances: tuple[tuple[float, float], ...],
+    q0: float,
+    sizes: tuple[int, ...],
+    opts: Options,
+) -> montecarlo.ErrorProfile | None:
+    """A stream with skips at its own width (vgbench.montecarlo: there the mean-field limit comes only as
+    ln n); None where that has no Monte Carlo."""
+    return montecarlo.error_profile(
+        activation, variances, sizes, q0, opts.norm, True, opts.keep, LOSSES[opts.loss], opts.batch_size
+    )
 
 
 def depth_to_threshold(growth: float) -> float:
@@ -355,9 +390,16 @@ def prediction_table(cfg: Any, activation: Activation, sizes: Sequence[int], pre
             if critical and model.dropout == 0
             else "no critical sigma_w^2 at this sigma_b^2 and dropout",
         ]
-    if "log_ratio_std" in prediction:
+    if "mean_field_delta_ratio" in prediction:
         lines.append(
-            f"spread across seeds (one example): std of ln(delta_1/delta_out) = {prediction['log_ratio_std']:.3f}"
+            f"the profile is a Monte Carlo over {prediction['finite_width_networks']} random networks of this shape "
+            f"(a stream with skips nears its mean-field limit only as ln(width)); the limit's ratio: "
+            f"{prediction['mean_field_delta_ratio']:.3e}"
+        )
+    if "log_ratio_std" in prediction:
+        across = "a batch" if "mean_field_delta_ratio" in prediction else "one example"
+        lines.append(
+            f"spread across seeds ({across}): std of ln(delta_1/delta_out) = {prediction['log_ratio_std']:.3f}"
         )
     return "\n".join(lines)
 
