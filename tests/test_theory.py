@@ -177,6 +177,8 @@ OPTIONS_ON_MNIST = [
     ("relu", "model.residual=true", 30, 64),
     ("tanh", "model.dropout=0.1", 30, 64),
     ("relu", "model.dropout=0.1", 30, 64),
+    ("relu", "model.residual=true model.norm=layernorm", 30, 64),
+    ("relu", "model.residual=true model.norm=batchnorm", 30, 64),
 ]
 
 
@@ -189,7 +191,7 @@ def test_each_option_agrees_with_the_measurement_on_mnist(tmp_path, activation, 
     result = step0_theory(
         tmp_path,
         f"activation={activation}",
-        option,
+        *option.split(),
         f"model.depth={depth}",
         f"data.batch_size={batch}",
         f"data.limit_train={batch + 64}",
