@@ -168,6 +168,10 @@ def test_hidden_stats_by_hand():
     stats = hidden_stats(u, relu(u), relu.derivative(u), 0.01)[:, 0]
     assert stats[3].item() == pytest.approx(1 / 3)  # the first unit is 0 for every example: dead
     assert stats[2].item() == pytest.approx(5 / 9)  # f' = 0 wherever u < 0: 5 of 9 entries
+    # dead is zero for every example: not a unit that is negative, positive or NaN for one of them
+    a = torch.tensor([[[0.0, 0.0, 0.0, 0.0, 0.0], [0.0, -1.0, 2.0, math.nan, -0.0], [0.0, 0.0, 0.0, 0.0, 0.0]]])
+    stats = hidden_stats(a, a, torch.ones_like(a), 0.01)[:, 0]
+    assert stats[3].item() == pytest.approx(2 / 5)  # units 1 and 5 (-0.0 is zero)
 
 
 def test_saturation_is_measured_in_float32_under_bf16():
