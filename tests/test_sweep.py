@@ -161,6 +161,10 @@ def test_stacked_and_parallel_launchers_give_the_same_runs(tmp_path):
         hydra = [OmegaConf.load(record / "hydra.yaml").hydra for record in records]
         assert hydra[1].job.num == hydra[0].job.num and hydra[1].overrides.task == hydra[0].overrides.task
         assert (records[1] / "hydra.yaml").read_text() == OmegaConf.to_yaml({"hydra": hydra[1]})
+    for name in stacked:  # each run's train.log: the stack's lines, and of those about one run its own only
+        log = (tmp_path / "stacked" / name / "train.log").read_text()
+        assert "2 run(s) of a" in log and f"{name}: epoch 1/1: " in log and f"{name}: completed: " in log
+        assert log.count(": epoch 1/1: ") == 1 and log.count(": completed: ") == 1, log
 
 
 @pytest.mark.slow

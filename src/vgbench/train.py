@@ -48,6 +48,7 @@ from vgbench.placement import Placement
 from vgbench.precision import MixedPrecision
 from vgbench.recorder import Recorder
 from vgbench.run_lock import RunLock
+from vgbench.run_logs import about
 from vgbench.run_slices import load_run_slice, run_slices
 from vgbench.runtime import apply_job_settings, configure_threads, resolve_device
 from vgbench.summary import CHECKPOINT_FILE, COMPLETED, DIVERGED, Summary, write_summary
@@ -362,6 +363,7 @@ def train_epoch(stack: Stack, epoch: int) -> None:
                         stack.describe(run),
                         epoch + 1,
                         run.epoch_loss,
+                        **about(run.run_dir),
                     )
                     continue
                 before_loss, before_correct = logged.get(run, (0.0, 0.0))
@@ -413,6 +415,7 @@ def stop(stack: Stack, runs: list[Run], epoch: int, mid_epoch: bool) -> None:
             epoch + 1,
             stack.step,
             run.stopped_at,
+            **about(run.run_dir),
         )
     finish(stack, runs, time.perf_counter() - stack.train_started, mid_epoch)
 
@@ -449,6 +452,7 @@ def fit(stack: Stack) -> None:
                 epoch + 1,
                 trainer.epochs,
                 ", ".join(f"{k} {v:.4f}" for k, v in record.items() if k != "epoch"),
+                **about(run.run_dir),
             )
             run.recorder.epoch_end(stack.step - 1, record, run.cfg.optimizer.lr)
             if trainer.checkpoint:
@@ -548,6 +552,7 @@ def finish(stack: Stack, runs: list[Run], train_seconds: float, mid_epoch: bool 
             final["test_acc"],
             test_loss,
             path,
+            **about(run.run_dir),
         )
         run.summary = finite_or_none(summary)  # as summary.json holds it
 

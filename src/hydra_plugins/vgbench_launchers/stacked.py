@@ -127,6 +127,7 @@ class StackTask:
     ) -> list[JobReturn]:
         from vgbench.app import console_level, refused
         from vgbench.jobs import train_jobs  # in the stack's process: torch loads when it trains
+        from vgbench.run_logs import OwnLinesOnly, RunLogFiles
 
         setup_globals()
         Singleton.set_state(singleton_state)
@@ -134,14 +135,16 @@ class StackTask:
         first = prepared[0][0]
         HydraConfig.instance().set_config(first)  # for whatever reads it while the stack trains
         configure_log(first.hydra.job_logging, first.hydra.verbose)
-        handlers = []
-        for config, _, output_dir in prepared[1:]:  # every run's train.log gets the stack's log
-            if refused(config):  # but a folder that holds another run gets nothing
-                continue
-            handler = logging.FileHandler(output_dir / f"{first.hydra.job.name}.log")
-            handler.setFormatter(logging.getLogger().handlers[-1].formatter)
-            logging.getLogger().addHandler(handler)
-            handlers.append(handler)
+        root = logging.getLogger()
+        for handler in root.handlers:  # the first run's train.log, as Hydra's job logging opened it
+            if isinstance(handler, logging.FileHandler):
+                handler.addFilter(OwnLinesOnly(prepared[0][2]))
+        others = RunLogFiles(  # every other run's train.log; a folder that holds another run gets nothing
+            [output_dir for config, _, output_dir in prepared[1:] if not refused(config)],
+            str(first.hydra.job.name),
+            root.handlers[-1].formatter if root.handlers else None,
+        )
+        root.addHandler(others)
         callbacks = self.hydra_context.callbacks
         for sweep_config, *_ in prepared:
             callbacks.on_job_start(config=sweep_config, task_function=self.task_function)
@@ -166,9 +169,8 @@ class StackTask:
             ret.return_value = result
             callbacks.on_job_end(config=sweep_config, job_return=ret)
             returns.append(ret)
-        for handler in handlers:
-            logging.getLogger().removeHandler(handler)
-            handler.close()
+        root.removeHandler(others)
+        others.close()
         return returns
 
     def checkpoint(self, *args: Any, **kwargs: Any) -> Any:
