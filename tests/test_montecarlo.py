@@ -62,7 +62,8 @@ def test_reproducible_and_bounded():
     assert first.profile[-1] == 1.0 and len(first.profile) == 5 and first.networks == montecarlo.NETWORKS
     assert 0 < first.log_ratio_std < 1
     assert montecarlo.networks([1024] * 4) == montecarlo.NETWORKS  # 3.1M weights each: all 16 networks
-    assert montecarlo.networks([4096] * 4) == 3  # 50.3M each: 3 within MAX_WEIGHTS
+    assert montecarlo.networks([2048] * 4) == 7  # 12.6M each: 7 within MAX_WEIGHTS
+    assert montecarlo.networks([4096] * 4) == 1  # 50.3M each: one, too few (error_profile gives None)
     assert montecarlo.networks([10_000] * 4) == 0  # 300M: none
     assert montecarlo.error_profile(RELU, [(2.0, 0.0)] * 3, [10_000] * 4, 1.0, residual=True) is None
 
