@@ -82,7 +82,7 @@ def error_profile(
     with torch.enable_grad():
         for _ in range(count):
             squared = _one_network(
-                activation, variances, sizes, q0, (norm, residual, keep), loss, min(batch_size, MAX_EXAMPLES), generator
+                activation, variances, sizes, q0, norm, residual, keep, loss, min(batch_size, MAX_EXAMPLES), generator
             )
             if not torch.isfinite(squared).all() or not (squared > 0).all():
                 return None
@@ -103,14 +103,14 @@ def _one_network(
     variances: Sequence[tuple[float, float]],
     sizes: Sequence[int],
     q0: float,
-    options: tuple[str, bool, float],
+    norm: str,
+    residual: bool,
+    keep: float,
     loss: LossFunction,
     examples: int,
     generator: torch.Generator,
 ) -> torch.Tensor:
-    """Sum over examples of |delta_l|^2 for each hidden layer and the output's, one random network
-    (options: norm, residual, keep)."""
-    norm, residual, keep = options
+    """Sum over examples of |delta_l|^2 for each hidden layer and the output's, one random network."""
 
     def gaussian(*shape: int, variance: float) -> torch.Tensor:
         return torch.randn(*shape, generator=generator, dtype=torch.float64) * math.sqrt(variance)
