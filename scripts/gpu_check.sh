@@ -13,7 +13,7 @@
 # 2. stacked runs against one process per run, both sides' steps replayed from CUDA graphs (the default):
 #    K = 8 and 64 runs of one and of five epochs (from the two lengths, the throughput of one more epoch:
 #    the start-ups left out); and 64 of one epoch with every step launched op by op
-# 3. fp16 and bf16 MNIST runs with the monitor against an fp32 run of the same seed (step-0 statistics)
+# 3. fp16, bf16 and TF32 MNIST runs with the monitor against an fp32 run of the same seed (step-0 statistics)
 # 4. the epoch benchmark on CUDA: vgbench against the pytorch/examples way, fp32 and bf16
 # 5. the monitor's overhead on CUDA
 # 6. a 16-run sweep on one GPU through the parallel launcher
@@ -63,7 +63,7 @@ step stacked 300 "$python" scripts/bench_stacked.py --mode gpu --runs 8,64 --epo
   --json "$out/stacked.json"
 step stacked_no_graphs 180 "$python" scripts/bench_stacked.py --mode gpu --runs 64 --no-graphs --repeats 1 \
   --json "$out/stacked_no_graphs.json"
-step precision 60 "$python" scripts/precision_check.py --json "$out/precision.json"
+step precision 90 "$python" scripts/precision_check.py --json "$out/precision.json"
 step epoch_fp32 60 "$python" scripts/bench_epoch.py --device cuda --repeats 2 --json "$out/epoch_fp32.json"
 step epoch_bf16 60 "$python" scripts/bench_epoch.py --device cuda --amp bf16 --repeats 2 --json "$out/epoch_bf16.json"
 step monitor 60 "$python" scripts/bench_monitor.py --device cuda --repeats 2 --json "$out/monitor.json"

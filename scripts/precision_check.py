@@ -1,7 +1,8 @@
-"""fp32, bf16 and fp16 runs with the monitor, same seed, on one device: are the statistics the same?
+"""fp32, bf16, fp16 and TF32 runs with the monitor, same seed, on one device: are the statistics the same?
 
 Two MNIST models (5x256 tanh and 10x256 sigmoid, Xavier init, 10000 training images, one epoch) under
-each `trainer.amp`. For each, the step-0 profile is compared with the fp32 run's: the largest relative
+each `trainer.amp`, and in float32 with `trainer.tf32=true` (TensorFloat-32 matmuls: CUDA only). For each,
+the step-0 profile is compared with the fp32 run's: the largest relative
 difference per metric (gradient norms, back-propagated error, activation std) and the largest absolute
 difference of the saturated share, and whether every number is finite.
 
@@ -30,6 +31,12 @@ COMMON = [
     "monitor.every_n_steps=50",
 ]
 RELATIVE = ("grad_norm/weight", "delta_norm", "activation/std")
+VARIANTS = {
+    "none": ["trainer.amp=none"],
+    "bf16": ["trainer.amp=bf16"],
+    "fp16": ["trainer.amp=fp16"],
+    "tf32": ["trainer.amp=none", "trainer.tf32=true"],
+}
 
 
 def largest_relative(a: list[float], b: list[float]) -> float:
@@ -45,13 +52,13 @@ def main() -> None:
     with tempfile.TemporaryDirectory() as scratch:
         for model, overrides in MODELS.items():
             profiles = {}
-            for amp in ("none", "bf16", "fp16"):
-                cfg = compose_config([*overrides, *COMMON, f"trainer.device={args.device}", f"trainer.amp={amp}"])
-                summary = run(cfg, Path(scratch) / f"{model}-{amp}".replace(" ", ""))
-                profiles[amp] = (summary["profile"]["step0"]["layers"], summary["final"]["test_acc"])
+            for name, variant in VARIANTS.items():
+                cfg = compose_config([*overrides, *COMMON, f"trainer.device={args.device}", *variant])
+                summary = run(cfg, Path(scratch) / f"{model}-{name}".replace(" ", ""))
+                profiles[name] = (summary["profile"]["step0"]["layers"], summary["final"]["test_acc"])
             reference = profiles["none"][0]
-            for amp in ("bf16", "fp16"):
-                layers, accuracy = profiles[amp]
+            for name in ("bf16", "fp16", "tf32"):
+                layers, accuracy = profiles[name]
                 values = [v for metric in layers.values() for v in metric]
                 entry = {
                     f"{metric} max rel diff": largest_relative(layers[metric], reference[metric]) for metric in RELATIVE
@@ -62,14 +69,14 @@ def main() -> None:
                 )
                 entry["all finite"] = all(v is not None and math.isfinite(v) for v in values)
                 entry["test_acc"], entry["test_acc fp32"] = accuracy, profiles["none"][1]
-                report[f"{model} {amp}"] = entry
+                report[f"{model} {name}"] = entry
                 print(
-                    f"{model:12s} {amp}: "
+                    f"{model:12s} {name}: "
                     + ", ".join(f"{k} {v:.3g}" if isinstance(v, float) else f"{k} {v}" for k, v in entry.items())
                 )
     if args.json:
         args.json.write_text(json.dumps(report, indent=2))
-    tanh = [report[f"tanh x5 {amp}"] for amp in ("bf16", "fp16")]
+    tanh = [report[f"tanh x5 {name}"] for name in ("bf16", "fp16", "tf32")]
     ok = all(
         e["all finite"]
         and e["delta_norm max rel diff"] < 0.05
@@ -77,7 +84,7 @@ def main() -> None:
         and e["saturated max abs diff"] < 0.02
         for e in tanh
     )
-    print(f"bf16 and fp16 step-0 statistics of tanh x5 within 5% of fp32 (saturated share within 0.02): {ok}")
+    print(f"bf16, fp16 and TF32 step-0 statistics of tanh x5 within 5% of fp32 (saturated share within 0.02): {ok}")
     raise SystemExit(0 if ok else 1)
 
 

@@ -7,7 +7,7 @@ import yaml
 from omegaconf import OmegaConf
 
 from tests.conftest import SWEEP_BASE, make_cfg, run_app
-from vgbench.config import CONF_DIR, SCHEMAS, flat_items, group_into_stacks, stack_key
+from vgbench.config import CONF_DIR, SCHEMAS, flat_items, group_into_stacks, run_identity, stack_key
 from vgbench.errors import ConfigError
 from vgbench.validate import validate
 
@@ -169,5 +169,19 @@ def test_stack_keys_ignore_per_run_keys_and_placement():
         )
         == base
     )
-    for other in ("model.width=64", "optimizer=adam", "trainer.amp=bf16", "data.batch_size=32", "trainer.epochs=2"):
+    for other in (
+        "model.width=64",
+        "optimizer=adam",
+        "trainer.amp=bf16",
+        "trainer.tf32=true",
+        "data.batch_size=32",
+        "trainer.epochs=2",
+    ):
         assert stack_key(make_cfg(*SWEEP_BASE, other)) != base, other
+
+
+def test_tf32_makes_another_run_and_is_validated():
+    """TensorFloat-32 changes a run's numbers on a GPU: another run, not a placement; a bool."""
+    assert run_identity(make_cfg(*SWEEP_BASE, "trainer.tf32=true")) != run_identity(make_cfg(*SWEEP_BASE))
+    with pytest.raises(ConfigError, match="trainer.tf32"):
+        make_cfg(*SWEEP_BASE, "trainer.tf32=sometimes")

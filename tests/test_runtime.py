@@ -74,3 +74,15 @@ def test_job_settings_seed_the_global_generator_and_set_determinism_both_ways():
     apply_job_settings(7, deterministic=False)
     assert torch.equal(torch.rand(3), first)
     assert not torch.are_deterministic_algorithms_enabled() and not torch.backends.cudnn.deterministic
+
+
+def test_job_settings_set_tensorfloat32_for_cuda_matmuls_both_ways():
+    """trainer.tf32 sets the flag of CUDA's float32 matmuls, and the next job's setting replaces it."""
+    try:
+        apply_job_settings(0, deterministic=False, tf32=True)
+        assert torch.backends.cuda.matmul.allow_tf32
+        apply_job_settings(0, deterministic=False)
+        assert not torch.backends.cuda.matmul.allow_tf32
+        assert torch.get_float32_matmul_precision() == "highest"  # the CPU's float32 products stay IEEE
+    finally:
+        torch.backends.cuda.matmul.allow_tf32 = False

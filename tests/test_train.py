@@ -400,3 +400,17 @@ def test_real_mnist_one_epoch_relu(tmp_path):
     summary = run(cfg, tmp_path)
     assert summary["final"]["test_acc"] >= 0.90
     assert len(summary["history"]) == 1
+
+
+def test_tf32_changes_nothing_on_a_cpu_and_says_so(tmp_path, caplog):
+    """TensorFloat-32 is a CUDA GPU's: a CPU run with trainer.tf32=true is the same run, number for number,
+    and its log says the setting had no effect."""
+    quiet = ["trainer.checkpoint=false", "logger.tensorboard=false"]
+    plain = run(make_cfg(*TINY, *quiet), tmp_path / "plain")
+    try:
+        with caplog.at_level("INFO", logger="vgbench.train"):
+            tf32 = run(make_cfg(*TINY, *quiet, "trainer.tf32=true"), tmp_path / "tf32")
+    finally:
+        torch.backends.cuda.matmul.allow_tf32 = False  # the next test's process state, as a job would leave it
+    assert tf32["final"] == plain["final"] and tf32["profile"] == plain["profile"]
+    assert "trainer.tf32 has no effect on cpu" in caplog.text

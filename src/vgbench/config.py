@@ -119,6 +119,10 @@ class TrainerConfig:
     checkpoint: bool = True  # checkpoint.pt in the run folder at each epoch end, written atomically
     resume: bool = False  # continue from the run folder's checkpoint.pt (set hydra.run.dir to that folder)
     amp: str = "none"  # none, bf16, fp16 (fp16 needs CUDA)
+    # CUDA: float32 matrix products in TensorFloat-32 (inputs rounded to 10 mantissa bits, sums in float32),
+    # faster on Ampere and later GPUs and a little less exact (docs/gpu.md: what it changes in the statistics).
+    # Off, as in PyTorch: IEEE float32. No effect on a CPU or MPS
+    tf32: bool = False
     # CUDA: replay the step of each full, unmeasured batch from a CUDA graph, launched in one call instead of
     # kernel by kernel (vgbench.graphs). null: wherever the step can be (not fp16, Adam or dropout), else op by
     # op; true: the same, with a warning where it cannot be; false: always op by op

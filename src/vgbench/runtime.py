@@ -84,10 +84,12 @@ def configure_threads(cpu_threads: int | str, launcher_threads: int | None = Non
     return threads
 
 
-def apply_job_settings(seed: int, deterministic: bool) -> None:
+def apply_job_settings(seed: int, deterministic: bool, tf32: bool = False) -> None:
     """Every job sets its own state, so that nothing leaks from an earlier job of the same process (the
-    basic launcher, reused joblib workers)."""
+    basic launcher, reused joblib workers): the seed, determinism, and TensorFloat-32 for CUDA's float32
+    matrix products (trainer.tf32; the flag of CUDA's matmuls alone, which leaves the CPU's and cuDNN's be)."""
     torch.manual_seed(seed)
+    torch.backends.cuda.matmul.allow_tf32 = tf32
     if torch.are_deterministic_algorithms_enabled() != deterministic:  # the call imports torch._dynamo, a slow import
         torch.use_deterministic_algorithms(deterministic)
     torch.backends.cudnn.deterministic = deterministic

@@ -178,7 +178,9 @@ def setup(
         raise ValueError(f"the runs of a stack must resume from one epoch, not {sorted(epochs)}")
     environment = environment or prepare(shape, placement)
     device, threads, data = environment.device, environment.threads, environment.data
-    apply_job_settings(shape.trainer.seed, shape.trainer.deterministic)
+    apply_job_settings(shape.trainer.seed, shape.trainer.deterministic, shape.trainer.tf32)
+    if shape.trainer.tf32 and device.type != "cuda":
+        log.info("trainer.tf32 has no effect on %s: TensorFloat-32 is a CUDA GPU's", device)
     precision = MixedPrecision(shape.trainer.amp, device)
     if shape.trainer.amp == "fp16" and shape.monitor.enabled:
         log.warning(
