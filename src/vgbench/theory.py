@@ -182,6 +182,8 @@ def predict_from_variances(
     the output layer's and its first-to-last ratio; the stack's per-layer growth and regime; for plain layers
     (with or without dropout) chi_1, xi_c and the trainable depth; for batch norm its growth at this batch
     size and at large batch; for plain layers the predicted spread of ln(delta_1 / delta_out) across seeds.
+    A stream with skips (without batch norm) takes its profile and spread from random networks of these sizes
+    (vgbench.montecarlo) and keeps the mean-field limit's ratio as mean_field_delta_ratio.
     `sizes` (default: all equal) decide where skips apply, layer norm's projection and the spread."""
     reason = not_applicable_function(activation)
     if reason:
