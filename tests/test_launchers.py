@@ -3,7 +3,7 @@
 import pytest
 from omegaconf import OmegaConf, open_dict, read_write
 
-from hydra_plugins.vgbench_launchers.compose import compose_configs, sibling_config
+from hydra_plugins.vgbench_launchers.compose import compose_configs, sibling_config, task_part
 from hydra_plugins.vgbench_launchers.stacked import record_yaml
 
 
@@ -74,10 +74,17 @@ def test_a_batch_is_composed_once_per_family_of_siblings(hydra_loader):
         for lr in (0.1, 0.3)
     ]
     counting = CountingLoader(loader)
-    configs = compose_configs(counting, master, batch)
+    jobs = compose_configs(counting, master, batch)
     assert counting.calls == 2  # one per activation: the seeds and learning rates are siblings
-    for overrides, config in zip(batch, configs, strict=True):
-        assert OmegaConf.to_yaml(config) == OmegaConf.to_yaml(loader.load_sweep_config(master, overrides))
+    for overrides, job in zip(batch, jobs, strict=True):
+        expected = loader.load_sweep_config(master, overrides)
+        assert OmegaConf.to_yaml(job.config) == OmegaConf.to_yaml(expected)
+        # the task part, copied from the sibling's own: Hydra's config less its hydra node, flags and all
+        task = task_part(expected)
+        assert OmegaConf.to_yaml(job.task) == OmegaConf.to_yaml(task) and "hydra" not in job.task
+        assert OmegaConf.is_struct(job.task) == OmegaConf.is_struct(task) and job.task.optimizer.lr == float(
+            overrides[2].split("=")[1]
+        )
 
 
 def test_a_runs_record_is_written_as_omegaconf_writes_it(hydra_loader):
@@ -123,7 +130,8 @@ def test_the_sweeper_hands_its_configs_to_the_stacked_launcher(hydra_loader):
     sweeper.validate_batch_is_legal(batch)
     assert counting.calls == 1
     assert list(sweeper.launcher.composed) == [tuple(overrides) for overrides in batch]
-    assert sweeper.launcher.composed[tuple(batch[1])].trainer.seed == 1
+    assert sweeper.launcher.composed[tuple(batch[1])].config.trainer.seed == 1
+    assert sweeper.launcher.composed[tuple(batch[1])].task.trainer.seed == 1
 
 
 @pytest.mark.slow
@@ -174,10 +182,42 @@ def test_the_plan_states_each_stacks_memory(hydra_loader):
     launcher = StackedLauncher(executor="slurm", submitit={"partition": "gpu"})
     launcher.setup(hydra_context=HydraContext(config_loader=loader, callbacks=None), task_function=None, config=master)
     lines = launcher.plan([["data=synthetic", f"trainer.seed={s}", "model.depth=4"] for s in range(3)])
-    config = compose_configs(loader, master, [["data=synthetic", "trainer.seed=0", "model.depth=4"]])[0]
-    each = run_bytes(OmegaConf.masked_copy(config, [k for k in config if k != "hydra"]), 784, 10)  # synthetic
+    task = compose_configs(loader, master, [["data=synthetic", "trainer.seed=0", "model.depth=4"]])[0].task
+    each = run_bytes(task, 784, 10)  # synthetic
     assert lines[0] == "dry run: 3 run(s) in 1 stack(s) of up to 64, one slurm task per stack (partition=gpu)"
     assert lines[1] == (
         f"stack 1: 3 run(s) of a 4x256 relu MLP at batch 64, about {size_text(each)} per run, "
         f"{size_text(3 * each)} in all"
     )
+
+
+class Node:  # a node with a link back to itself, as a config's nodes link to their parent
+    def __init__(self):
+        self.parent = self
+
+
+def test_the_collector_is_paused_while_configs_are_built_and_what_they_left_is_frozen():
+    """Paused inside; afterwards as it was. Garbage made inside is collected, not frozen; what lives is
+    frozen (later collections skip it)."""
+    import gc
+    import weakref
+
+    from hydra_plugins.vgbench_launchers.compose import collector_paused
+
+    try:
+        for enabled in (True, False):
+            (gc.enable if enabled else gc.disable)()
+            gc.unfreeze()
+            with collector_paused():
+                assert not gc.isenabled()
+                garbage = Node()
+                dropped = weakref.ref(garbage)
+                del garbage  # a cycle: only the collector can free it
+                kept = Node()
+                assert dropped() is not None
+            assert gc.isenabled() == enabled
+            assert dropped() is None and kept.parent is kept
+            assert gc.get_freeze_count() > 0
+    finally:
+        gc.enable()
+        gc.unfreeze()

@@ -28,7 +28,7 @@ from hydra.types import HydraContext, TaskFunction
 from omegaconf import DictConfig, OmegaConf, open_dict, read_write
 from omegaconf._utils import get_omega_conf_dumper  # the representers OmegaConf.save writes with
 
-from hydra_plugins.vgbench_launchers.compose import compose_configs
+from hydra_plugins.vgbench_launchers.compose import Composed, collector_paused, compose_configs
 from vgbench.config import group_into_stacks, stack_key
 from vgbench.errors import at_least, choice, fraction
 from vgbench.placement import Placement, available_cores, jobs_per_device, local_parallel_jobs, visible_gpus
@@ -63,7 +63,7 @@ class Job:
     index: int  # the job's number in the sweep
     overrides: list[str]
     config: DictConfig  # composed once, in the launcher process
-    task: DictConfig  # its task part (task_config): what the run sees
+    task: DictConfig  # its task part (compose.task_part): what the run sees
 
 
 class _RecordDumper(getattr(yaml, "CDumper", yaml.Dumper)):
@@ -78,11 +78,6 @@ _RecordDumper.add_representer(str, get_omega_conf_dumper().str_representer)
 def record_yaml(container: Any) -> str:  # a config as plain containers
     """What OmegaConf.to_yaml writes for the config `container` came from (OmegaConf.to_container)."""
     return yaml.dump(container, Dumper=_RecordDumper, default_flow_style=False, allow_unicode=True, sort_keys=False)
-
-
-def task_config(config: DictConfig) -> DictConfig:
-    """A job's config without its `hydra` node: what the run itself sees."""
-    return OmegaConf.masked_copy(config, [key for key in config if key != "hydra"])
 
 
 def _prepare(job: Job) -> tuple[DictConfig, DictConfig, Path]:
@@ -131,7 +126,8 @@ class StackTask:
 
         setup_globals()
         Singleton.set_state(singleton_state)
-        prepared = [_prepare(job) for job in jobs]
+        with collector_paused():  # each run's record, from a conversion of its config
+            prepared = [_prepare(job) for job in jobs]
         first = prepared[0][0]
         HydraConfig.instance().set_config(first)  # for whatever reads it while the stack trains
         configure_log(first.hydra.job_logging, first.hydra.verbose)
@@ -199,7 +195,7 @@ class StackedLauncher(Launcher):
         self.submitit = (
             OmegaConf.to_container(submitit, resolve=True) if OmegaConf.is_config(submitit) else dict(submitit or {})
         )
-        self.composed: dict[tuple[str, ...], DictConfig] = {}  # job overrides -> config, from the sweeper
+        self.composed: dict[tuple[str, ...], Composed] = {}  # job overrides -> configs, from the sweeper
         self.config: DictConfig | None = None
         self.hydra_context: HydraContext | None = None
         self.task_function: TaskFunction | None = None
@@ -231,13 +227,13 @@ class StackedLauncher(Launcher):
         configs = self.stacks_configs(job_overrides)
         self.composed = {}
         jobs = [
-            Job(initial_job_idx + i, list(overrides), config, task_config(config))
-            for i, (overrides, config) in enumerate(zip(job_overrides, configs, strict=True))
+            Job(initial_job_idx + i, list(overrides), composed.config, composed.task)
+            for i, (overrides, composed) in enumerate(zip(job_overrides, configs, strict=True))
         ]
         keys = [stack_key(job.task) for job in jobs]
         return [[jobs[i] for i in members] for members in group_into_stacks(keys, self.max_stack)]
 
-    def stacks_configs(self, job_overrides: Sequence[Sequence[str]]) -> list[DictConfig]:
+    def stacks_configs(self, job_overrides: Sequence[Sequence[str]]) -> list[Composed]:
         """The jobs' configs: the sweeper's (hydra/sweeper=vgbench), else composed here."""
         assert self.config is not None and self.hydra_context is not None
         configs = [self.composed.get(tuple(overrides)) for overrides in job_overrides]

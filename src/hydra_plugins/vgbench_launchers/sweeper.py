@@ -43,7 +43,7 @@ class VgbenchSweeper(BasicSweeper):
         configs = compose_configs(self.hydra_context.config_loader, self.config, batch)
         if isinstance(self.launcher, StackedLauncher):
             self.launcher.composed = {
-                tuple(overrides): config for overrides, config in zip(batch, configs, strict=True)
+                tuple(overrides): composed for overrides, composed in zip(batch, configs, strict=True)
             }
 
     def sweep(self, arguments: list[str]) -> Any:
