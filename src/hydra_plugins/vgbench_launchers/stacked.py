@@ -28,7 +28,7 @@ from hydra.types import HydraContext, TaskFunction
 from omegaconf import DictConfig, OmegaConf, open_dict, read_write
 from omegaconf._utils import get_omega_conf_dumper  # the representers OmegaConf.save writes with
 
-from hydra_plugins.vgbench_launchers.compose import Composed, collector_paused, compose_configs
+from hydra_plugins.vgbench_launchers.compose import Composed, compose_configs
 from vgbench.config import group_into_stacks, stack_key
 from vgbench.errors import at_least, choice, fraction
 from vgbench.placement import Placement, available_cores, jobs_per_device, local_parallel_jobs, visible_gpus
@@ -126,8 +126,7 @@ class StackTask:
 
         setup_globals()
         Singleton.set_state(singleton_state)
-        with collector_paused():  # each run's record, from a conversion of its config
-            prepared = [_prepare(job) for job in jobs]
+        prepared = [_prepare(job) for job in jobs]
         first = prepared[0][0]
         HydraConfig.instance().set_config(first)  # for whatever reads it while the stack trains
         configure_log(first.hydra.job_logging, first.hydra.verbose)
