@@ -3,8 +3,9 @@
 import pytest
 from omegaconf import OmegaConf, open_dict, read_write
 
-from hydra_plugins.vgbench_launchers.compose import compose_configs, sibling_config, task_part
+from hydra_plugins.vgbench_launchers.compose import compose_configs, sibling_config
 from hydra_plugins.vgbench_launchers.stacked import record_yaml
+from vgbench.config import task_part
 
 
 @pytest.mark.parametrize(

@@ -29,7 +29,7 @@ from hydra.errors import ConfigCompositionException, OverrideParseException
 from hydra.types import RunMode
 from omegaconf import DictConfig, OmegaConf
 
-from vgbench.config import CONF_PACKAGE, command_line_error, register_configs, run_identity
+from vgbench.config import CONF_PACKAGE, command_line_error, register_configs, run_identity, task_part
 from vgbench.errors import exit_with_error
 from vgbench.jobs import JobResult, train_jobs
 from vgbench.placement import Placement, available_cores, gpu_slot, threads_per_job
@@ -63,8 +63,7 @@ def refused(root: DictConfig) -> bool:
         return True
     if not (run_dir / SUMMARY_FILE).is_file():  # a new or unfinished run: no identity to compare (cheap)
         return False
-    task = OmegaConf.masked_copy(root, [key for key in root if key != "hydra"])
-    return other_run(run_dir, run_identity(task)) is not None
+    return other_run(run_dir, run_identity(task_part(root))) is not None
 
 
 def record_folder(subdir: str, *, _root_: DictConfig) -> str | None:

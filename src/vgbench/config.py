@@ -287,6 +287,11 @@ def config_key(config: Any, leave_out: Iterable[str]) -> str:
     return json.dumps({k: v for k, v in flat_items(config).items() if k not in skip}, sort_keys=True)
 
 
+def task_part(config: DictConfig) -> DictConfig:
+    """A Hydra job's config without its `hydra` node: what the run itself sees."""
+    return OmegaConf.masked_copy(config, [key for key in config if key != "hydra"])
+
+
 def run_identity(config: Any) -> str:
     """What makes two runs the same run: everything but placement and the epoch budget (a resume may
     extend it). A checkpoint is resumed, and a completed run skipped, only under the same identity."""

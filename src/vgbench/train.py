@@ -121,8 +121,10 @@ class Stack:
     def seeds(self) -> list[int]:
         return [run.cfg.trainer.seed for run in self.training]
 
-    def describe(self, run: Run) -> str:
-        return run_prefix(run.run_dir, len(self.runs))
+    def log(self, level: int, run: Run, message: str, *args: Any) -> None:
+        """A line about one run: named by its folder when it shares a stack, into its own train.log only
+        (vgbench.run_logs)."""
+        log.log(level, "%s" + message, run_prefix(run.run_dir, len(self.runs)), *args, **about(run.run_dir))
 
     def seconds(self, run: Run) -> float:
         """The run's training time so far, across resumes (a stack's runs share its clock)."""
@@ -360,12 +362,12 @@ def train_epoch(stack: Stack, epoch: int) -> None:
                 if not math.isfinite(run.epoch_loss):
                     run.diverged = True
                     leaving.append(run)
-                    log.warning(
-                        "%sepoch %d: the training loss is %s; stopping it (status: diverged)",
-                        stack.describe(run),
+                    stack.log(
+                        logging.WARNING,
+                        run,
+                        "epoch %d: the training loss is %s; stopping it (status: diverged)",
                         epoch + 1,
                         run.epoch_loss,
-                        **about(run.run_dir),
                     )
                     continue
                 before_loss, before_correct = logged.get(run, (0.0, 0.0))
@@ -411,13 +413,13 @@ def stop(stack: Stack, runs: list[Run], epoch: int, mid_epoch: bool) -> None:
     """These runs' stop condition holds: test them and write their summaries now (the caller drops them)."""
     for run in runs:
         run.stopped_at = str(run.targets.stop_at)
-        log.info(
-            "%sepoch %d, step %d: %s holds; stopping it (trainer.stop_at)",
-            stack.describe(run),
+        stack.log(
+            logging.INFO,
+            run,
+            "epoch %d, step %d: %s holds; stopping it (trainer.stop_at)",
             epoch + 1,
             stack.step,
             run.stopped_at,
-            **about(run.run_dir),
         )
     finish(stack, runs, time.perf_counter() - stack.train_started, mid_epoch)
 
@@ -448,13 +450,13 @@ def fit(stack: Stack) -> None:
                 stopping.append(run)
             run.history.append(record)
             run.epochs_done = epoch + 1
-            log.info(
-                "%sepoch %d/%d: %s",
-                stack.describe(run),
+            stack.log(
+                logging.INFO,
+                run,
+                "epoch %d/%d: %s",
                 epoch + 1,
                 trainer.epochs,
                 ", ".join(f"{k} {v:.4f}" for k, v in record.items() if k != "epoch"),
-                **about(run.run_dir),
             )
             run.recorder.epoch_end(stack.step - 1, record, run.cfg.optimizer.lr)
             if trainer.checkpoint:
@@ -547,14 +549,14 @@ def finish(stack: Stack, runs: list[Run], train_seconds: float, mid_epoch: bool 
             summary["jacobian"] = run.recorder.jacobian
         run.recorder.finish(summary)
         path = write_summary(run.run_dir, summary)
-        log.info(
-            "%s%s: test accuracy %.4f, test loss %.4f (summary: %s)",
-            stack.describe(run),
+        stack.log(
+            logging.INFO,
+            run,
+            "%s: test accuracy %.4f, test loss %.4f (summary: %s)",
             summary["status"],
             final["test_acc"],
             test_loss,
             path,
-            **about(run.run_dir),
         )
         run.summary = finite_or_none(summary)  # as summary.json holds it
 

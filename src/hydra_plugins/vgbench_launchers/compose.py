@@ -21,6 +21,8 @@ from hydra.core.override_parser.overrides_parser import OverridesParser
 from hydra.core.override_parser.types import Override, OverrideType
 from omegaconf import DictConfig, OmegaConf, open_dict
 
+from vgbench.config import task_part
+
 SIBLINGS_LOOKED_AT = 8  # a sweep lists siblings next to each other: the last few composed jobs suffice
 
 
@@ -41,12 +43,7 @@ def _dirname(task_overrides: Sequence[Override], settings: DictConfig) -> str:
 @dataclass
 class Composed:
     config: DictConfig  # a job's whole config, its `hydra` node too
-    task: DictConfig  # its task part (`task_part`): what the run sees
-
-
-def task_part(config: DictConfig) -> DictConfig:
-    """A job's config without its `hydra` node."""
-    return OmegaConf.masked_copy(config, [key for key in config if key != "hydra"])
+    task: DictConfig  # its task part (vgbench.config.task_part): what the run sees
 
 
 def changed_values(composed_overrides: Sequence[str], overrides: Sequence[str]) -> list[Override] | None:
@@ -64,31 +61,49 @@ def changed_values(composed_overrides: Sequence[str], overrides: Sequence[str]) 
 
 
 def _copy_with(pickled: bytes, changed: Sequence[Override]) -> DictConfig:
-    """A config from its pickle (a deep copy with types and flags, 2.5x faster than deepcopy), with these
-    values set as Hydra sets a value override (OmegaConf.update, after composition)."""
+    """A config from its pickle, with these values set as Hydra sets a value override."""
     config = pickle.loads(pickled)
     for override in changed:
         OmegaConf.update(config, override.key_or_group, override.value(), merge=True)
     return config
 
 
+@dataclass
+class Family:
+    """A job Hydra composed, kept for its siblings: its overrides, and its config and task part pickled (a
+    pickle loads as a deep copy with types and flags, 2.5x faster than deepcopy)."""
+
+    overrides: Sequence[str]
+    pickled: bytes
+    pickled_task: bytes
+
+    @classmethod
+    def of(cls, overrides: Sequence[str], config: DictConfig, task: DictConfig) -> "Family":
+        return cls(overrides, pickle.dumps(config), pickle.dumps(task))
+
+    def sibling(self, overrides: Sequence[str]) -> Composed | None:
+        """The configs of a job whose overrides differ from this one's only in the values of dotted keys
+        (`changed_values`): copies with the values set as Hydra sets a value override (OmegaConf.update,
+        after composition), the config recording the job's own overrides. None for any other difference.
+        tests/test_launchers.py checks it against Hydra's own composition. A value of the wrong type or a
+        key that is not there raises, and Hydra then composes the job to say so its own way."""
+        changed = changed_values(self.overrides, overrides)
+        if changed is None:
+            return None
+        config = _copy_with(self.pickled, changed)
+        mine = [parsed(line) for line in overrides if not parsed(line).is_hydra_override()]
+        with open_dict(config.hydra):
+            config.hydra.overrides.task = [o.input_line for o in mine]
+            config.hydra.job.override_dirname = _dirname(mine, config.hydra.job.config.override_dirname)
+        return Composed(config, _copy_with(self.pickled_task, changed))
+
+
 def sibling_config(
-    composed: DictConfig, composed_overrides: Sequence[str], overrides: Sequence[str], pickled: bytes | None = None
+    composed: DictConfig, composed_overrides: Sequence[str], overrides: Sequence[str]
 ) -> DictConfig | None:
-    """The config of a job whose overrides differ from an already composed job's only in the values of
-    dotted keys (`changed_values`): a copy of that config with the values set. None for any other
-    difference. tests/test_launchers.py checks it against Hydra's own composition. A value of the wrong type
-    or a key that is not there raises, and Hydra then composes the job to say so its own way. `pickled`:
-    `composed` as pickle.dumps made it, where the caller keeps it for many siblings."""
-    changed = changed_values(composed_overrides, overrides)
-    if changed is None:
-        return None
-    config = _copy_with(pickled or pickle.dumps(composed), changed)
-    mine = [parsed(line) for line in overrides if not parsed(line).is_hydra_override()]
-    with open_dict(config.hydra):
-        config.hydra.overrides.task = [o.input_line for o in mine]
-        config.hydra.job.override_dirname = _dirname(mine, config.hydra.job.config.override_dirname)
-    return config
+    """`Family.sibling`'s config for a job beside an already composed one (None: not a sibling)."""
+    job = Family.of(composed_overrides, composed, task_part(composed)).sibling(overrides)
+    return job.config if job is not None else None
 
 
 @contextlib.contextmanager
@@ -108,16 +123,8 @@ def collector_paused() -> Iterator[None]:
             gc.enable()
 
 
-@dataclass
-class _Family:
-    overrides: Sequence[str]  # of the job Hydra composed
-    config: DictConfig
-    pickled: bytes
-    pickled_task: bytes
-
-
 def compose_configs(config_loader: ConfigLoader, master: DictConfig, batch: Sequence[Sequence[str]]) -> list[Composed]:
-    """Each job's config and its task part: copied from a composed sibling where `sibling_config` can (the
+    """Each job's config and its task part: copied from a composed sibling where `Family.sibling` can (the
     task part from the sibling's own, a copy a fraction of the size of masking the whole config), else
     composed by Hydra, which also reports any error in Hydra's own words (a sibling that fails is composed
     again)."""
@@ -126,16 +133,13 @@ def compose_configs(config_loader: ConfigLoader, master: DictConfig, batch: Sequ
 
 
 def _compose(config_loader: ConfigLoader, master: DictConfig, batch: Sequence[Sequence[str]]) -> list[Composed]:
-    families: list[_Family] = []
+    families: list[Family] = []
     jobs = []
     for overrides in batch:
         job = None
         for family in reversed(families[-SIBLINGS_LOOKED_AT:]):
             try:
-                config = sibling_config(family.config, family.overrides, overrides, family.pickled)
-                if config is not None:
-                    changed = changed_values(family.overrides, overrides) or []
-                    job = Composed(config, _copy_with(family.pickled_task, changed))
+                job = family.sibling(overrides)
             except Exception:  # Hydra's composition below raises the error its own way
                 job = None
                 break
@@ -144,6 +148,6 @@ def _compose(config_loader: ConfigLoader, master: DictConfig, batch: Sequence[Se
         if job is None:
             config = config_loader.load_sweep_config(master, list(overrides))
             job = Composed(config, task_part(config))
-            families.append(_Family(overrides, config, pickle.dumps(config), pickle.dumps(job.task)))
+            families.append(Family.of(overrides, config, job.task))
         jobs.append(job)
     return jobs

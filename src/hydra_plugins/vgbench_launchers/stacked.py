@@ -63,7 +63,7 @@ class Job:
     index: int  # the job's number in the sweep
     overrides: list[str]
     config: DictConfig  # composed once, in the launcher process
-    task: DictConfig  # its task part (compose.task_part): what the run sees
+    task: DictConfig  # its task part (vgbench.config.task_part): what the run sees
 
 
 class _RecordDumper(getattr(yaml, "CDumper", yaml.Dumper)):
