@@ -72,6 +72,25 @@ def test_max_derivative(name, expected):
     assert activation(name).max_derivative == pytest.approx(expected, rel=1e-4)
 
 
+@pytest.mark.parametrize("name", NAMES)
+@pytest.mark.parametrize("fraction", [0.01, 0.3])
+def test_saturated_is_where_the_derivative_is_below_the_threshold(name, fraction):
+    """The monitor's saturated units, against f' in float64 on a dense float32 grid (spacing 1e-4), infinities
+    and NaN: sigmoid, tanh and relu test a bound on |z| instead, which may differ only at the grid point next
+    to each boundary."""
+    f = activation(name)
+    threshold = fraction * f.max_derivative if f.max_derivative > 0 else math.inf
+    z = torch.cat([torch.linspace(-30, 30, 600_001), torch.tensor([math.inf, -math.inf, math.nan])])
+    reference = f.derivative(z.double()).abs() < threshold
+    if name == "softmax":  # f' of softmax is taken along its last dimension: one value at a time
+        reference = f.derivative(z.double().unsqueeze(-1)).abs().squeeze(-1) < threshold
+        z = z.unsqueeze(-1)
+    measured = f.saturated(z, threshold).reshape(reference.shape)
+    assert int((measured != reference).sum()) <= 2
+    if name in {"sigmoid", "tanh", "relu"}:  # their own bounds, on both sides of them
+        assert 0 < int(measured.sum()) < len(z)
+
+
 def test_binary_step_passes_exactly_zero_gradient():
     f = activation("binary_step")
     w = torch.randn(5, 5, requires_grad=True)

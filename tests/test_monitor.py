@@ -157,7 +157,7 @@ def test_hidden_stats_by_hand():
     sigmoid = build_activation("sigmoid")
     u = torch.tensor([[[0.0, 10.0], [-10.0, 0.1]]], dtype=torch.float64)
     a = sigmoid(u)
-    stats = hidden_stats(u, a, sigmoid.derivative(u), 0.01 * 0.25)[:, 0].tolist()
+    stats = hidden_stats(torch.stack([u, a]), sigmoid.derivative(u) < 0.01 * 0.25)[:, 0].tolist()
     # f'(+-10) = 4.5e-5 < 0.0025 (saturated); f'(0) = 0.25 and f'(0.1) = 0.2494 are not
     assert stats[2] == 0.5
     assert stats[3] == 0.0  # sigmoid is never exactly 0
@@ -165,12 +165,12 @@ def test_hidden_stats_by_hand():
 
     relu = build_activation("relu")
     u = torch.tensor([[[-1.0, 2.0, -3.0], [-0.5, -1.0, 4.0], [-2.0, 0.5, 1.0]]])
-    stats = hidden_stats(u, relu(u), relu.derivative(u), 0.01)[:, 0]
+    stats = hidden_stats(torch.stack([u, relu(u)]), relu.derivative(u) < 0.01)[:, 0]
     assert stats[3].item() == pytest.approx(1 / 3)  # the first unit is 0 for every example: dead
     assert stats[2].item() == pytest.approx(5 / 9)  # f' = 0 wherever u < 0: 5 of 9 entries
     # dead is zero for every example: not a unit that is negative, positive or NaN for one of them
     a = torch.tensor([[[0.0, 0.0, 0.0, 0.0, 0.0], [0.0, -1.0, 2.0, math.nan, -0.0], [0.0, 0.0, 0.0, 0.0, 0.0]]])
-    stats = hidden_stats(a, a, torch.ones_like(a), 0.01)[:, 0]
+    stats = hidden_stats(torch.stack([a, a]), torch.zeros_like(a, dtype=torch.bool))[:, 0]
     assert stats[3].item() == pytest.approx(2 / 5)  # units 1 and 5 (-0.0 is zero)
 
 
@@ -181,8 +181,8 @@ def test_saturation_is_measured_in_float32_under_bf16():
     u = torch.linspace(4.0, 8.0, 4001).to(torch.bfloat16).view(1, 1, -1)
     threshold = 0.01 * 0.25
     exact = (sigmoid.derivative(u.double()) < threshold).double().mean().item()
-    measured = hidden_stats(u, sigmoid(u), sigmoid.derivative(u.float()), threshold)[2, 0].item()
-    in_bf16 = hidden_stats(u, sigmoid(u), sigmoid.derivative(u), threshold)[2, 0].item()
+    measured = hidden_stats(torch.stack([u, sigmoid(u)]), sigmoid.saturated(u.float(), threshold))[2, 0].item()
+    in_bf16 = hidden_stats(torch.stack([u, sigmoid(u)]), sigmoid.derivative(u) < threshold)[2, 0].item()
     assert measured == pytest.approx(exact, abs=1e-6)
     assert abs(in_bf16 - exact) > 0.05  # what computing it in bf16 would report
 

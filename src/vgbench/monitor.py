@@ -36,9 +36,9 @@ from vgbench.model import MLP, Trace
 from vgbench.precision import Stepped
 
 SATURATION_FRACTION = 0.01  # |f'| below this share of its maximum counts as saturated
-# Hidden layers of one shape are stacked, this many values at most, for their statistics: few operations
-# for a deep narrow network on a CPU, and copies (with their temporaries, about 2 MB) that the memory
-# planner's per-unit count (vgbench.memory) need not hold
+# Hidden layers of one shape are stacked, this many values of u (and as many of a) at most, for their
+# statistics: few operations for a deep narrow network on a CPU, and copies (with their temporaries, a few
+# MB) that the memory planner's per-unit count (vgbench.memory) need not hold
 STACKED_ELEMENTS = 2**17
 
 LAYER_METRICS = ("grad_norm/weight", "grad_norm/bias", "grad_to_weight", "update_ratio", "delta_norm")
@@ -69,15 +69,17 @@ def wide(t: Tensor) -> Tensor:
 
 def run_norms(tensors: list[Tensor]) -> Tensor:
     """||t_k|| for each run k of each tensor [K, ...]: shape [len(tensors), K]."""
-    return torch.stack([torch.linalg.vector_norm(wide(t).flatten(1), dim=1) for t in tensors])
+    return torch.stack([torch.linalg.vector_norm(wide(t), dim=tuple(range(1, t.dim()))) for t in tensors])
 
 
-def delta_norms(grad: Tensor, per_example: float | Tensor) -> Tensor:
-    """delta per run: the mean over a batch of each example's error norm ||d loss_i / d output_i||, from
-    grad = dL/d(output) [K, B, ...] and `per_example`, what turns dL into d loss_i (B for a mean-reduced
-    loss; divided by the loss scale under fp16). The norm is taken in float32 (see `wide`): B times an fp16
-    gradient of a 2^16-scaled loss overflows fp16."""
-    return torch.linalg.vector_norm(wide(grad).flatten(2), dim=2).mean(dim=1) * per_example
+def delta_norms(grads: list[Tensor], per_example: float | Tensor) -> Tensor:
+    """delta per layer and run, [len(grads), K]: the mean over a batch of each example's error norm
+    ||d loss_i / d output_i||, from each layer's grad = dL/d(output) [K, B, ...] and
+    `per_example`, what turns dL into d loss_i (B for a mean-reduced loss; divided by the loss scale under
+    fp16). The norm is taken in float32 (see `wide`): B times an fp16 gradient of a 2^16-scaled loss
+    overflows fp16."""
+    norms = torch.stack([torch.linalg.vector_norm(wide(grad).flatten(2), dim=2) for grad in grads])
+    return norms.mean(dim=2) * per_example
 
 
 def std_mean(x: Tensor) -> tuple[Tensor, Tensor]:
@@ -89,17 +91,20 @@ def std_mean(x: Tensor) -> tuple[Tensor, Tensor]:
     return spread, mean.squeeze(-1)
 
 
-def hidden_stats(u: Tensor, a: Tensor, derivative: Tensor, saturation_threshold: float) -> Tensor:
+def hidden_stats(ua: Tensor, saturated: Tensor) -> Tensor:
     """[mean a, std a, saturated fraction, dead fraction, std u] of hidden layers, per run: [5, *lead].
-    u, a, derivative (f'(u), computed from u in float32: see `wide`): [*lead, B, units], `lead` the runs
-    ([K]: one layer of a stack) or layers and runs ([layers, K]: several layers of one shape at once)."""
-    u, a = wide(u).flatten(-2), wide(a)
-    a_std, a_mean = std_mean(a.flatten(-2))
-    saturated = (derivative.abs() < saturation_threshold).flatten(-2).sum(dim=-1).to(a.dtype) / u.shape[-1]
+    ua: u and a stacked, [2, *lead, B, units], `lead` the runs ([K]: one layer of a stack) or layers and runs
+    ([layers, K]: several layers of one shape at once); u and a side by side take one mean and one spread,
+    not two of each. saturated: where |f'(u)| is below the threshold (`Activation.saturated` of u in float32:
+    see `wide`), [*lead, B, units]."""
+    ua = wide(ua)
+    spread, mean = std_mean(ua.flatten(-2))
+    saturated = saturated.flatten(-2).sum(dim=-1).to(ua.dtype) / (saturated.shape[-2] * saturated.shape[-1])
     # zero for every example: its largest and smallest are zero (two reductions; a == 0 over every value, a
     # boolean tensor as large as a, costs several times as much on a CPU)
-    dead = ((a.amax(dim=-2) == 0) & (a.amin(dim=-2) == 0)).to(a.dtype).mean(dim=-1)
-    return torch.stack([a_mean, a_std, saturated, dead, std_mean(u)[0]])
+    a = ua[1]
+    dead = ((a.amax(dim=-2) == 0) & (a.amin(dim=-2) == 0)).to(ua.dtype).mean(dim=-1)
+    return torch.stack([mean[1], spread[1], saturated, dead, spread[0]])
 
 
 def by_shape(tensors: list[Tensor], max_elements: int) -> list[list[int]]:
@@ -208,18 +213,21 @@ class GradientMonitor:
         if len(trace.z) != len(self.linears) or any(z.grad is None for z in trace.z):
             raise RuntimeError("measure() needs a traced forward pass whose backward has run")
         stack, batch = trace.z[0].shape[:2]
-        grad_w = run_norms([self._grad(linear.weight) for linear in self.linears])
-        grad_b = run_norms([self._grad(linear.bias) for linear in self.linears])
+        weight_grads = [self._grad(linear.weight) for linear in self.linears]
+        others = [self._grad(linear.bias) for linear in self.linears] + [self._grad(p) for p in self.other_params]
+        grad_norms = run_norms(weight_grads + others)  # every parameter's, [parameters, K]
+        n_layers = len(self.linears)
+        grad_w, grad_b = grad_norms[:n_layers], grad_norms[n_layers : 2 * n_layers]
+        total = grad_norms.square().sum(dim=0).sqrt()
         kept = stepped.updates  # scale * direction: its norm without writing it out
-        update = run_norms([kept.directions[index] for index in self.weight_indices]) * kept.run_scales(grad_w)
+        directions = [kept.directions[index] for index in self.weight_indices]
+        # plain SGD steps along the gradients themselves: their norms are taken already
+        same = all(direction is grad for direction, grad in zip(directions, weight_grads, strict=True))
+        update = (grad_w if same else run_norms(directions)) * kept.run_scales(grad_w)
         # B * dL/dz is each example's own error: the loss is a mean over the batch
         per_example = batch if stepped.loss_scale is None else batch / stepped.loss_scale.float()
-        deltas = torch.stack([delta_norms(z.grad, per_example) for z in trace.z])
+        deltas = delta_norms([z.grad for z in trace.z], per_example)
         hidden = self._hidden_stats(trace)
-        squares = grad_w.square().sum(dim=0) + grad_b.square().sum(dim=0)  # the linears' share of the total
-        if self.other_params:
-            squares = squares + run_norms([self._grad(p) for p in self.other_params]).square().sum(dim=0)
-        total = squares.sqrt()
         rows = [
             grad_w,
             grad_b,
@@ -244,14 +252,18 @@ class GradientMonitor:
     def _hidden_stats(self, trace: Trace) -> Tensor:
         """hidden_stats of every hidden layer, [5 * depth, K] layer by layer; layers of one shape stacked and
         measured at once, STACKED_ELEMENTS values at most together (by_shape)."""
-        rows: list[Tensor] = [torch.empty(0)] * len(trace.u)
-        for layers in by_shape(trace.u, STACKED_ELEMENTS):
-            u = torch.stack([trace.u[i] for i in layers])
-            a = torch.stack([trace.a[i] for i in layers])
-            stats = hidden_stats(u, a, self.model.activation.derivative(wide(u)), self.saturation_threshold)
-            for position, layer in enumerate(layers):
-                rows[layer] = stats[:, position]
-        return torch.cat(rows)
+        groups = by_shape(trace.u, STACKED_ELEMENTS)
+        parts = []
+        for layers in groups:
+            ua = torch.stack([trace.u[i] for i in layers] + [trace.a[i] for i in layers])
+            ua = ua.unflatten(0, (2, len(layers)))
+            saturated = self.model.activation.saturated(wide(ua[0]), self.saturation_threshold)
+            parts.append(hidden_stats(ua, saturated).transpose(0, 1))  # [layers, 5, K]
+        stats = torch.cat(parts)  # the groups' layers in turn
+        order = [layer for layers in groups for layer in layers]
+        if order != sorted(order):  # widths that come back (256, 128, 256): back to layer order
+            stats = stats[sorted(range(len(order)), key=order.__getitem__)]
+        return stats.flatten(0, 1)
 
     @staticmethod
     def _grad(param: Tensor) -> Tensor:

@@ -119,6 +119,15 @@ def derivative(module: nn.Module, u: Tensor, closed_form: Activation | None = No
     return grad
 
 
+def saturated(module: nn.Module, u: Tensor, threshold: float, closed_form: Activation | None = None) -> Tensor:
+    """Where |f'(u)| < threshold, as `derivative` finds f': the registry's own test where it has a closed form
+    (Activation.saturated)."""
+    closed_form = module if isinstance(module, Activation) else closed_form
+    if closed_form is not None:
+        return closed_form.saturated(wide(u.detach()), threshold)
+    return derivative(module, u).abs() < threshold
+
+
 def max_derivative(module: nn.Module) -> float:
     """sup |f'| over the reals, on a dense grid (the registry's own for vgbench's activations). A function
     without parameters is evaluated once per process for its type and settings; one with parameters (PReLU's
@@ -450,7 +459,9 @@ class _StepState:
             tensor = _first_tensor(output)
             if tensor is not None and tensor.requires_grad:
                 deltas = self.deltas[name]
-                tensor.register_hook(lambda grad: deltas.append(delta_norms(grad.unsqueeze(0), self.per_example())[0]))
+                tensor.register_hook(
+                    lambda grad: deltas.append(delta_norms([grad.unsqueeze(0)], self.per_example())[0, 0])
+                )
 
         return hook
 
@@ -475,10 +486,8 @@ class _StepState:
             batch = u.shape[0] if u.dim() > 0 else 1
             shape = (1, batch, -1)
             stats = hidden_stats(
-                u.reshape(shape),
-                output.detach().reshape(shape),
-                derivative(activation, u, self.watch.closed_forms[name]).reshape(shape),
-                self.watch.thresholds[name],
+                torch.stack([wide(u).reshape(shape), wide(output.detach()).reshape(shape)]),
+                saturated(activation, u, self.watch.thresholds[name], self.watch.closed_forms[name]).reshape(shape),
             )
             self.hidden[name].append(stats[:, 0])
 
