@@ -5,7 +5,8 @@ bench_stacked's shape (MNIST, 10x128 ReLU at batch 64, the monitor every 100 ste
 no TensorBoard). The first epoch (warm-up, the CUDA graph's capture) is left out and the second runs
 under cProfile; the phases of the others are summed and divided by their number:
   replayed     steps replayed from the CUDA graph      op_by_op   full-batch steps launched op by op
-  measured     the monitor's measured steps            last_batch the epoch's smaller last batch
+  measured     the monitor's steps launched op by op   last_batch the epoch's smaller last batch
+  measured_replayed  the monitor's steps replayed from their own graph, with their one host transfer
   log_events   the host reads of the running sums      held_out   the held-out evaluation
   to_host      the checkpoint's tensors off the device series     each run's steps.csv and layers.csv
   checkpoints  each run's checkpoint file              other      the rest: orders, the loop's Python
@@ -84,6 +85,10 @@ class PhaseClock:
         setattr(owner, attribute, timed)
 
 
+def graph_phase(stack: train.Stack, kind: str, *rest: object) -> str:
+    return "replayed" if kind == "plain" else "measured_replayed"
+
+
 def step_phase(stack: train.Stack, idx: torch.Tensor, measured_in_epoch: int | None = None) -> str:
     if measured_in_epoch is not None:
         return "measured"
@@ -125,7 +130,7 @@ def main() -> None:
         profiler.runcall(fit, stack)
         profiled_seconds = time.perf_counter() - started
         clock = PhaseClock(stack.device)
-        clock.wrap(train, "graphed_step", "replayed")  # and a new graph's warm-up and capture (none here)
+        clock.wrap(train, "graphed_step", graph_phase)  # and a new graph's warm-up and capture (none here)
         clock.wrap(train, "train_step", step_phase)
         clock.wrap(train, "evaluate", "held_out")
         clock.wrap(train, "run_slices", "to_host")

@@ -5,14 +5,16 @@ import logging
 
 import pytest
 import torch
+from torch.utils._python_dispatch import TorchDispatchMode
 
 from tests.conftest import TINY, make_cfg, read_rows
 from vgbench.checkpoint import RunFolder
 from vgbench.config import run_identity, stack_key
 from vgbench.graphs import CaptureError, why_not_graphed, will_graph
 from vgbench.jobs import train_jobs
+from vgbench.model import Trace
 from vgbench.placement import Placement
-from vgbench.train import fit, run, setup, summarize, train_step
+from vgbench.train import device_step, fit, run, setup, summarize
 
 CUDA = torch.device("cuda")
 
@@ -72,18 +74,20 @@ def test_on_the_cpu_the_switch_says_so_and_changes_nothing(tmp_path, caplog):
 
 
 class ReplayOpByOp:
-    """Stands in for vgbench.graphs.GraphedStep on the CPU: takes the step, and leaves the optimizer's
-    step count to the trainer as a replay does. `fail_first`: the first call fails as a capture would."""
+    """Stands in for vgbench.graphs.GraphedStep on the CPU: runs its step, keeps what the step returns as
+    `output`, and leaves the optimizer's step count to the trainer as a replay does. `fail_first`: the first
+    call fails as a capture would."""
 
-    def __init__(self, stack, fail_first: bool = False) -> None:
-        self.stack, self.fail_first, self.steps, self.resets, self.replays = stack, fail_first, [], [], 0
+    def __init__(self, stack, step, fail_first: bool = False) -> None:
+        self.stack, self.step, self.fail_first = stack, step, fail_first
+        self.steps, self.resets, self.replays, self.output = [], [], 0, None
 
     def __call__(self, indices: torch.Tensor) -> bool:
         if self.fail_first:
             self.stack.optimizer.steps += 1  # as far as a failed capture's Python may have gone
             raise CaptureError("operation not permitted when stream is capturing")
         count = self.stack.optimizer.steps
-        train_step(self.stack, indices)
+        self.output = self.step(indices)
         self.stack.optimizer.steps = count
         self.steps.append(self.stack.step)
         self.replays += 1
@@ -93,41 +97,101 @@ class ReplayOpByOp:
         self.resets.append(runs)
 
 
-def stack_of(folder, graphed: bool = False, fail_first: bool = False, lrs=(0.05, 0.1)):
+def stack_of(folder, graphed: bool = False, fail_first: str = "", lrs=(0.05, 0.1), overrides=()):
     cfgs = [
-        make_cfg(*GRAPHED, "trainer.device=cpu", f"trainer.seed={k}", f"optimizer.lr={lr}") for k, lr in enumerate(lrs)
+        make_cfg(*GRAPHED, "trainer.device=cpu", f"trainer.seed={k}", f"optimizer.lr={lr}", *overrides)
+        for k, lr in enumerate(lrs)
     ]
     stack = setup([RunFolder(folder / str(k)) for k in range(len(cfgs))], cfgs, Placement(progress=False))
     if graphed:
-        stack.graphed = ReplayOpByOp(stack, fail_first)
+        steps = {"plain": lambda idx: device_step(stack, idx), "measured": lambda idx: device_step(stack, idx, Trace())}
+        stack.graphs = {kind: ReplayOpByOp(stack, step, fail_first == kind) for kind, step in steps.items()}
     fit(stack)
     return stack
 
 
-def test_the_graph_takes_the_unmeasured_full_batches_and_the_trainer_counts_them(tmp_path):
+def tables(stack):  # each run's layers.csv and steps.csv (a diverged run's are written when it is summarised)
+    names = ("layers.csv", "steps.csv")
+    return [[(run.run_dir / name).read_text() for name in names] for run in stack.runs if not run.diverged]
+
+
+def test_the_graphs_take_the_full_batches_and_the_trainer_counts_them(tmp_path):
     graphed, plain = stack_of(tmp_path / "graphed", graphed=True), stack_of(tmp_path / "plain")
-    assert graphed.graphed.steps == [1, 2, 3, 6, 7, 9, 10]  # not 0, 4, 8 (measured), nor 5, 11 (smaller, measured)
+    assert graphed.graphs["plain"].steps == [1, 2, 3, 6, 7, 9, 10]  # not the measured 0, 4, 8 nor the smaller 5, 11
+    assert graphed.graphs["measured"].steps == [4, 8]  # not 0 (its histograms), nor the smaller 5 and 11
     assert graphed.optimizer.steps == plain.optimizer.steps == 12
-    assert graphed.graphed_steps == 7 and plain.graphed_steps == 0
-    assert summarize(graphed)[0]["graphed_steps"] == 7
+    assert graphed.graphed_steps == 9 and plain.graphed_steps == 0
+    assert summarize(graphed)[0]["graphed_steps"] == 9
     assert [r.history for r in graphed.runs] == [r.history for r in plain.runs]
+    # each measured step's table is recorded under its own step and epoch, for each run
+    assert tables(graphed) == tables(plain)
+    assert [row["step"] for row in read_rows(graphed.runs[1].run_dir / "steps.csv")] == ["0", "4", "5", "8", "11"]
 
 
-def test_a_step_that_cannot_be_captured_goes_op_by_op(tmp_path, caplog):
+def test_measured_steps_with_histograms_or_the_jacobian_go_op_by_op(tmp_path):
+    graphed = stack_of(tmp_path / "graphed", graphed=True, overrides=["monitor.histogram_every_n_steps=8"])
+    assert graphed.graphs["measured"].steps == [4]  # 0 and 8 have histograms
+    jacobian = stack_of(tmp_path / "jacobian", graphed=True, overrides=["monitor.jacobian=true"])
+    assert jacobian.graphs["measured"].steps == [4, 8]  # 0 is measured op by op anyway (histograms, Jacobian)
+    assert all(run.recorder.jacobian is not None for run in jacobian.runs)
+    without = stack_of(tmp_path / "without", graphed=True, overrides=["monitor.histogram_every_n_steps=0"])
+    assert without.graphs["measured"].steps == [0, 4, 8]
+
+
+@pytest.mark.parametrize("kind", ["plain", "measured"])
+def test_a_step_that_cannot_be_captured_goes_op_by_op(tmp_path, caplog, kind):
     with caplog.at_level(logging.WARNING, logger="vgbench.train"):
-        graphed = stack_of(tmp_path / "graphed", graphed=True, fail_first=True)
-    assert "the step could not be captured (operation not permitted when stream is capturing)" in caplog.text
-    assert graphed.graphed is None and graphed.optimizer.steps == 12 and graphed.graphed_steps == 0
+        graphed = stack_of(tmp_path / "graphed", graphed=True, fail_first=kind)
+    message = f"the {kind} step could not be captured (operation not permitted when stream is capturing)"
+    assert message in caplog.text
+    assert kind not in graphed.graphs and graphed.optimizer.steps == 12
+    other = "measured" if kind == "plain" else "plain"
+    assert graphed.graphed_steps == len(graphed.graphs[other].steps) > 0  # the other kind is still replayed
     plain = stack_of(tmp_path / "plain")
     assert [r.history for r in graphed.runs] == [r.history for r in plain.runs]
+    assert tables(graphed) == tables(plain)
 
 
-def test_a_run_leaving_the_stack_makes_the_graph_start_again(tmp_path):
+def test_a_run_leaving_the_stack_makes_the_graphs_start_again(tmp_path):
     graphed = stack_of(tmp_path / "graphed", graphed=True, lrs=(0.05, 1e12, 0.02))
     assert [run.diverged for run in graphed.runs] == [False, True, False]
-    assert graphed.graphed.resets == [2]
+    assert graphed.graphs["plain"].resets == graphed.graphs["measured"].resets == [2]
     plain = stack_of(tmp_path / "plain", lrs=(0.05, 1e12, 0.02))
     assert [r.history for r in graphed.runs] == [r.history for r in plain.runs]
+    assert tables(graphed) == tables(plain)
+
+
+HOST_READS = {"aten._local_scalar_dense.default", "aten.lift_fresh.default", "aten.nonzero.default"}
+
+
+class HostReads(TorchDispatchMode):
+    """The operations that would wait for the host on a GPU, or copy from it (which a capture refuses)."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.seen: list[str] = []
+
+    def __torch_dispatch__(self, func, types, args=(), kwargs=None):
+        if str(func) in HOST_READS:
+            self.seen.append(str(func))
+        return func(*args, **(kwargs or {}))
+
+
+@pytest.mark.parametrize(
+    "overrides",
+    [[], ["optimizer=momentum", "model.norm=batchnorm", "model.width=[32,16,32]"], ["model.norm=layernorm"]],
+)
+def test_a_measured_steps_device_part_never_reads_from_the_host(tmp_path, overrides):
+    """What the measured step's graph captures (vgbench.train.device_step with a trace) holds no host read or
+    copy: on a GPU each would end the capture (CaptureError) and the monitor's steps would go op by op."""
+    stack = stack_of(tmp_path / "stack", overrides=[*overrides, "trainer.epochs=1"])
+    idx = torch.arange(64).view(1, 64).expand(len(stack.training), -1)
+    with HostReads() as reads:
+        table = device_step(stack, idx, Trace())
+    assert reads.seen == [] and table.shape[1] == len(stack.training)
+    with HostReads() as reads:  # the detector sees what it looks for
+        float(table.sum()), torch.tensor([1, 2]), torch.nonzero(table)
+    assert set(reads.seen) == HOST_READS
 
 
 # --- on a GPU (scripts/gpu_check.sh runs these) ---
@@ -165,7 +229,8 @@ def trained(shape: str, folder, graphs: bool, lrs=(0.05, 0.1, 0.02)):  # a path,
 @pytest.mark.parametrize("shape", ["momentum_batchnorm", "rmsprop_layernorm_mse_bf16"])
 def test_a_replayed_step_is_the_step_launched_op_by_op(shape, tmp_path):
     graphed, plain = trained(shape, tmp_path / "graphed", True), trained(shape, tmp_path / "plain", False)
-    assert graphed.graphed is not None and graphed.graphed.captures == 1 and plain.graphed is None
+    assert graphed.graphs["plain"].captures == 1 and plain.graphs == {}
+    assert graphed.graphs["measured"].captures == 0  # its two full batches (4, 8) warmed it up
     assert graphed.optimizer.steps == plain.optimizer.steps == graphed.step == 12
     assert graphed.graphed_steps == 5  # of the 7 full, unmeasured batches, 2 warmed up
     for k in range(3):
@@ -185,15 +250,48 @@ def test_a_replayed_step_is_the_step_launched_op_by_op(shape, tmp_path):
 
 @pytest.mark.cuda
 @pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA GPU")
+@pytest.mark.parametrize("shape", ["sgd", "momentum_batchnorm", "rmsprop_layernorm_mse_bf16"])
+def test_measured_steps_replayed_from_their_graph_measure_what_op_by_op_measures(shape, tmp_path):
+    """Every step measured (no histograms): of the 10 full batches, 2 warm the measured graph up, 1 is
+    captured and replayed, 7 only replayed; each step's statistics equal those of the same steps op by op."""
+    every = ["monitor.every_n_steps=1", "monitor.histogram_every_n_steps=0"]
+    cfgs = {
+        side: [on_cuda(shape, graphs, f"trainer.seed={k}", f"optimizer.lr={lr}", *every) for k, lr in enumerate(lrs)]
+        for side, graphs, lrs in (("graphed", True, (0.05, 0.1)), ("plain", False, (0.05, 0.1)))
+    }
+    stacks = {}
+    for side, side_cfgs in cfgs.items():
+        folders = [RunFolder(tmp_path / side / str(k)) for k in range(len(side_cfgs))]
+        stacks[side] = setup(folders, side_cfgs, Placement(progress=False))
+        fit(stacks[side])
+        summarize(stacks[side])
+    graphed = stacks["graphed"]
+    assert graphed.graphs["measured"].captures == 1 and "plain" in graphed.graphs
+    assert graphed.graphed_steps == 8 and graphed.optimizer.steps == stacks["plain"].optimizer.steps == 12
+    for k in range(2):
+        for name in ("layers.csv", "steps.csv"):
+            rows_a, rows_b = (read_rows(tmp_path / side / str(k) / name) for side in ("graphed", "plain"))
+            assert [r["step"] for r in rows_a] == [r["step"] for r in rows_b] and len(rows_a) >= 12
+            for a, b in zip(rows_a, rows_b, strict=True):
+                for column, value in a.items():
+                    if column in ("step", "epoch", "layer", "kind") or value == "":
+                        assert value == b[column], (name, column)
+                    else:
+                        assert float(value) == pytest.approx(float(b[column]), rel=1e-4, abs=1e-7), (name, column)
+
+
+@pytest.mark.cuda
+@pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA GPU")
 def test_on_cuda_steps_are_graphed_by_default_where_they_can_be(tmp_path, caplog):
     def stack(*overrides: str):  # a Stack
         cfg = make_cfg(*GRAPHED, "trainer.device=cuda", *overrides)
         return setup([RunFolder(tmp_path / "_".join(overrides))], [cfg], Placement(progress=False))
 
     with caplog.at_level(logging.WARNING, logger="vgbench.train"):
-        assert stack().graphed is not None
-        assert stack("optimizer=adam").graphed is None  # quietly: it was not asked for by name
-        assert stack("trainer.cuda_graphs=false").graphed is None
+        assert set(stack().graphs) == {"plain", "measured"}
+        assert set(stack("monitor.enabled=false").graphs) == {"plain"}
+        assert stack("optimizer=adam").graphs == {}  # quietly: it was not asked for by name
+        assert stack("trainer.cuda_graphs=false").graphs == {}
     assert "cuda_graphs" not in caplog.text
 
 
@@ -204,7 +302,7 @@ def test_a_graphed_stack_recaptures_when_a_run_diverges(tmp_path):
     graphed = trained("sgd", tmp_path / "graphed", True, lrs=(0.05, 1e12, 0.02))
     plain = trained("sgd", tmp_path / "plain", False, lrs=(0.05, 1e12, 0.02))
     assert [run.diverged for run in graphed.runs] == [run.diverged for run in plain.runs] == [False, True, False]
-    assert graphed.graphed.captures == 2  # the stack of three in epoch 1, then of two in epoch 2
+    assert graphed.graphs["plain"].captures == 2  # the stack of three in epoch 1, then of two in epoch 2
     for k in (0, 2):
         a, b = (json.loads((tmp_path / side / str(k) / "summary.json").read_text()) for side in ("graphed", "plain"))
         assert [h["train_loss"] for h in a["history"]] == pytest.approx(

@@ -308,3 +308,22 @@ def test_two_pass_std_and_mean_match_float64():
     spread, mean = std_mean(x.float())
     assert torch.allclose(spread.double(), x.std(dim=-1), rtol=1e-4)
     assert torch.allclose(mean.double(), x.mean(dim=-1), rtol=1e-6)
+
+
+def test_widths_that_come_back_keep_each_layer_its_own_statistics():
+    """Widths 16, 8, 16, 8: the layers are measured in two groups of one shape (1 and 3, 2 and 4); each
+    layer's numbers still sit at its own place, as computed from its own u and a alone."""
+    model = float64_model("relu", depth=4, width="[16,8,16,8]")
+    [measurement], trace = measured_step(model, *batch())
+    for index, (u, a) in enumerate(zip(trace.u, trace.a, strict=True)):
+        u, a = u[0].detach(), a[0].detach()
+        expected = {
+            "activation/mean": a.mean().item(),
+            "activation/std": a.std().item(),
+            "activation/saturated": (u <= 0).double().mean().item(),
+            "activation/dead": (a == 0).all(dim=0).double().mean().item(),
+            "preactivation/std": u.std().item(),
+        }
+        for metric, value in expected.items():
+            assert measurement.layers[metric][index] == pytest.approx(value, rel=1e-9, abs=1e-12), (metric, index)
+    assert len({measurement.layers["activation/std"][i] for i in range(4)}) == 4

@@ -123,9 +123,10 @@ class TrainerConfig:
     # faster on Ampere and later GPUs and a little less exact (docs/gpu.md: what it changes in the statistics).
     # Off, as in PyTorch: IEEE float32. No effect on a CPU or MPS
     tf32: bool = False
-    # CUDA: replay the step of each full, unmeasured batch from a CUDA graph, launched in one call instead of
-    # kernel by kernel (vgbench.graphs). null: wherever the step can be (not fp16, Adam or dropout), else op by
-    # op; true: the same, with a warning where it cannot be; false: always op by op
+    # CUDA: replay the step of each full batch from a CUDA graph (one for plain steps, one for the monitor's),
+    # launched in one call instead of kernel by kernel (vgbench.graphs). null: wherever the step can be (not
+    # fp16, Adam or dropout), else op by op; true: the same, with a warning where it cannot be; false: always
+    # op by op
     cuda_graphs: bool | None = None
     fail_on_divergence: bool = False  # a non-finite loss ends the run with status diverged; true also exits 1
     skip_completed: bool = True  # a run whose summary.json already records this very run is not run again

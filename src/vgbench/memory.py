@@ -9,8 +9,9 @@ float32, and the estimate does not count on 16-bit activations):
 - the larger of a training step's activations and an evaluation batch's;
 - when its step is replayed from a CUDA graph (trainer.cuda_graphs, on CUDA by default), a second
   training step's activations, gradients and temporaries: the graph's pool keeps them (vgbench.graphs);
-  and once per stack, cuBLAS's workspace for the side stream the graph is warmed up and captured on
-  (GRAPH_STREAM_BYTES).
+  with the monitor on, a third in the measured steps' graph's pool, with the statistics' temporaries
+  (MEASURED_GRAPH_FLOATS_PER_UNIT); and once per stack, cuBLAS's workspace for the side stream the graphs
+  are warmed up and captured on (GRAPH_STREAM_BYTES).
 The data is shared by every run and is already on the device when the free memory is read
 (vgbench.train.prepare sets it up once for the planner and the stacks).
 A stack that would not fit is trained as several smaller ones, one after another: nothing is refused.
@@ -43,6 +44,10 @@ NORM_FLOATS_PER_UNIT, DROPOUT_FLOATS_PER_UNIT, RESIDUAL_FLOATS_PER_UNIT = 2, 1, 
 # Per parameter on the monitor's measured steps: the histograms' copy of the gradients (the weights' norms
 # before the update are taken before it: GradientMonitor.weight_norms).
 MONITOR_FLOATS_PER_PARAMETER = 1
+# Per example and unit of the widest hidden layer, the statistics' temporaries in the measured steps' graph:
+# u and a of a group of layers stacked, their deviations from the mean, the saturation test's (a group is
+# one layer at most once a layer's K x B x width passes vgbench.monitor.STACKED_ELEMENTS)
+MEASURED_GRAPH_FLOATS_PER_UNIT = 5
 # A graphed stack's side stream: cuBLAS keeps a workspace per stream, 32 MiB with torch's default on Hopper
 # (CUBLAS_WORKSPACE_CONFIG; less on older GPUs); tests/test_memory.py measures it on the GPU at hand.
 GRAPH_STREAM_BYTES = 64 * 2**20
@@ -59,9 +64,10 @@ def parameters_per_run(cfg: DictConfig, num_features: int, num_classes: int) -> 
 
 
 def run_bytes(cfg: DictConfig, num_features: int, num_classes: int, graphed: bool = False) -> int:
-    """Bytes one run of this config takes in a stack, at most. `graphed`: its step is replayed from a CUDA
-    graph (vgbench.graphs), whose memory pool keeps a training step's activations, gradients and the
-    update's temporaries for good, beside what the measured steps launched op by op take."""
+    """Bytes one run of this config takes in a stack, at most. `graphed`: its steps are replayed from CUDA
+    graphs (vgbench.graphs), whose memory pools keep a training step's activations, gradients and the
+    update's temporaries for good (the measured steps' graph, with the monitor on, its statistics' too),
+    beside what the steps launched op by op take."""
     widths = hidden_widths(cfg.model)
     parameters = parameters_per_run(cfg, num_features, num_classes)
     per_parameter = OPTIMIZERS[cfg.optimizer.name].floats_per_parameter(cfg.optimizer)
@@ -72,6 +78,8 @@ def run_bytes(cfg: DictConfig, num_features: int, num_classes: int, graphed: boo
     train = cfg.data.batch_size * (num_features + per_unit * sum(widths) + 4 * num_classes)
     evaluate = cfg.data.eval_batch_size * (num_features + EVAL_FLOATS_PER_UNIT * max(widths) + 2 * num_classes)
     graph = train + parameters * (per_parameter - 1) if graphed else 0  # all but the weights themselves
+    if graphed and cfg.monitor.enabled:  # the measured steps' graph
+        graph += graph + MEASURED_GRAPH_FLOATS_PER_UNIT * cfg.data.batch_size * max(widths)
     return FLOAT_BYTES * (parameters * per_parameter + max(train, evaluate) + graph)
 
 

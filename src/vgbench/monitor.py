@@ -3,8 +3,9 @@
 Layers are the model's linear layers, numbered from the input (1) to the output (depth + 1). On a
 measured step the loop passes a `Trace` to the forward pass (each layer's output z, with its gradient
 kept, and each hidden activation's input u and output a) and, after the optimizer's step, calls
-`measure` once: it computes every statistic of every run on the device, in float32 whatever the
-autocast dtype, and brings them to the host in one transfer, as one `Measurement` per run.
+`measure` once: `table` computes every statistic of every run on the device, in float32 whatever the
+autocast dtype, without waiting for the host (a CUDA graph captures it: vgbench.graphs), and
+`measurements` brings the table to the host in one transfer, as one `Measurement` per run.
 
 For layer l of one run, with weights W_l, pre-activation z_l = W_l h_{l-1} + b_l and its mean-over-batch
 loss L:
@@ -203,13 +204,21 @@ class GradientMonitor:
         extra: dict[str, Tensor] | None = None,
         histograms: bool = False,
     ) -> list[Measurement]:
-        """Every statistic of every run at this step, after the optimizer's step (one host transfer).
+        """Every statistic of every run at this step, after the optimizer's step (one host transfer): `table`,
+        with the histograms' values when asked for, brought over by `measurements`.
 
         trace: the forward pass's record, backward done. stepped: the step's updates and loss scale.
         weight_norm: `weight_norms()` before the step. extra: more per-run values to bring along (each a [K]
         tensor), such as the batch loss.
         """
         extra = extra or {}
+        table = self.table(trace, stepped, weight_norm, extra)
+        return self.measurements(step, table, list(extra), self.histogram_values(trace) if histograms else [])
+
+    @torch.no_grad()
+    def table(self, trace: Trace, stepped: Stepped, weight_norm: Tensor, extra: dict[str, Tensor]) -> Tensor:
+        """Every statistic of every run, [metrics, K] on the device (`measure`'s arguments). Nothing in it
+        waits for the host: a measured step's CUDA graph captures it (vgbench.graphs)."""
         if len(trace.z) != len(self.linears) or any(z.grad is None for z in trace.z):
             raise RuntimeError("measure() needs a traced forward pass whose backward has run")
         stack, batch = trace.z[0].shape[:2]
@@ -239,15 +248,25 @@ class GradientMonitor:
         ]
         if extra:
             rows.append(torch.stack([wide(value.detach()).reshape(stack) for value in extra.values()]))
-        table = torch.cat([row.to(grad_w.dtype) for row in rows])  # [metrics, K]
-        histogram_parts: list[Tensor] = []
-        if histograms:
-            for run in range(stack):
-                histogram_parts += [self._grad(linear.weight)[run].flatten() for linear in self.linears]
-                histogram_parts += [a[run].flatten() for a in trace.a]
-        histogram_parts = [part.to(table.dtype) for part in histogram_parts]
-        host = torch.cat([table.flatten(), *histogram_parts]).cpu()  # the one device-to-host transfer
-        return self._per_run(step, host, table.shape, list(extra), histogram_parts)
+        return torch.cat([row.to(grad_w.dtype) for row in rows])
+
+    @torch.no_grad()
+    def histogram_values(self, trace: Trace) -> list[Tensor]:
+        """Each run's weight gradients (every layer) and activations (hidden layers), flattened, in that order."""
+        parts = []
+        for run in range(trace.z[0].shape[0]):
+            parts += [self._grad(linear.weight)[run].flatten() for linear in self.linears]
+            parts += [a[run].flatten() for a in trace.a]
+        return parts
+
+    def measurements(
+        self, step: int, table: Tensor, extra_names: list[str], histogram_values: list[Tensor]
+    ) -> list[Measurement]:
+        """`table` (with `extra_names` for its extra rows) and `histogram_values` as one Measurement per run,
+        brought to the host in one transfer."""
+        parts = [part.to(table.dtype) for part in histogram_values]
+        host = torch.cat([table.flatten(), *parts]).cpu()  # the one device-to-host transfer
+        return self._per_run(step, host, table.shape, extra_names, parts)
 
     def _hidden_stats(self, trace: Trace) -> Tensor:
         """hidden_stats of every hidden layer, [5 * depth, K] layer by layer; layers of one shape stacked and
@@ -259,10 +278,13 @@ class GradientMonitor:
             ua = ua.unflatten(0, (2, len(layers)))
             saturated = self.model.activation.saturated(wide(ua[0]), self.saturation_threshold)
             parts.append(hidden_stats(ua, saturated).transpose(0, 1))  # [layers, 5, K]
-        stats = torch.cat(parts)  # the groups' layers in turn
         order = [layer for layers in groups for layer in layers]
-        if order != sorted(order):  # widths that come back (256, 128, 256): back to layer order
-            stats = stats[sorted(range(len(order)), key=order.__getitem__)]
+        if order == sorted(order):
+            stats = torch.cat(parts)
+        else:  # widths that come back (256, 128, 256): back in layer order (no index tensor: one would be copied
+            # from the host, which a CUDA graph's capture does not allow)
+            by_layer = dict(zip(order, (row for part in parts for row in part), strict=True))
+            stats = torch.stack([by_layer[layer] for layer in range(len(order))])
         return stats.flatten(0, 1)
 
     @staticmethod

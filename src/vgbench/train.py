@@ -19,6 +19,7 @@ without computing it. Each run's targets (vgbench.targets) are checked at log ev
 
 from __future__ import annotations
 
+import functools
 import json
 import logging
 import math
@@ -110,7 +111,9 @@ class Stack:
     # the device, kept across epochs (a CUDA graph adds to these very tensors)
     loss_sum: Tensor = field(init=False)
     correct: Tensor = field(init=False)
-    graphed: GraphedStep | None = None  # trainer.cuda_graphs: the full batches' step, replayed (vgbench.graphs)
+    # trainer.cuda_graphs: the full batches' steps, replayed (vgbench.graphs), one graph per kind: "plain" and
+    # "measured" (the monitor's steps, without histograms)
+    graphs: dict[str, GraphedStep] = field(default_factory=dict)
     graphed_steps: int = 0  # steps this process ran from a CUDA graph
 
     def __post_init__(self) -> None:
@@ -140,8 +143,8 @@ class Stack:
         if self.training:  # else nothing is left to compute
             self.model.keep_runs(rows)
             self.optimizer.keep_runs(rows, list(self.model.parameters()))
-            if self.graphed is not None:  # its graph holds the old parameters
-                self.graphed.reset(len(rows))
+            for graph in self.graphs.values():  # each holds the old parameters
+                graph.reset(len(rows))
         return rows
 
 
@@ -262,9 +265,11 @@ def setup(
         input_moments=input_moments(data),
     )
     if will_graph(shape, device):
-        stack.graphed = GraphedStep(
-            lambda indices: train_step(stack, indices), len(runs), shape.data.batch_size, device
-        )
+        side_stream = torch.cuda.Stream(device)
+        graph = functools.partial(GraphedStep, runs=len(runs), batch_size=shape.data.batch_size, device=device)
+        stack.graphs["plain"] = graph(lambda idx: device_step(stack, idx), side_stream=side_stream)
+        if monitor is not None:
+            stack.graphs["measured"] = graph(lambda idx: device_step(stack, idx, Trace()), side_stream=side_stream)
     elif shape.trainer.cuda_graphs:  # asked for by name: say why not
         log.warning("trainer.cuda_graphs: %s; each step is launched op by op", why_not_graphed(shape, device))
     return stack
@@ -272,52 +277,82 @@ def setup(
 
 def train_step(stack: Stack, idx: Tensor, measured_in_epoch: int | None = None) -> None:
     """One optimizer step of every run still training, each on its own examples `idx` ([K, batch]
-    indices); each run's loss and correct predictions add to the stack's running sums. With
-    `measured_in_epoch` (from 1) the monitor measures the step and each run records it under that epoch.
-
-    Unmeasured, on a full batch, this is what a CUDA graph captures and replays (vgbench.graphs): no host
-    sync, and what it leaves behind lives in tensors that outlive it."""
-    model, optimizer, precision, monitor = stack.model, stack.optimizer, stack.precision, stack.monitor
-    measuring = measured_in_epoch is not None
-    x, y = stack.data.train.gather(idx)  # [K, batch, features]: each run's own examples
-    trace = Trace() if measuring else None
-    if measuring and monitor.jacobian and stack.step == 0:  # the initialised network's Jacobian
-        for run, spectrum in zip(stack.training, jacobian_spectrum(model, x), strict=True):
+    indices), launched op by op; each run's loss and correct predictions add to the stack's running sums.
+    With `measured_in_epoch` (from 1) the monitor measures the step and each run records it under that epoch."""
+    monitor = stack.monitor
+    if measured_in_epoch is None:
+        device_step(stack, idx)
+        return
+    if monitor.jacobian and stack.step == 0:  # the initialised network's Jacobian
+        x, _ = stack.data.train.gather(idx)
+        for run, spectrum in zip(stack.training, jacobian_spectrum(stack.model, x), strict=True):
             run.recorder.jacobian = spectrum
+    trace = Trace()
+    table = device_step(stack, idx, trace)
+    histograms = monitor.histogram_values(trace) if monitor.histograms_due(stack.step) else []
+    record(stack, table, measured_in_epoch, histograms)
+
+
+def device_step(stack: Stack, idx: Tensor, trace: Trace | None = None) -> Tensor | None:
+    """The step's work on the device: gather the batch, forward, loss, backward, update, the running sums;
+    with a `trace`, the monitor's statistics, returned as its table ([metrics, K]). Nothing in it waits for
+    the host, and what it leaves behind lives in tensors that outlive it: on a full batch, this is what a
+    CUDA graph captures and replays (vgbench.graphs)."""
+    model, optimizer, precision, monitor = stack.model, stack.optimizer, stack.precision, stack.monitor
+    x, y = stack.data.train.gather(idx)  # [K, batch, features]: each run's own examples
     with precision.autocast():
         logits = model(x, trace)
     losses = stack.loss_fn(logits.float(), y).mean(dim=1)  # each run's own mean loss
     optimizer.zero_grad()
-    weight_norm = monitor.weight_norms() if measuring else None  # before the step changes the weights
+    weight_norm = monitor.weight_norms() if trace is not None else None  # before the step changes the weights
     # the sum: each run gets its own gradient
-    stepped = precision.backward_and_step(losses.sum(), optimizer, keep_updates=measuring)
-    if measuring:
-        measurements = monitor.measure(
-            stack.step,
-            trace,
-            stepped,
-            weight_norm,
-            {"train/batch_loss": losses.detach()},
-            histograms=monitor.histograms_due(stack.step),
-        )
-        for run, measurement in zip(stack.training, measurements, strict=True):
-            run.recorder.measurement(measurement, measured_in_epoch)
+    stepped = precision.backward_and_step(losses.sum(), optimizer, keep_updates=trace is not None)
     stack.loss_sum += losses.detach() * y.shape[1]
     stack.correct += (logits.argmax(dim=-1) == y).sum(dim=1)
+    if trace is None:
+        return None
+    return monitor.table(trace, stepped, weight_norm, {name: losses.detach() for name in STEP_EXTRAS})
 
 
-def graphed_step(stack: Stack, idx: Tensor) -> None:
-    """train_step through the stack's CUDA graph (vgbench.graphs). A step that cannot be captured goes op
-    by op, and so does the rest of the stack's training."""
-    steps, replays = stack.optimizer.steps, stack.graphed.replays
+STEP_EXTRAS = ("train/batch_loss",)  # what a measured step sends along beside the statistics: each run's batch loss
+
+
+def record(stack: Stack, table: Tensor, epoch: int, histogram_values: list[Tensor]) -> None:
+    """A measured step's statistics (`device_step`'s table) to each run's recorder, in one host transfer."""
+    measurements = stack.monitor.measurements(stack.step, table, list(STEP_EXTRAS), histogram_values)
+    for run, measurement in zip(stack.training, measurements, strict=True):
+        run.recorder.measurement(measurement, epoch)
+
+
+def graphed_step(stack: Stack, kind: str, idx: Tensor, measured_in_epoch: int | None = None) -> None:
+    """train_step through the stack's CUDA graph of this kind (vgbench.graphs). A step that cannot be
+    captured goes op by op, and so do the rest of the stack's steps of its kind."""
+    graph = stack.graphs[kind]
+    steps, replays = stack.optimizer.steps, graph.replays
     try:
-        if stack.graphed(idx):  # replayed alone: the step's Python, the optimizer's count in it, did not run
+        if graph(idx):  # replayed alone: the step's Python, the optimizer's count in it, did not run
             stack.optimizer.steps += 1
-        stack.graphed_steps += stack.graphed.replays - replays
+        stack.graphed_steps += graph.replays - replays
     except CaptureError as error:  # nothing of the step ran
-        log.warning("trainer.cuda_graphs: the step could not be captured (%s); each step is launched op by op", error)
-        stack.graphed, stack.optimizer.steps = None, steps
-        train_step(stack, idx)
+        log.warning(
+            "trainer.cuda_graphs: the %s step could not be captured (%s); each is launched op by op", kind, error
+        )
+        del stack.graphs[kind]
+        stack.optimizer.steps = steps
+        train_step(stack, idx, measured_in_epoch)
+        return
+    if measured_in_epoch is not None:
+        record(stack, graph.output, measured_in_epoch, [])
+
+
+def graph_kind(stack: Stack, measured: bool, full_batch: bool) -> str | None:
+    """The graph that takes this step, or None when it goes op by op: a smaller batch, a step with
+    histograms or the Jacobian, a kind with no graph."""
+    monitor = stack.monitor
+    if not full_batch or (measured and (monitor.histograms_due(stack.step) or (monitor.jacobian and stack.step == 0))):
+        return None
+    kind = "measured" if measured else "plain"
+    return kind if kind in stack.graphs else None
 
 
 def train_epoch(stack: Stack, epoch: int) -> None:
@@ -348,10 +383,12 @@ def train_epoch(stack: Stack, epoch: int) -> None:
     for batch in range(1, num_batches + 1):
         idx = orders[:, (batch - 1) * batch_size : batch * batch_size]
         measuring = monitor is not None and monitor.due(stack.step, batch == num_batches)
-        if stack.graphed is not None and not measuring and idx.shape[1] == batch_size:
-            graphed_step(stack, idx)
+        measured_in_epoch = epoch + 1 if measuring else None
+        kind = graph_kind(stack, measuring, idx.shape[1] == batch_size)
+        if kind is not None:
+            graphed_step(stack, kind, idx, measured_in_epoch)
         else:
-            train_step(stack, idx, epoch + 1 if measuring else None)
+            train_step(stack, idx, measured_in_epoch)
         stack.step += 1
         seen += idx.shape[1]
         if batch % log_every == 0 or batch == num_batches:
