@@ -118,10 +118,10 @@ def tables(stack):  # each run's layers.csv and steps.csv (a diverged run's are 
 def test_the_graphs_take_the_full_batches_and_the_trainer_counts_them(tmp_path):
     graphed, plain = stack_of(tmp_path / "graphed", graphed=True), stack_of(tmp_path / "plain")
     assert graphed.graphs["plain"].steps == [1, 2, 3, 6, 7, 9, 10]  # not the measured 0, 4, 8 nor the smaller 5, 11
-    assert graphed.graphs["measured"].steps == [4, 8]  # not 0 (its histograms), nor the smaller 5 and 11
+    assert graphed.graphs["measured"].steps == [0, 4, 8]  # not the smaller 5 and 11
     assert graphed.optimizer.steps == plain.optimizer.steps == 12
-    assert graphed.graphed_steps == 9 and plain.graphed_steps == 0
-    assert summarize(graphed)[0]["graphed_steps"] == 9
+    assert graphed.graphed_steps == 10 and plain.graphed_steps == 0
+    assert summarize(graphed)[0]["graphed_steps"] == 10
     assert [r.history for r in graphed.runs] == [r.history for r in plain.runs]
     # each measured step's table is recorded under its own step and epoch, for each run
     assert tables(graphed) == tables(plain)
@@ -129,13 +129,16 @@ def test_the_graphs_take_the_full_batches_and_the_trainer_counts_them(tmp_path):
 
 
 def test_measured_steps_with_histograms_or_the_jacobian_go_op_by_op(tmp_path):
-    graphed = stack_of(tmp_path / "graphed", graphed=True, overrides=["monitor.histogram_every_n_steps=8"])
-    assert graphed.graphs["measured"].steps == [4]  # 0 and 8 have histograms
-    jacobian = stack_of(tmp_path / "jacobian", graphed=True, overrides=["monitor.jacobian=true"])
-    assert jacobian.graphs["measured"].steps == [4, 8]  # 0 is measured op by op anyway (histograms, Jacobian)
+    def measured_graph_steps(*overrides: str) -> list[int]:
+        return stack_of(tmp_path / "_".join(overrides), graphed=True, overrides=overrides).graphs["measured"].steps
+
+    histograms = ["logger.tensorboard=true", "monitor.histogram_every_n_steps=8"]
+    assert measured_graph_steps(*histograms) == [4]  # 0 and 8 have histograms
+    # histograms go to TensorBoard only: without it there are none to take
+    assert measured_graph_steps("logger.tensorboard=false", "monitor.histogram_every_n_steps=8") == [0, 4, 8]
+    assert measured_graph_steps("monitor.jacobian=true") == [4, 8]
+    jacobian = stack_of(tmp_path / "jacobian", overrides=["monitor.jacobian=true"])
     assert all(run.recorder.jacobian is not None for run in jacobian.runs)
-    without = stack_of(tmp_path / "without", graphed=True, overrides=["monitor.histogram_every_n_steps=0"])
-    assert without.graphs["measured"].steps == [0, 4, 8]
 
 
 @pytest.mark.parametrize("kind", ["plain", "measured"])
@@ -229,10 +232,11 @@ def trained(shape: str, folder, graphs: bool, lrs=(0.05, 0.1, 0.02)):  # a path,
 @pytest.mark.parametrize("shape", ["momentum_batchnorm", "rmsprop_layernorm_mse_bf16"])
 def test_a_replayed_step_is_the_step_launched_op_by_op(shape, tmp_path):
     graphed, plain = trained(shape, tmp_path / "graphed", True), trained(shape, tmp_path / "plain", False)
-    assert graphed.graphs["plain"].captures == 1 and plain.graphs == {}
-    assert graphed.graphs["measured"].captures == 0  # its two full batches (4, 8) warmed it up
+    assert graphed.graphs["plain"].captures == graphed.graphs["measured"].captures == 1 and plain.graphs == {}
     assert graphed.optimizer.steps == plain.optimizer.steps == graphed.step == 12
-    assert graphed.graphed_steps == 5  # of the 7 full, unmeasured batches, 2 warmed up
+    # of the 7 full, unmeasured batches, 2 warmed up; of the 3 measured (0, 4, 8: no TensorBoard, no
+    # histograms), 2 warmed up
+    assert graphed.graphed_steps == 5 + 1
     for k in range(3):
         a, b = (json.loads((tmp_path / side / str(k) / "summary.json").read_text()) for side in ("graphed", "plain"))
         assert [h["train_loss"] for h in a["history"]] == pytest.approx(

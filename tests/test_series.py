@@ -69,6 +69,21 @@ def test_a_series_writes_what_it_holds_and_resumes_from_its_state(tmp_path):
     assert resumed.layers.text.startswith(series.layers.text) and resumed.layers.text.count("\n") == 1 + 9
 
 
+def test_a_series_writes_its_files_again_only_when_it_holds_new_rows(tmp_path, monkeypatch):
+    """A run's end (Recorder.finish) after its last epoch's end: the same tables are not written twice."""
+    writes = []
+    monkeypatch.setattr("vgbench.series.write_atomic", lambda path, data: writes.append(path.name))
+    series = Series()
+    series.add(measurement(step=0), epoch=1)
+    series.write(tmp_path)
+    series.write(tmp_path)
+    assert writes == ["layers.csv", "steps.csv"]
+    series.write(tmp_path / "elsewhere")
+    series.add(measurement(step=5), epoch=1)
+    series.write(tmp_path)
+    assert writes == ["layers.csv", "steps.csv"] * 3
+
+
 def test_a_csv_table_formats_each_row_once_and_equals_the_whole_table(monkeypatch):
     rows = [{"step": 0, "loss": 2.5}, {"step": 1, "loss": float("nan"), "note": "a, b"}]
 

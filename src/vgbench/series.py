@@ -129,6 +129,8 @@ class Series:
     def __init__(self, layers: str = "", steps: str = "", layer_columns: Sequence[str] = LAYER_COLUMNS) -> None:
         self.layers = CsvTable(layers, layer_columns)
         self.steps = CsvTable(steps)
+        # the folder whose files hold every row added so far: a run's end need not write them again
+        self.written_to: Path | None = None
 
     def add(
         self,
@@ -137,6 +139,7 @@ class Series:
         names: list[str] | None = None,
         activations: list[str] | None = None,
     ) -> None:
+        self.written_to = None
         self.layers.add(layer_rows(measurement, epoch, names, activations))
         row = step_row(measurement, epoch)
         self.steps.add([row if epoch is not None else {k: v for k, v in row.items() if k != "epoch"}])
@@ -145,5 +148,9 @@ class Series:
         return {"layers": self.layers.text, "steps": self.steps.text}
 
     def write(self, run_dir: Path) -> None:
+        """Both tables into `run_dir`, unless they hold nothing new since this series last wrote them there."""
+        if self.written_to == run_dir:
+            return
         write_atomic(run_dir / "layers.csv", self.layers.text.encode())
         write_atomic(run_dir / "steps.csv", self.steps.text.encode())
+        self.written_to = run_dir

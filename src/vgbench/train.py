@@ -239,9 +239,9 @@ def setup(
         )
     monitor = None
     if shape.monitor.enabled:
-        monitor = GradientMonitor(
-            model, shape.monitor.every_n_steps, shape.monitor.histogram_every_n_steps, shape.monitor.jacobian
-        )
+        # histograms go to TensorBoard only: without it no run of the stack would read them
+        histograms = shape.monitor.histogram_every_n_steps if any(cfg.logger.tensorboard for cfg in cfgs) else 0
+        monitor = GradientMonitor(model, shape.monitor.every_n_steps, histograms, shape.monitor.jacobian)
     step = folders[0].checkpoint["step"] if folders[0].checkpoint else 0
     log.info("%d run(s) of a %s on %s (%d torch threads)", len(runs), model.describe(), device, threads)
     log.debug("model: %s", model)
