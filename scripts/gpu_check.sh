@@ -9,13 +9,13 @@
 #
 # 1. the CUDA tests (fp32, bf16 and fp16 runs with the monitor against a CPU fp32 run of the same seed;
 #    resume on the GPU; a stack's memory estimate against the allocator's peak; steps replayed from a CUDA
-#    graph against the same steps launched op by op)
+#    graph against the same steps launched op by op, the monitor's measured steps from theirs too)
 # 2. stacked runs against one process per run, both sides' steps replayed from CUDA graphs (the default):
 #    K = 8 and 64 runs of one and of five epochs (from the two lengths, the throughput of one more epoch:
 #    the start-ups left out); and 64 of one epoch with every step launched op by op
 # 3. fp16, bf16 and TF32 MNIST runs with the monitor against an fp32 run of the same seed (step-0 statistics)
 # 4. the epoch benchmark on CUDA: vgbench against the pytorch/examples way, fp32 and bf16
-# 5. the monitor's overhead on CUDA
+# 5. the monitor's overhead on CUDA (every step measured: replayed from the measured steps' graph)
 # 6. a 16-run sweep on one GPU through the parallel launcher
 # 7. stacks of 256, 512 and 1024 runs of one 10x128 MLP: one epoch with its start-up, and the steady epoch
 #    in useful TFLOP/s against the device's fp32 peak (scripts/bench_stacked.py --mode scale)
