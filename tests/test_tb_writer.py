@@ -259,6 +259,31 @@ def test_a_resumed_attempts_event_file_sorts_after_the_first(tmp_path):
     assert len({name.split(".")[3] for name in names}) == 3  # each in a second of its own
 
 
+@pytest.mark.parametrize(
+    "values",
+    [
+        [0.5, -1.25, 3.0, 2.0, 2.0, 7.5],
+        [0.0] * 10,  # a dead layer's activations: one value
+        [42.0],
+        [1e-9, 2e-9, 1e6],  # the upper bins only: the empty ones between stay, those after the last go
+    ],
+)
+def test_a_histogram_is_tensorboards_own(values):
+    """vgbench.tb_writer.histogram (without numpy's dot, which starts OpenBLAS's spinning threads) against
+    torch.utils.tensorboard's: the same bins, counts, extremes and sums."""
+    import torch
+    from torch.utils.tensorboard.summary import histogram as tensorboards
+
+    from vgbench.tb_writer import histogram
+
+    tensor = torch.tensor(values) * torch.randn(1).exp()  # float32, as the monitor's values are
+    ours, theirs = histogram("h", tensor, 64).value[0].histo, tensorboards("h", tensor, 64).value[0].histo
+    assert list(ours.bucket) == list(theirs.bucket) and list(ours.bucket_limit) == list(theirs.bucket_limit)
+    assert (ours.min, ours.max, ours.num) == (theirs.min, theirs.max, theirs.num)
+    assert ours.sum == pytest.approx(theirs.sum, rel=1e-12) and ours.sum_squares == pytest.approx(theirs.sum_squares)
+    assert sum(ours.bucket) == len(values)
+
+
 def test_histograms_of_an_exploding_run_keep_their_finite_values(tmp_path):
     """A run whose gradients overflow (a deep ReLU stack with skips) writes the finite part of each histogram
     and skips a histogram with none, instead of failing the run."""

@@ -24,8 +24,8 @@ from typing import Any
 import numpy as np
 import torch
 from PIL import Image, ImageDraw, ImageFont
-from tensorboard.compat.proto.summary_pb2 import Summary
-from torch.utils.tensorboard.summary import custom_scalars, histogram, image, text
+from tensorboard.compat.proto.summary_pb2 import HistogramProto, Summary
+from torch.utils.tensorboard.summary import custom_scalars, image, text
 from torch.utils.tensorboard.summary import hparams as hparams_summaries
 
 from vgbench.event_files import EventFile
@@ -73,6 +73,35 @@ def lookup(tree: dict[str, Any], path: str) -> Any:
 
 def layer_tag(metric: str, layer: int, n_layers: int) -> str:
     return f"{metric}/layer_{layer:0{max(2, len(str(n_layers)))}d}"
+
+
+def histogram(tag: str, values: torch.Tensor, bins: int) -> Summary:
+    """TensorBoard's histogram of finite `values` in `bins` even bins, as torch.utils.tensorboard's
+    `histogram` makes it (numpy's bins; the empty ones at either end dropped but for one on the left), with
+    its sum of squares taken without numpy's dot: that starts OpenBLAS's threads, which then spin beside
+    torch's, and on a 2-core machine the next training steps took 40 to 100 ms each."""
+    array = values.detach().double().flatten().numpy()
+    counts, limits = np.histogram(array, bins=bins)
+    nonzero = np.flatnonzero(counts)
+    start, end = int(nonzero[0]), int(nonzero[-1]) + 1
+    counts = counts[start - 1 : end] if start > 0 else np.concatenate([[0], counts[:end]])
+    limits = limits[start : end + 1]
+    return Summary(
+        value=[
+            Summary.Value(
+                tag=tag,
+                histo=HistogramProto(
+                    min=array.min(),
+                    max=array.max(),
+                    num=len(array),
+                    sum=array.sum(),
+                    sum_squares=np.square(array).sum(),
+                    bucket_limit=limits.tolist(),
+                    bucket=counts.tolist(),
+                ),
+            )
+        ]
+    )
 
 
 def custom_scalars_layout() -> dict[str, dict[str, list[Any]]]:
