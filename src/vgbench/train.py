@@ -275,6 +275,9 @@ def setup(
     return stack
 
 
+BATCH_LOSS = "train/batch_loss"  # what a measured step sends along beside the statistics: each run's batch loss
+
+
 def train_step(stack: Stack, idx: Tensor, measured_in_epoch: int | None = None) -> None:
     """One optimizer step of every run still training, each on its own examples `idx` ([K, batch]
     indices), launched op by op; each run's loss and correct predictions add to the stack's running sums.
@@ -311,15 +314,12 @@ def device_step(stack: Stack, idx: Tensor, trace: Trace | None = None) -> Tensor
     stack.correct += (logits.argmax(dim=-1) == y).sum(dim=1)
     if trace is None:
         return None
-    return monitor.table(trace, stepped, weight_norm, {name: losses.detach() for name in STEP_EXTRAS})
-
-
-STEP_EXTRAS = ("train/batch_loss",)  # what a measured step sends along beside the statistics: each run's batch loss
+    return monitor.table(trace, stepped, weight_norm, {BATCH_LOSS: losses.detach()})
 
 
 def record(stack: Stack, table: Tensor, epoch: int, histogram_values: list[Tensor]) -> None:
     """A measured step's statistics (`device_step`'s table) to each run's recorder, in one host transfer."""
-    measurements = stack.monitor.measurements(stack.step, table, list(STEP_EXTRAS), histogram_values)
+    measurements = stack.monitor.measurements(stack.step, table, [BATCH_LOSS], histogram_values)
     for run, measurement in zip(stack.training, measurements, strict=True):
         run.recorder.measurement(measurement, epoch)
 
