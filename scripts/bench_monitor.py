@@ -9,7 +9,8 @@ times. This machine's speed drifts by up to half between repeats, so each repeat
 with that repeat's `off`, and the median of those paired ratios is the result (the best time of each
 variant is printed too). The step-time ratio covers the 938 training steps, measurement, hooks,
 TensorBoard writes and histograms included; the once-an-epoch extras (the gradient-profile image, the
-CSV series, the writer's close) are printed beside it as milliseconds per epoch.
+CSV series, the writer's close) are printed beside it as milliseconds per epoch. On a GPU it also says
+how many steps each variant replayed from CUDA graphs (on by default: the monitor's steps from their own).
 
     python scripts/bench_monitor.py [--repeats 5] [--activation sigmoid] [--device cuda] [--json out.json]
 """
@@ -31,8 +32,8 @@ from vgbench.placement import Placement
 from vgbench.train import setup, train_epoch
 
 
-def epoch_seconds(overrides: list[str]) -> tuple[float, float]:
-    """(seconds of the training steps, seconds of the once-an-epoch extras)."""
+def epoch_seconds(overrides: list[str]) -> tuple[float, float, int]:
+    """(seconds of the training steps, seconds of the once-an-epoch extras, steps replayed from a CUDA graph)."""
     cfg = compose_config(overrides)
     with tempfile.TemporaryDirectory() as run_dir:
         stack = setup([RunFolder(Path(run_dir))], [cfg], Placement(progress=False))
@@ -45,7 +46,7 @@ def epoch_seconds(overrides: list[str]) -> tuple[float, float]:
         run = stack.runs[0]
         run.recorder.epoch_end(stack.step - 1, {"epoch": 1, "train_loss": 0.0}, cfg.optimizer.lr)
         run.recorder.finish({"steps": stack.step, "config": {}})
-        return steps_done - started, time.perf_counter() - steps_done
+        return steps_done - started, time.perf_counter() - steps_done, stack.graphed_steps
 
 
 def main() -> None:
@@ -76,9 +77,10 @@ def main() -> None:
     }
     times: dict[str, list[float]] = {name: [] for name in variants}
     extras: dict[str, list[float]] = {name: [] for name in variants}
+    graphed: dict[str, int] = {}
     for repeat in range(args.repeats):
         for name, overrides in variants.items():
-            steps_seconds, extra_seconds = epoch_seconds([*base, *overrides])
+            steps_seconds, extra_seconds, graphed[name] = epoch_seconds([*base, *overrides])
             times[name].append(steps_seconds)
             extras[name].append(extra_seconds)
         print(f"  repeat {repeat + 1}: " + ", ".join(f"{n} {t[-1]:.2f} s" for n, t in times.items()))
@@ -91,11 +93,13 @@ def main() -> None:
             "paired_ratios": paired,
             "ratio": statistics.median(paired),
             "extras_ms": 1000 * min(extras[name]),
+            "graphed_steps": graphed[name],
         }
         print(
             f"  {name:28s} best {min(seconds):5.2f} s   step-time ratio vs off: {statistics.median(paired):.3f} "
             f"(median of {', '.join(f'{r:.2f}' for r in paired)})   "
             f"once-an-epoch extras {1000 * min(extras[name]):4.0f} ms"
+            + (f"   {graphed[name]} steps replayed from CUDA graphs" if args.device != "cpu" else "")
         )
     if args.json:
         args.json.write_text(json.dumps({"device": args.device, **results}, indent=2))

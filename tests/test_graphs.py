@@ -182,7 +182,13 @@ class HostReads(TorchDispatchMode):
 
 @pytest.mark.parametrize(
     "overrides",
-    [[], ["optimizer=momentum", "model.norm=batchnorm", "model.width=[32,16,32]"], ["model.norm=layernorm"]],
+    [
+        [],
+        ["optimizer=momentum", "model.norm=batchnorm", "model.width=[32,16,32]"],
+        ["optimizer=rmsprop", "optimizer.momentum=0.5", "model.norm=layernorm", "model.residual=true", "loss=mse"],
+        ["trainer.amp=bf16", "activation=tanh", "optimizer=momentum", "optimizer.nesterov=true"],
+        ["activation=custom", "activation.target=tests.custom_activations.scaled_softsign"],  # f' by autograd
+    ],
 )
 def test_a_measured_steps_device_part_never_reads_from_the_host(tmp_path, overrides):
     """What the measured step's graph captures (vgbench.train.device_step with a trace) holds no host read or
