@@ -38,7 +38,7 @@ from vgbench import theory
 from vgbench.checkpoint import RunFolder, inspect_run_folder, save_checkpoint
 from vgbench.config import hidden_widths, run_identity
 from vgbench.data import Data, InputMoments, Split, epoch_orders, input_moments, load_data
-from vgbench.files import finite_or_none
+from vgbench.files import finite_or_none, written_behind
 from vgbench.flow import classify
 from vgbench.graphs import CaptureError, GraphedStep, why_not_graphed, will_graph
 from vgbench.losses import LOSSES, LossFunction
@@ -479,37 +479,39 @@ def fit(stack: Stack) -> None:
             model_states = run_slices(stack.model.state_dict(), len(stack.training))
             optimizer_states, scaler_state = stack.optimizer.run_states(), stack.precision.scaler.state_dict()
         stopping = []
-        for index, run in enumerate(stack.training):
-            record = {"epoch": epoch + 1, "train_loss": run.epoch_loss, "train_acc": run.epoch_acc}
-            evaluated = {key: values[index] for key, values in held_out.items()}
-            record |= evaluated
-            if evaluated and run.targets.update(evaluated, stack.step, epoch + 1, stack.seconds(run)):
-                stopping.append(run)
-            run.history.append(record)
-            run.epochs_done = epoch + 1
-            stack.log(
-                logging.INFO,
-                run,
-                "epoch %d/%d: %s",
-                epoch + 1,
-                trainer.epochs,
-                ", ".join(f"{k} {v:.4f}" for k, v in record.items() if k != "epoch"),
-            )
-            run.recorder.epoch_end(stack.step - 1, record, run.cfg.optimizer.lr)
-            if trainer.checkpoint:
-                save_checkpoint(
-                    run.run_dir / CHECKPOINT_FILE,
-                    run.identity,
-                    model_states[index],
-                    optimizer_states[index],
-                    scaler_state,
-                    run.epochs_done,
-                    stack.step,
-                    run.history,
-                    run.recorder.state(),
-                    run.targets.reached,
-                    stack.seconds(run),
+        # each run's tables and checkpoint are written and synced while the next run's are prepared
+        with written_behind():
+            for index, run in enumerate(stack.training):
+                record = {"epoch": epoch + 1, "train_loss": run.epoch_loss, "train_acc": run.epoch_acc}
+                evaluated = {key: values[index] for key, values in held_out.items()}
+                record |= evaluated
+                if evaluated and run.targets.update(evaluated, stack.step, epoch + 1, stack.seconds(run)):
+                    stopping.append(run)
+                run.history.append(record)
+                run.epochs_done = epoch + 1
+                stack.log(
+                    logging.INFO,
+                    run,
+                    "epoch %d/%d: %s",
+                    epoch + 1,
+                    trainer.epochs,
+                    ", ".join(f"{k} {v:.4f}" for k, v in record.items() if k != "epoch"),
                 )
+                run.recorder.epoch_end(stack.step - 1, record, run.cfg.optimizer.lr)
+                if trainer.checkpoint:
+                    save_checkpoint(
+                        run.run_dir / CHECKPOINT_FILE,
+                        run.identity,
+                        model_states[index],
+                        optimizer_states[index],
+                        scaler_state,
+                        run.epochs_done,
+                        stack.step,
+                        run.history,
+                        run.recorder.state(),
+                        run.targets.reached,
+                        stack.seconds(run),
+                    )
         if stopping:
             stop(stack, stopping, epoch, mid_epoch=False)
             stack.drop(stopping)
