@@ -549,55 +549,51 @@ def finish(stack: Stack, runs: list[Run], train_seconds: float, mid_epoch: bool 
         loss, accuracy = evaluate(stack.model, stack.data.test, stack.shape.data.eval_batch_size, stack.loss_fn)
         tested = {run: values for run, *values in zip(stack.training, loss, accuracy, strict=True)}
     steps_taken = stack.step - stack.steps_before
-    for run in runs:
-        test_loss, test_acc = tested.get(run, (math.nan, math.nan))
-        final = {"test_loss": test_loss, "test_acc": test_acc if math.isfinite(test_loss) else math.nan}
-        if mid_epoch:
-            final |= run.recent
-        elif run.history:
-            final |= {k: v for k, v in run.history[-1].items() if k != "epoch"}
-        summary = Summary(
-            status=DIVERGED if run.diverged else COMPLETED,
-            final=final,
-            epochs_done=run.epochs_done,
-            steps=stack.step,
-            history=run.history,
-            targets=run.targets.reached,
-            stopped_at=run.stopped_at,
-            wall_time_s=time.perf_counter() - stack.started,
-            steps_per_s=steps_taken / train_seconds if train_seconds > 0 else None,
-            graphed_steps=stack.graphed_steps,
-            device=str(stack.device),
-            cpu_threads=stack.threads,
-            stack_size=len(stack.runs),
-            torch_version=torch.__version__,
-            vgbench_version=__version__,
-            data_source=stack.data.source,
-            first_to_last_grad_ratio={
-                which: run.recorder.ratio("first_to_last_grad_ratio", which) for which in ("step0", "final")
-            },
-            first_to_last_delta_ratio={
-                which: run.recorder.ratio("first_to_last_delta_ratio", which) for which in ("step0", "final")
-            },
-            profile=run.recorder.profiles,
-            flow=classify(run.recorder.profiles.get("step0")),
-            theory=prediction(stack, run),
-            config=OmegaConf.to_container(run.cfg, resolve=True),
-        )
-        if run.recorder.jacobian:
-            summary["jacobian"] = run.recorder.jacobian
-        run.recorder.finish(summary)
-        path = write_summary(run.run_dir, summary)
-        stack.log(
-            logging.INFO,
-            run,
-            "%s: test accuracy %.4f, test loss %.4f (summary: %s)",
-            summary["status"],
-            final["test_acc"],
-            test_loss,
-            path,
-        )
-        run.summary = finite_or_none(summary)  # as summary.json holds it
+    written: list[tuple[Run, str, float, float, Path]] = []  # what each run's log line says
+    with written_behind():  # each summary written and synced while the next run's is prepared
+        for run in runs:
+            test_loss, test_acc = tested.get(run, (math.nan, math.nan))
+            final = {"test_loss": test_loss, "test_acc": test_acc if math.isfinite(test_loss) else math.nan}
+            if mid_epoch:
+                final |= run.recent
+            elif run.history:
+                final |= {k: v for k, v in run.history[-1].items() if k != "epoch"}
+            summary = Summary(
+                status=DIVERGED if run.diverged else COMPLETED,
+                final=final,
+                epochs_done=run.epochs_done,
+                steps=stack.step,
+                history=run.history,
+                targets=run.targets.reached,
+                stopped_at=run.stopped_at,
+                wall_time_s=time.perf_counter() - stack.started,
+                steps_per_s=steps_taken / train_seconds if train_seconds > 0 else None,
+                graphed_steps=stack.graphed_steps,
+                device=str(stack.device),
+                cpu_threads=stack.threads,
+                stack_size=len(stack.runs),
+                torch_version=torch.__version__,
+                vgbench_version=__version__,
+                data_source=stack.data.source,
+                first_to_last_grad_ratio={
+                    which: run.recorder.ratio("first_to_last_grad_ratio", which) for which in ("step0", "final")
+                },
+                first_to_last_delta_ratio={
+                    which: run.recorder.ratio("first_to_last_delta_ratio", which) for which in ("step0", "final")
+                },
+                profile=run.recorder.profiles,
+                flow=classify(run.recorder.profiles.get("step0")),
+                theory=prediction(stack, run),
+                config=OmegaConf.to_container(run.cfg, resolve=True),
+            )
+            if run.recorder.jacobian:
+                summary["jacobian"] = run.recorder.jacobian
+            run.recorder.finish(summary)
+            path = write_summary(run.run_dir, summary)
+            written.append((run, summary["status"], final["test_acc"], test_loss, path))
+            run.summary = finite_or_none(summary)  # as summary.json holds it
+    for run, *said in written:  # each summary.json is whole and synced by now
+        stack.log(logging.INFO, run, "%s: test accuracy %.4f, test loss %.4f (summary: %s)", *said)
 
 
 def train_stack(
