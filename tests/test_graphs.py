@@ -74,9 +74,10 @@ def test_on_the_cpu_the_switch_says_so_and_changes_nothing(tmp_path, caplog):
 
 
 class ReplayOpByOp:
-    """Stands in for vgbench.graphs.GraphedStep on the CPU: runs its step, keeps what the step returns as
-    `output`, and leaves the optimizer's step count to the trainer as a replay does. `fail_first`: the first
-    call fails as a capture would."""
+    """Stands in for vgbench.graphs.GraphedStep on the CPU: runs its step, writes what the step returns into
+    the one `output` tensor (as a replay does: the caller must read it before the next call), and leaves the
+    optimizer's step count to the trainer as a replay does. `fail_first`: the first call fails as a capture
+    would."""
 
     def __init__(self, stack, step, fail_first: bool = False) -> None:
         self.stack, self.step, self.fail_first = stack, step, fail_first
@@ -87,7 +88,11 @@ class ReplayOpByOp:
             self.stack.optimizer.steps += 1  # as far as a failed capture's Python may have gone
             raise CaptureError("operation not permitted when stream is capturing")
         count = self.stack.optimizer.steps
-        self.output = self.step(indices)
+        result = self.step(indices)
+        if result is not None and self.output is not None:
+            self.output.copy_(result)
+        elif result is not None:
+            self.output = result.clone()
         self.stack.optimizer.steps = count
         self.steps.append(self.stack.step)
         self.replays += 1
@@ -95,6 +100,7 @@ class ReplayOpByOp:
 
     def reset(self, runs: int) -> None:
         self.resets.append(runs)
+        self.output = None  # a new capture: a new output tensor
 
 
 def stack_of(folder, graphed: bool = False, fail_first: str = "", lrs=(0.05, 0.1), overrides=()):
