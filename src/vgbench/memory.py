@@ -78,8 +78,8 @@ def run_bytes(cfg: DictConfig, num_features: int, num_classes: int, graphed: boo
     train = cfg.data.batch_size * (num_features + per_unit * sum(widths) + 4 * num_classes)
     evaluate = cfg.data.eval_batch_size * (num_features + EVAL_FLOATS_PER_UNIT * max(widths) + 2 * num_classes)
     graph = train + parameters * (per_parameter - 1) if graphed else 0  # all but the weights themselves
-    if graphed and cfg.monitor.enabled:  # the measured steps' graph
-        graph += graph + MEASURED_GRAPH_FLOATS_PER_UNIT * cfg.data.batch_size * max(widths)
+    if graphed and cfg.monitor.enabled:  # the measured steps' graph: as much again, and the statistics'
+        graph = 2 * graph + MEASURED_GRAPH_FLOATS_PER_UNIT * cfg.data.batch_size * max(widths)
     return FLOAT_BYTES * (parameters * per_parameter + max(train, evaluate) + graph)
 
 

@@ -274,9 +274,10 @@ class GradientMonitor:
         groups = by_shape(trace.u, STACKED_ELEMENTS)
         parts = []
         for layers in groups:
-            ua = torch.stack([trace.u[i] for i in layers] + [trace.a[i] for i in layers])
+            # widened once, for the saturation test and the statistics alike
+            ua = wide(torch.stack([trace.u[i] for i in layers] + [trace.a[i] for i in layers]))
             ua = ua.unflatten(0, (2, len(layers)))
-            saturated = self.model.activation.saturated(wide(ua[0]), self.saturation_threshold)
+            saturated = self.model.activation.saturated(ua[0], self.saturation_threshold)
             parts.append(hidden_stats(ua, saturated).transpose(0, 1))  # [layers, 5, K]
         order = [layer for layers in groups for layer in layers]
         if order == sorted(order):

@@ -486,7 +486,7 @@ class _StepState:
             batch = u.shape[0] if u.dim() > 0 else 1
             shape = (1, batch, -1)
             stats = hidden_stats(
-                torch.stack([wide(u).reshape(shape), wide(output.detach()).reshape(shape)]),
+                torch.stack([u.reshape(shape), output.detach().reshape(shape)]),  # widened there
                 saturated(activation, u, self.watch.thresholds[name], self.watch.closed_forms[name]).reshape(shape),
             )
             self.hidden[name].append(stats[:, 0])
