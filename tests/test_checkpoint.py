@@ -1,12 +1,15 @@
 """A run folder's state and each run's checkpoint (vgbench.checkpoint): identity, refusal, damage."""
 
+import json
 import os
 
 import pytest
 import torch
+from omegaconf import OmegaConf
 
 from tests.conftest import TINY, make_cfg
-from vgbench.checkpoint import CheckpointError
+from vgbench.checkpoint import CheckpointError, inspect_run_folder
+from vgbench.config import run_identity
 from vgbench.errors import ConfigError, UserError
 from vgbench.train import run
 
@@ -62,6 +65,17 @@ def test_placement_is_not_identity(tmp_path):
     first = run(make_cfg(*TINY), tmp_path)
     again = run(make_cfg(*TINY, "trainer.cpu_threads=2", "logger.tensorboard=false", "trainer.resume=true"), tmp_path)
     assert again == first  # the same run, skipped
+
+
+def test_a_folder_carries_its_config_converted_once_for_the_identity_and_the_summary(tmp_path):
+    """inspect_run_folder converts the config once: the identity, the stack key and summary.json's config
+    all come from that one conversion, which must be the config itself, resolved."""
+    cfg = make_cfg(*TINY, "optimizer.lr=0.25")
+    folder = inspect_run_folder(cfg, tmp_path)
+    assert folder.config == OmegaConf.to_container(cfg, resolve=True)
+    assert folder.identity == run_identity(cfg) and folder.config["optimizer"]["lr"] == 0.25
+    run(cfg, tmp_path)
+    assert json.loads((tmp_path / "summary.json").read_text())["config"] == folder.config
 
 
 def test_a_truncated_checkpoint_is_a_checkpoint_error(tmp_path):

@@ -20,7 +20,7 @@ from pathlib import Path
 from typing import Any
 
 import torch
-from omegaconf import DictConfig
+from omegaconf import DictConfig, OmegaConf
 
 from vgbench.config import run_identity
 from vgbench.errors import ConfigError, UserError
@@ -50,6 +50,9 @@ class RunFolder:
     completed: Summary | None = None  # the summary of this very run, completed: skip it
     checkpoint: dict[str, Any] | None = None  # loaded, to resume from
     identity: str | None = None  # the config's run_identity, as inspect_run_folder worked it out
+    # the config as plain containers, resolved (what summary.json records): converted once, for the identity,
+    # the stack key and the summary (a conversion takes about a millisecond, and a sweep has a thousand runs)
+    config: dict[str, Any] | None = None
 
     @property
     def start_epoch(self) -> int:
@@ -73,7 +76,8 @@ def inspect_run_folder(cfg: DictConfig, run_dir: Path) -> RunFolder:
             f"cannot write into the run folder {run_dir} ({error.strerror}); point hydra.run.dir (or "
             "hydra.sweep.dir) at a folder you can write"
         ) from error
-    identity = run_identity(cfg)
+    config = OmegaConf.to_container(cfg, resolve=True)
+    identity = run_identity(config)
     summary_path, checkpoint_path = run_dir / SUMMARY_FILE, run_dir / CHECKPOINT_FILE
     if summary_path.exists():
         try:
@@ -86,14 +90,14 @@ def inspect_run_folder(cfg: DictConfig, run_dir: Path) -> RunFolder:
         status, done = summary.get("status"), summary.get("epochs_done")
         if status == COMPLETED and cfg.trainer.skip_completed:
             if done == cfg.trainer.epochs or summary.get("stopped_at"):  # its budget, or its stop condition
-                return RunFolder(run_dir, completed=summary, identity=identity)
+                return RunFolder(run_dir, completed=summary, identity=identity, config=config)
             if not checkpoint_path.exists():  # retraining from scratch would overwrite it
                 raise UserError(
                     f"{run_dir} holds a completed run of {done} epoch(s) and no checkpoint to continue it from "
                     f"(trainer.checkpoint=false); use another folder, or trainer.epochs={done} to keep it"
                 )
     if not checkpoint_path.exists():
-        return RunFolder(run_dir, identity=identity)
+        return RunFolder(run_dir, identity=identity, config=config)
     if not cfg.trainer.resume:
         raise ConfigError(
             f"{checkpoint_path} exists; set trainer.resume=true to continue it, or use another run folder"
@@ -109,7 +113,7 @@ def inspect_run_folder(cfg: DictConfig, run_dir: Path) -> RunFolder:
         raise ConfigError(
             f"{checkpoint_path} has {checkpoint['epoch']} epochs done, more than trainer.epochs={cfg.trainer.epochs}"
         )
-    return RunFolder(run_dir, checkpoint=checkpoint, identity=identity)
+    return RunFolder(run_dir, checkpoint=checkpoint, identity=identity, config=config)
 
 
 CHECKPOINT_KEYS = (

@@ -113,7 +113,8 @@ def train_jobs(
                 results[index] = _result(run_dir, folder.completed, skipped=True)
                 continue
             pending.append((index, folder))
-            keys.append((stack_key(cfg), folder.start_epoch) if cfg.trainer.amp != "fp16" else (str(index), 0))
+            fp16 = cfg.trainer.amp == "fp16"  # its loss scale is shared by a stack: it trains alone
+            keys.append((str(index), 0) if fp16 else (stack_key(folder.config), folder.start_epoch))
         for members in group_into_stacks(keys, max_stack or max(len(pending), 1)):
             group = [pending[member] for member in members]
             trained = 0

@@ -67,6 +67,7 @@ class Run:
     cfg: DictConfig
     run_dir: Path
     identity: str  # vgbench.config.run_identity, which each checkpoint records
+    config: dict[str, Any]  # cfg as plain containers, resolved: what summary.json records
     recorder: Recorder
     targets: TargetTracker
     history: list[dict[str, float]] = field(default_factory=list)
@@ -225,11 +226,13 @@ def setup(
             saved["step"] if saved else None,
         )
         targets, stop_at = run_targets(cfg.trainer.targets, cfg.trainer.stop_at, cfg.data.val_size)
+        config = folder.config if folder.config is not None else OmegaConf.to_container(cfg, resolve=True)
         runs.append(
             Run(
                 cfg,
                 folder.run_dir,
-                folder.identity or run_identity(cfg),
+                folder.identity or run_identity(config),
+                config,
                 recorder,
                 TargetTracker(targets, stop_at, saved["targets"] if saved else {}),
                 saved["history"] if saved else [],
@@ -523,9 +526,7 @@ def fit(stack: Stack) -> None:
 def prediction(stack: Stack, run: Run) -> dict[str, Any]:
     """The mean-field prediction for this run's model and data (vgbench.theory), beside its step-0
     measurement. Runs with the same model settings (seeds) share one computation."""
-    key = json.dumps(
-        [OmegaConf.to_container(run.cfg.model), OmegaConf.to_container(run.cfg.activation), run.cfg.data.batch_size]
-    )
+    key = json.dumps([run.config["model"], run.config["activation"], run.config["data"]["batch_size"]])
     if key not in stack.predictions:
         sizes = [stack.data.num_features, *hidden_widths(run.cfg.model), stack.data.num_classes]
         stack.predictions[key] = theory.predict(run.cfg, stack.model.activation, sizes, *stack.input_moments)
@@ -584,7 +585,7 @@ def finish(stack: Stack, runs: list[Run], train_seconds: float, mid_epoch: bool 
                 profile=run.recorder.profiles,
                 flow=classify(run.recorder.profiles.get("step0")),
                 theory=prediction(stack, run),
-                config=OmegaConf.to_container(run.cfg, resolve=True),
+                config=run.config,
             )
             if run.recorder.jacobian:
                 summary["jacobian"] = run.recorder.jacobian
