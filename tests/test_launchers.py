@@ -75,11 +75,13 @@ def test_a_batch_is_composed_once_per_family_of_siblings(hydra_loader):
         for lr in (0.1, 0.3)
     ]
     counting = CountingLoader(loader)
+    sweep_dir = str(master.hydra.sweep.dir)  # as a sweep resolves it before its jobs: its time is cached
     jobs = compose_configs(counting, master, batch)
     assert counting.calls == 2  # one per activation: the seeds and learning rates are siblings
     for overrides, job in zip(batch, jobs, strict=True):
         expected = loader.load_sweep_config(master, overrides)
         assert OmegaConf.to_yaml(job.config) == OmegaConf.to_yaml(expected)
+        assert job.sweep_dir == sweep_dir == str(expected.hydra.sweep.dir)
         # the task part, copied from the sibling's own: Hydra's config less its hydra node, flags and all
         task = task_part(expected)
         assert OmegaConf.to_yaml(job.task) == OmegaConf.to_yaml(task) and "hydra" not in job.task

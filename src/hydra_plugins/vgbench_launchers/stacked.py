@@ -64,6 +64,7 @@ class Job:
     overrides: list[str]
     config: DictConfig  # composed once, in the launcher process
     task: DictConfig  # its task part (vgbench.config.task_part): what the run sees
+    sweep_dir: str  # hydra.sweep.dir, resolved
 
 
 class _RecordDumper(getattr(yaml, "CDumper", yaml.Dumper)):
@@ -85,15 +86,16 @@ def _prepare(job: Job) -> tuple[DictConfig, DictConfig, Path]:
     hydra.yaml, overrides.yaml) as Hydra's run_job does, from one conversion of the config to containers
     rather than a deep copy of each part (deep-copying a full config is slow, and a sweep has many)."""
     config = job.config
-    output_dir = Path(str(config.hydra.sweep.dir)) / str(config.hydra.sweep.subdir)
+    output_dir = Path(job.sweep_dir) / str(config.hydra.sweep.subdir)
     with read_write(config.hydra), open_dict(config.hydra):
         config.hydra.job.id = f"{config.hydra.job.name}_{job.index}"
         config.hydra.job.num = job.index
         config.hydra.runtime.output_dir = str(output_dir.absolute())
     task_cfg = job.task  # the task part, untouched by the hydra node's settings above
     output_dir.mkdir(parents=True, exist_ok=True)
-    if config.hydra.output_subdir is not None:
-        folder = output_dir / str(config.hydra.output_subdir)
+    record_folder = config.hydra.output_subdir  # an interpolation (vgbench.app.record_folder): read it once
+    if record_folder is not None:
+        folder = output_dir / str(record_folder)
         folder.mkdir(parents=True, exist_ok=True)
         task = OmegaConf.to_container(config, enum_to_str=True)
         hydra = {"hydra": task.pop("hydra")}
@@ -226,7 +228,7 @@ class StackedLauncher(Launcher):
         configs = self.stacks_configs(job_overrides)
         self.composed = {}
         jobs = [
-            Job(initial_job_idx + i, list(overrides), composed.config, composed.task)
+            Job(initial_job_idx + i, list(overrides), composed.config, composed.task, composed.sweep_dir)
             for i, (overrides, composed) in enumerate(zip(job_overrides, configs, strict=True))
         ]
         keys = [stack_key(job.task) for job in jobs]
