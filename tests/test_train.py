@@ -1,3 +1,5 @@
+import csv
+import io
 import json
 import math
 import os
@@ -9,9 +11,15 @@ import pytest
 import torch
 
 from tests.conftest import TINY, make_cfg, read_rows, run_app
+from vgbench.checkpoint import RunFolder
 from vgbench.jobs import train_jobs
+from vgbench.placement import Placement
 from vgbench.provision import ProvisionError
-from vgbench.train import run
+from vgbench.train import BATCH_LOSS, deliver, run, setup, train_step
+
+
+def read_rows_text(text: str) -> list[dict[str, str]]:
+    return list(csv.DictReader(io.StringIO(text)))
 
 
 @pytest.mark.slow
@@ -414,3 +422,30 @@ def test_tf32_changes_nothing_on_a_cpu_and_says_so(tmp_path, caplog):
         torch.backends.cuda.matmul.allow_tf32 = False  # the next test's process state, as a job would leave it
     assert tf32["final"] == plain["final"] and tf32["profile"] == plain["profile"]
     assert "trainer.tf32 has no effect on cpu" in caplog.text
+
+
+def test_a_measured_step_is_recorded_at_the_next_measured_step_or_log_event(tmp_path):
+    """train.record starts a measured step's one transfer and hands it to the recorders a measured step
+    later (on a GPU the host writes it while the device runs on), or at the next log event: every
+    measurement arrives, in order, with its own step, epoch and numbers, and none is left on its way."""
+    cfgs = [make_cfg(*TINY, f"trainer.seed={seed}", "monitor.histogram_every_n_steps=0") for seed in (0, 1)]
+    stack = setup([RunFolder(tmp_path / str(seed)) for seed in (0, 1)], cfgs, Placement(progress=False))
+    idx = torch.arange(stack.shape.data.batch_size).expand(2, -1)
+    for step, epoch in enumerate((1, 1, 2)):
+        train_step(stack, idx, measured_in_epoch=epoch)
+        stack.step += 1
+        last = [member.recorder.last for member in stack.runs]
+        assert [m.step if m else None for m in last] == [step - 1 if step else None] * 2
+    assert [(item.sent.step, item.epoch) for item in stack.in_flight] == [(2, 2)]
+    deliver(stack)
+    assert not stack.in_flight
+    for member in stack.runs:
+        rows = read_rows_text(member.recorder.series.steps.text)
+        assert [(row["step"], row["epoch"]) for row in rows] == [("0", "1"), ("1", "1"), ("2", "2")]
+    # the numbers are the step's own: the first step's batch loss is the loss of the initial weights
+    first = [float(read_rows_text(member.recorder.series.steps.text)[0][BATCH_LOSS]) for member in stack.runs]
+    fresh = setup([RunFolder(tmp_path / f"fresh{seed}") for seed in (0, 1)], cfgs, Placement(progress=False))
+    x, y = fresh.data.train.gather(idx)
+    with torch.no_grad():
+        expected = fresh.loss_fn(fresh.model(x).float(), y).mean(dim=1)
+    assert first == pytest.approx(expected.tolist(), rel=1e-6)

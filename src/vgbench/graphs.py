@@ -9,9 +9,9 @@ update, the epoch's running sums) is captured as it is, on a full batch, and rep
 indices copied into the graph's input; it reads and writes the same parameters, optimizer state and sums,
 so a replayed step and one launched op by op are the same step. The monitor's measured steps have a graph
 of their own: the same step with the forward's trace, the kept gradients and updates, and the statistics
-written into the graph's output table (`GraphedStep.output`), which the trainer brings to the host in one
-transfer after each replay. Each graph keeps its own memory pool; the two share the side stream. What a
-graph cannot hold runs op by op:
+written into the graph's output table (`GraphedStep.output`), which the trainer copies to the host after
+each replay, in one transfer that it reads a measured step later (vgbench.train.record). Each graph keeps
+its own memory pool; the two share the side stream. What a graph cannot hold runs op by op:
 - the last, smaller batch of an epoch, and measured steps with histograms or the Jacobian (their values
   are read per run on the host);
 - the first WARMUP_STEPS steps of each kind before its capture, on the side stream, as torch requires;

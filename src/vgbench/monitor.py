@@ -5,7 +5,9 @@ measured step the loop passes a `Trace` to the forward pass (each layer's output
 kept, and each hidden activation's input u and output a) and, after the optimizer's step, calls
 `measure` once: `table` computes every statistic of every run on the device, in float32 whatever the
 autocast dtype, without waiting for the host (a CUDA graph captures it: vgbench.graphs), and
-`measurements` brings the table to the host in one transfer, as one `Measurement` per run.
+`measurements` brings the table to the host in one transfer, as one `Measurement` per run (or in two
+halves: `send` starts the transfer, `received` waits for it and reads it, so that on a GPU the host can
+record an earlier step while the device runs on).
 
 For layer l of one run, with weights W_l, pre-activation z_l = W_l h_{l-1} + b_l and its mean-over-batch
 loss L:
@@ -60,6 +62,18 @@ class Measurement:
     # 'grad/weight' (every layer) and 'activation' (hidden layers) -> one CPU tensor per layer; empty
     # unless histograms were asked for
     histograms: dict[str, list[Tensor]] = field(default_factory=dict)
+
+
+@dataclass
+class Sent:
+    """A measured step's table (and histogram values) on their way to the host (`GradientMonitor.send`)."""
+
+    step: int
+    values: Tensor  # on the host: the table flattened, then the histogram values; pinned on a GPU
+    shape: torch.Size  # the table's
+    extra_names: list[str]
+    histogram_sizes: list[int]
+    done: torch.cuda.Event | None  # recorded after the copy on the device's stream; None when it was synchronous
 
 
 def wide(t: Tensor) -> Tensor:
@@ -264,9 +278,30 @@ class GradientMonitor:
     ) -> list[Measurement]:
         """`table` (with `extra_names` for its extra rows) and `histogram_values` as one Measurement per run,
         brought to the host in one transfer."""
+        return self.received(self.send(step, table, extra_names, histogram_values))
+
+    @torch.no_grad()
+    def send(self, step: int, table: Tensor, extra_names: list[str], histogram_values: list[Tensor]) -> Sent:
+        """Start `measurements`' one transfer. From a GPU it is asynchronous: into pinned memory, after the
+        step on the device's stream (so after the table is written, and before the next step's replay writes
+        it again), and the host goes on at once; `received` waits for it."""
         parts = [part.to(table.dtype) for part in histogram_values]
-        host = torch.cat([table.flatten(), *parts]).cpu()  # the one device-to-host transfer
-        return self._per_run(step, host, table.shape, extra_names, parts)
+        values = torch.cat([table.flatten(), *parts])  # a copy: a CUDA graph writes each step's table in place
+        done = None
+        if values.is_cuda:
+            host = torch.empty(values.shape, dtype=values.dtype, pin_memory=True)
+            host.copy_(values, non_blocking=True)
+            done = torch.cuda.Event()
+            done.record()
+        else:
+            host = values.cpu()
+        return Sent(step, host, table.shape, extra_names, [part.numel() for part in parts], done)
+
+    def received(self, sent: Sent) -> list[Measurement]:
+        """A `send`'s values, once on the host, as one Measurement per run."""
+        if sent.done is not None:
+            sent.done.synchronize()
+        return self._per_run(sent)
 
     def _hidden_stats(self, trace: Trace) -> Tensor:
         """hidden_stats of every hidden layer, [5 * depth, K] layer by layer; layers of one shape stacked and
@@ -292,14 +327,12 @@ class GradientMonitor:
     def _grad(param: Tensor) -> Tensor:
         return param.grad if param.grad is not None else torch.zeros_like(param)
 
-    def _per_run(
-        self, step: int, host: Tensor, shape: torch.Size, extra_names: list[str], histogram_parts: list[Tensor]
-    ) -> list[Measurement]:
+    def _per_run(self, sent: Sent) -> list[Measurement]:
         n_layers, depth = len(self.linears), len(self.model.hidden)
-        pieces = host.split([shape.numel(), *(part.numel() for part in histogram_parts)])
-        table = pieces[0].view(shape).t().tolist()  # one row of values per run
+        pieces = sent.values.split([sent.shape.numel(), *sent.histogram_sizes])
+        table = pieces[0].view(sent.shape).t().tolist()  # one row of values per run
         histograms = list(pieces[1:])
-        per_run_histograms = n_layers + depth if histogram_parts else 0  # each layer's gradient, each hidden a
+        per_run_histograms = n_layers + depth if sent.histogram_sizes else 0  # each layer's gradient, each hidden a
         measurements = []
         for run, values in enumerate(table):
             layer_values, values = values[: len(LAYER_METRICS) * n_layers], values[len(LAYER_METRICS) * n_layers :]
@@ -311,12 +344,12 @@ class GradientMonitor:
             mine = histograms[run * per_run_histograms : (run + 1) * per_run_histograms]
             measurements.append(
                 Measurement(
-                    step=step,
+                    step=sent.step,
                     layers=layers,
                     total_grad_norm=total,
                     first_to_last_grad_ratio=grad_ratio,
                     first_to_last_delta_ratio=delta_ratio,
-                    extra=dict(zip(extra_names, values[3:], strict=True)),
+                    extra=dict(zip(sent.extra_names, values[3:], strict=True)),
                     histograms={"grad/weight": mine[:n_layers], "activation": mine[n_layers:]} if mine else {},
                 )
             )

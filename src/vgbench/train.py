@@ -43,7 +43,7 @@ from vgbench.flow import classify
 from vgbench.graphs import CaptureError, GraphedStep, why_not_graphed, will_graph
 from vgbench.losses import LOSSES, LossFunction
 from vgbench.model import MLP, Trace, auto_weight_init, build_model
-from vgbench.monitor import GradientMonitor, jacobian_spectrum
+from vgbench.monitor import GradientMonitor, Sent, jacobian_spectrum
 from vgbench.optim import StackedOptimizer, build_optimizer
 from vgbench.placement import Placement
 from vgbench.precision import MixedPrecision
@@ -81,6 +81,16 @@ class Run:
     recent: dict[str, float] = field(default_factory=dict)  # train_loss, train_acc over the last log interval
 
 
+@dataclass
+class InFlight:
+    """A measured step's statistics on their way to the host (GradientMonitor.send): the runs it measured (those
+    training then) and the epoch it is recorded under."""
+
+    sent: Sent
+    runs: list[Run]
+    epoch: int
+
+
 def run_prefix(run_dir: Path, stack_size: int) -> str:
     """What a log line about one run starts with: its folder's name when it shares a stack."""
     return f"{run_dir.name}: " if stack_size > 1 else ""
@@ -116,6 +126,7 @@ class Stack:
     # "measured" (the monitor's steps, without histograms)
     graphs: dict[str, GraphedStep] = field(default_factory=dict)
     graphed_steps: int = 0  # steps this process ran from a CUDA graph
+    in_flight: list[InFlight] = field(default_factory=list)  # measured steps sent, not yet recorded (`record`)
 
     def __post_init__(self) -> None:
         self.loss_sum = torch.zeros(len(self.training), device=self.device)
@@ -321,10 +332,23 @@ def device_step(stack: Stack, idx: Tensor, trace: Trace | None = None) -> Tensor
 
 
 def record(stack: Stack, table: Tensor, epoch: int, histogram_values: list[Tensor]) -> None:
-    """A measured step's statistics (`device_step`'s table) to each run's recorder, in one host transfer."""
-    measurements = stack.monitor.measurements(stack.step, table, [BATCH_LOSS], histogram_values)
-    for run, measurement in zip(stack.training, measurements, strict=True):
-        run.recorder.measurement(measurement, epoch)
+    """A measured step's statistics (`device_step`'s table) to each run's recorder, in one host transfer,
+    started now and read at the next measured step or log event, whichever comes first (`deliver`): on a
+    GPU the host writes one measured step's records while the device runs the next step."""
+    sent = stack.monitor.send(stack.step, table, [BATCH_LOSS], histogram_values)
+    stack.in_flight.append(InFlight(sent, list(stack.training), epoch))
+    deliver(stack, keep_last=True)
+
+
+def deliver(stack: Stack, keep_last: bool = False) -> None:
+    """Each measured step sent to the host (`record`), read and handed to its runs' recorders, oldest first;
+    with `keep_last`, all but the newest, still on its way."""
+    arrived = stack.in_flight[:-1] if keep_last else stack.in_flight
+    stack.in_flight = stack.in_flight[-1:] if keep_last else []
+    for item in arrived:
+        measurements = stack.monitor.received(item.sent)
+        for run, measurement in zip(item.runs, measurements, strict=True):
+            run.recorder.measurement(measurement, item.epoch)
 
 
 def graphed_step(stack: Stack, kind: str, idx: Tensor, measured_in_epoch: int | None = None) -> None:
@@ -365,7 +389,8 @@ def train_epoch(stack: Stack, epoch: int) -> None:
     Divergence and the train_* targets are checked at each log event (every `trainer.log_every_n_steps`
     steps and the epoch's last): once a run's loss is NaN or infinite its running sum stays so, and checking
     every step would cost a host sync per step. A diverged run, or one whose stop condition holds (tested and
-    summarised there: `finish`), leaves the stack there (`Stack.drop`); its stack-mates go on.
+    summarised there: `finish`), leaves the stack there (`Stack.drop`); its stack-mates go on. Each log event
+    first records the measured steps still on their way to the host (`record`).
     """
     train, monitor = stack.data.train, stack.monitor
     batch_size, log_every = stack.shape.data.batch_size, stack.shape.trainer.log_every_n_steps
@@ -395,6 +420,7 @@ def train_epoch(stack: Stack, epoch: int) -> None:
         stack.step += 1
         seen += idx.shape[1]
         if batch % log_every == 0 or batch == num_batches:
+            deliver(stack)  # every measured step recorded before a run can stop or leave
             loss_sums, corrects = torch.stack([stack.loss_sum, stack.correct]).tolist()  # the one host sync
             leaving, stopping = [], []
             for run, loss_sum, correct in zip(stack.training, loss_sums, corrects, strict=True):
