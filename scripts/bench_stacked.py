@@ -16,7 +16,10 @@
                 each (hydra.launcher.max_stack=K), of 1 and 2 epochs: the wall time of one epoch, start-up
                 included (target at K = 1024: < 10 s), and from the difference the steady epoch, in useful
                 TFLOP/s (the matrix products an MLP step must compute, `training_flops`) against the device's
-                fp32 peak without tensor cores (target at K = 512: >= half of it). No process-per-run side.
+                fp32 peak without tensor cores. The steady epoch holds its end too (every run's checkpoint,
+                tables and evaluation), so each K's training steps are also timed alone, in this process
+                (`step_seconds`: replayed from the CUDA graph, no monitor, no files): the steady state of
+                the device's work (target at K = 512: >= half of the peak). No process-per-run side.
   --mode demo   `make demo`'s sweep (the vanishing preset: 3 seeds, one epoch, stacked, report) against the
                 demo before stacking (one seed, three epochs, the parallel launcher, report). Target: <= 1.3x.
 
@@ -28,6 +31,7 @@ The ratio is printed last.
 from __future__ import annotations
 
 import argparse
+import copy
 import json
 import subprocess
 import sys
@@ -50,6 +54,44 @@ def training_flops(sizes: list[int], batch: int) -> int:
     is quoted for."""
     products = [n_in * n_out for n_in, n_out in zip(sizes[:-1], sizes[1:], strict=True)]
     return 2 * batch * (2 * sum(products) + sum(products[1:]))
+
+
+def step_seconds(runs: int, device: str, steps: int, overrides: list[str] = SHAPE) -> float:
+    """The seconds of one training step of a K-run stack of `overrides`' shape, alone: `steps` full batches
+    (replayed from the stack's CUDA graph where it has one, else op by op) after a warm-up and the capture,
+    timed between two synchronisations of the device; the monitor off, nothing written."""
+    import torch
+
+    from vgbench.checkpoint import RunFolder
+    from vgbench.config import compose_config
+    from vgbench.placement import Placement
+    from vgbench.train import graphed_step, setup, train_step
+
+    shape = compose_config([*overrides, f"trainer.device={device}", "monitor.enabled=false"])
+    cfgs = []
+    for seed in range(runs):  # one composition, K copies: Hydra composes a config in tens of milliseconds
+        cfg = copy.deepcopy(shape)
+        cfg.trainer.seed = seed
+        cfgs.append(cfg)
+    with tempfile.TemporaryDirectory() as folder:
+        stack = setup([RunFolder(Path(folder) / str(k)) for k in range(runs)], cfgs, Placement(progress=False))
+        idx = torch.arange(stack.shape.data.batch_size, device=stack.device).expand(runs, -1)
+
+        def step() -> None:
+            if "plain" in stack.graphs:
+                graphed_step(stack, "plain", idx)
+            else:
+                train_step(stack, idx)
+
+        sync = torch.cuda.synchronize if stack.device.type == "cuda" else lambda: None
+        for _ in range(5):  # the warm-up steps and the capture
+            step()
+        sync()
+        started = time.perf_counter()
+        for _ in range(steps):
+            step()
+        sync()
+        return (time.perf_counter() - started) / steps
 
 
 def sweep_seconds(args: list[str], expected_runs: int) -> float:
@@ -175,9 +217,12 @@ def scale(args: argparse.Namespace) -> dict:
     name = torch.cuda.get_device_name(0) if device.startswith("cuda") and torch.cuda.is_available() else device
     peak = args.peak_tflops or next((v for k, v in FP32_PEAK_TFLOPS.items() if k in name), None)
     runs_list = [int(k) for k in (args.runs or "256,512,1024").split(",")]
-    flops = training_flops([784, *[128] * 10, 10], 64) * MNIST_TRAIN_STEPS
+    step_flops = training_flops([784, *[128] * 10, 10], 64)
+    flops = step_flops * MNIST_TRAIN_STEPS
     figures: dict = {"device": name, "peak_tflops": peak, "flops_per_run_epoch": flops}
     for runs in runs_list:
+        alone = step_seconds(runs, device, steps=200)
+        steps_tflops = runs * step_flops / alone / 1e12
         seconds = {}
         for epochs in (1, 2):
             grid = [
@@ -198,11 +243,18 @@ def scale(args: argparse.Namespace) -> dict:
             "steady_epoch_s": steady,
             "useful_tflops": tflops,
             "of_peak": tflops / peak if peak else None,
+            "step_alone_s": alone,
+            "steps_useful_tflops": steps_tflops,
+            "steps_of_peak": steps_tflops / peak if peak else None,
         }
-        share = f", {tflops / peak:.0%} of its {peak:g}" if peak else ""
+
+        def share(value: float) -> str:
+            return f", {value / peak:.0%} of its {peak:g}" if peak else ""
+
         print(
             f"K={runs}: one epoch {seconds[1]:.1f} s with start-up; one more {steady:.2f} s: "
-            f"{tflops:.2f} useful TFLOP/s{share}",
+            f"{tflops:.2f} useful TFLOP/s{share(tflops)}; a step alone {alone * 1e3:.2f} ms: "
+            f"{steps_tflops:.2f} useful TFLOP/s{share(steps_tflops)}",
             flush=True,
         )
     last = figures[f"K={runs_list[-1]}"]

@@ -17,8 +17,8 @@
 # 4. the epoch benchmark on CUDA: vgbench against the pytorch/examples way, fp32 and bf16
 # 5. the monitor's overhead on CUDA (every step measured: replayed from the measured steps' graph)
 # 6. a 16-run sweep on one GPU through the parallel launcher
-# 7. stacks of 256, 512 and 1024 runs of one 10x128 MLP: one epoch with its start-up, and the steady epoch
-#    in useful TFLOP/s against the device's fp32 peak (scripts/bench_stacked.py --mode scale)
+# 7. stacks of 256, 512 and 1024 runs of one 10x128 MLP: one epoch with its start-up, the steady epoch and
+#    the training steps alone in useful TFLOP/s against the device's fp32 peak (bench_stacked.py --mode scale)
 # 8. where a stacked step's time goes (scripts/profile_stack.py: host against device, and a CUDA graph's replay)
 #    and a 64-run stack's epoch (scripts/profile_epoch.py: replayed steps, measured steps, files, ...)
 set -uo pipefail

@@ -76,3 +76,22 @@ def test_the_scale_benchmark_counts_an_mlp_steps_flops_as_torch_does():
     with FlopCounterMode(display=False) as counter:
         model(torch.randn(64, 784)).sum().backward()
     assert bench.training_flops(sizes, 64) == counter.get_total_flops()
+
+
+def test_the_scale_benchmark_times_a_stacks_steps_alone(monkeypatch):
+    """bench_stacked.py's `step_seconds` (the steady state of the device's work at each K) trains the stack
+    it times: K runs, their weights moved by the timed steps, nothing written."""
+    import importlib.util
+
+    spec = importlib.util.spec_from_file_location("bench_stacked", REPO / "scripts" / "bench_stacked.py")
+    bench = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(bench)
+    from vgbench import train
+
+    built, setup = [], train.setup
+    monkeypatch.setattr(train, "setup", lambda *args, **kwargs: built.append(setup(*args, **kwargs)) or built[-1])
+    shape = ["data=synthetic", "data.num_train=256", "model.depth=3", "model.width=16"]
+    seconds = bench.step_seconds(3, "cpu", steps=4, overrides=shape)
+    [stack] = built
+    assert seconds > 0 and len(stack.runs) == 3 and stack.monitor is None
+    assert stack.optimizer.steps == 5 + 4 and stack.seeds == [0, 1, 2]
