@@ -1,10 +1,12 @@
 """TensorBoard event files written directly (vgbench.event_files): checksums in C, the same as the stub's;
 files that TensorBoard reads back as it reads SummaryWriter's."""
 
+import math
 import os
 import struct
 from pathlib import Path
 
+import pytest
 from tensorboard.compat.proto.summary_pb2 import Summary
 from tensorboard.compat.tensorflow_stub import pywrap_tensorflow
 from tensorboard.summary.writer import record_writer
@@ -77,3 +79,42 @@ def test_events_reach_the_disk_within_the_flush_interval(tmp_path: Path):
     buffered.close()
     assert buffered.path.stat().st_size == prompt.path.stat().st_size
     prompt.close()
+
+
+@pytest.mark.parametrize(
+    "values",
+    [
+        {"loss": 0.25},
+        {f"grad_norm/weight/layer_{i:02d}": 1.5**i - 7 for i in range(60)} | {"lr": 0.1},
+        {"zero": 0.0, "minus_zero": -0.0, "tiny": 1e-45, "huge": 3e38, "inf": math.inf, "-inf": -math.inf},
+        {"t" * 300: 1.0, "é/ü": 2.0, "": 3.0},  # a tag past one varint byte, UTF-8, empty
+        {"int": 3, "beyond float32": 1e40, "below": -1e40},
+    ],
+)
+def test_a_scalar_summary_is_the_bytes_protobuf_makes(values):
+    expected = Summary(value=[Summary.Value(tag=tag, simple_value=value) for tag, value in values.items()])
+    encoder = event_files.ScalarSummary()
+    assert encoder.encode(values) == expected.SerializeToString()
+    assert encoder.encode(values) == expected.SerializeToString()  # the second time from the kept layout
+    changed = {tag: value * 2 + 1 for tag, value in values.items()}
+    again = Summary(value=[Summary.Value(tag=tag, simple_value=value) for tag, value in changed.items()])
+    assert encoder.encode(changed) == again.SerializeToString()
+
+
+def test_a_nan_scalar_reads_back_as_nan():
+    (value,) = Summary.FromString(event_files.ScalarSummary().encode({"loss": math.nan})).value
+    assert value.tag == "loss" and math.isnan(value.simple_value)
+
+
+@pytest.mark.parametrize("step", [0, 1, 127, 128, 300_000, 2**40])
+def test_a_summary_event_in_wire_format_is_the_event_protobuf_makes(tmp_path, monkeypatch, step):
+    """EventFile.add_summary_bytes frames the same record as add_summary: wall time, step (left out at 0,
+    as protobuf leaves out a default) and summary."""
+    monkeypatch.setattr(event_files.time, "time", lambda: 1764790000.125)
+    summary = Summary(value=[Summary.Value(tag="loss", simple_value=0.5), Summary.Value(tag="acc", simple_value=1)])
+    by_hand, by_protobuf = event_files.EventFile(tmp_path / "a"), event_files.EventFile(tmp_path / "b")
+    by_hand.add_summary_bytes(summary.SerializeToString(), step)
+    by_protobuf.add_summary(summary, step)
+    by_hand.close()
+    by_protobuf.close()
+    assert by_hand.path.read_bytes() == by_protobuf.path.read_bytes()

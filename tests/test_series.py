@@ -84,32 +84,40 @@ def test_a_series_writes_its_files_again_only_when_it_holds_new_rows(tmp_path, m
     assert writes == ["layers.csv", "steps.csv"] * 3
 
 
-def test_a_csv_table_formats_each_row_once_and_equals_the_whole_table(monkeypatch):
+def test_a_csv_table_formats_each_row_once_and_equals_the_whole_table():
     rows = [{"step": 0, "loss": 2.5}, {"step": 1, "loss": float("nan"), "note": "a, b"}]
 
-    def whole(columns, order):  # these rows formatted from scratch (csv.writer: the count below is DictWriter's)
+    def whole(columns, order):  # these rows formatted from scratch
         buffer = io.StringIO()
-        writer = csv.writer(buffer, lineterminator="\n")
-        writer.writerows([columns, *([rows[i].get(column, "") for column in columns] for i in order)])
+        writer = csv.DictWriter(buffer, fieldnames=columns, lineterminator="\n")
+        writer.writeheader()
+        writer.writerows([rows[i] for i in order])
         return buffer.getvalue()
+
+    formatted = []
+
+    class Counting:  # the table's csv writer, counting the rows it formats
+        def __init__(self, writer):
+            self.writer = writer
+
+        def writerow(self, row):
+            return self.writer.writerow(row)
+
+        def writerows(self, new):
+            formatted.append(len(new))
+            return self.writer.writerows(new)
 
     table = CsvTable(columns=["step"])
     assert table.text == "step\n"
     table.add(rows[:1])
     assert table.text == whole(["step", "loss"], [0])
-    formatted = []
-    original = csv.DictWriter.writerows
-
-    def counted(writer, new):
-        formatted.append(len(new))
-        return original(writer, new)
-
-    monkeypatch.setattr(csv.DictWriter, "writerows", counted)
+    table.writer = Counting(table.writer)
     rows.append({"step": 2, "loss": 1.25})
     table.add(rows[2:])  # a new column ("note") comes with row 1: the header and every row again
     table.add(rows[1:2])
     assert table.text == whole(["step", "loss", "note"], [0, 2, 1])
     resumed = CsvTable(table.text)  # from a checkpoint's text
+    resumed.writer = Counting(resumed.writer)
     rows.append({"step": 3, "loss": 1.0})
     resumed.add(rows[3:])
     assert resumed.columns == ["step", "loss", "note"] and resumed.text == whole(["step", "loss", "note"], [0, 2, 1, 3])

@@ -323,3 +323,22 @@ def test_the_theory_text_states_prediction_measurement_and_the_mean_field_limit(
     assert f"predicted {prediction['delta_ratio']:.3e} (Monte Carlo at this width" in body
     assert f"the mean-field limit {prediction['mean_field_delta_ratio']:.3e}" in body
     assert "(2.00x)" in body and body.count("\n| ") == 6  # the header's separator row and 5 layers
+
+
+def test_scalars_go_into_a_users_own_summary_writer(tmp_path):
+    """Given a user's SummaryWriter (vgbench.watch's `writer`), the hand-encoded scalars go through its own file
+    writer as protobufs, and read back as written; the writer stays open for its owner."""
+    from torch.utils.tensorboard import SummaryWriter
+
+    from vgbench.tb_writer import TensorBoardWriter
+
+    users = SummaryWriter(str(tmp_path))
+    writer = TensorBoardWriter(tmp_path, n_layers=2, writer=users)
+    writer.add_scalars({"grad_norm/weight/layer_01": 0.125, "lr": 0.5}, step=7)
+    writer.close()
+    users.add_scalar("mine", 3.0, 8)  # still open
+    users.close()
+    accumulator = events(tmp_path)
+    assert [(e.step, e.value) for e in accumulator.Scalars("grad_norm/weight/layer_01")] == [(7, 0.125)]
+    assert [(e.step, e.value) for e in accumulator.Scalars("lr")] == [(7, 0.5)]
+    assert [(e.step, e.value) for e in accumulator.Scalars("mine")] == [(8, 3.0)]

@@ -95,9 +95,9 @@ class CsvTable:
     def __init__(self, text: str = "", columns: Sequence[str] = ()) -> None:
         self.columns: list[str] = next(csv.reader([text.split("\n", 1)[0]])) if text else []
         self.chunks = [text] if text else []  # joined when read: a long run adds thousands of rows
-        self.buffer = io.StringIO()  # one writer while the columns stay: a measured step adds rows each time
-        self.writer = csv.DictWriter(self.buffer, fieldnames=self.columns, lineterminator="\n")
-        self.add([], columns)
+        self.buffer = io.StringIO()
+        self.writer = csv.writer(self.buffer, lineterminator="\n")  # rows as lists: DictWriter's own check of
+        self.add([], columns)  # each row's keys is a Python call per row, and `add` knows the columns already
 
     @property
     def text(self) -> str:
@@ -113,10 +113,9 @@ class CsvTable:
         if new_columns:  # the first rows, or a key the loop sent along anew: every row again, under a new header
             rows = [*csv.DictReader(io.StringIO(self.text)), *rows]
             self.columns, self.chunks = self.columns + new_columns, []
-            self.writer = csv.DictWriter(self.buffer, fieldnames=self.columns, lineterminator="\n")
             if self.columns:
-                self.writer.writeheader()
-        self.writer.writerows(rows)
+                self.writer.writerow(self.columns)
+        self.writer.writerows([[row.get(column) for column in self.columns] for row in rows])  # None: empty
         self.chunks.append(self.buffer.getvalue())
         self.buffer.seek(0)
         self.buffer.truncate()

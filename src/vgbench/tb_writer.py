@@ -16,6 +16,7 @@ the checkpoint covers.
 
 from __future__ import annotations
 
+import functools
 import math
 import time
 from pathlib import Path
@@ -28,7 +29,7 @@ from tensorboard.compat.proto.summary_pb2 import HistogramProto, Summary
 from torch.utils.tensorboard.summary import custom_scalars, image, text
 from torch.utils.tensorboard.summary import hparams as hparams_summaries
 
-from vgbench.event_files import EventFile
+from vgbench.event_files import EventFile, ScalarSummary
 from vgbench.monitor import HIDDEN_METRICS, LAYER_METRICS, Measurement
 
 # The HParams table: columns from the config, metrics from the summary (key paths in summary.json)
@@ -73,6 +74,17 @@ def lookup(tree: dict[str, Any], path: str) -> Any:
 
 def layer_tag(metric: str, layer: int, n_layers: int) -> str:
     return f"{metric}/layer_{layer:0{max(2, len(str(n_layers)))}d}"
+
+
+@functools.cache
+def layer_tags(metric: str, count: int, n_layers: int) -> list[str]:
+    """`metric`'s tag for each of `count` layers, formatted once in a process (a measured step logs 60 or more
+    in each run, and a stack's runs share them)."""
+    return [layer_tag(metric, index + 1, n_layers) for index in range(count)]
+
+
+# one for every writer of the process: a stack's runs log the same tags, whose layout is made once
+SCALAR_SUMMARY = ScalarSummary()
 
 
 def histogram(tag: str, values: torch.Tensor, bins: int) -> Summary:
@@ -190,27 +202,23 @@ class TensorBoardWriter:
         else:
             self.events = writer.file_writer
         self.n_layers = n_layers
-        self.tags: dict[tuple[str, int], list[str]] = {}
         self.events.add_summary(custom_scalars(custom_scalars_layout()), 0)
 
     def add_scalars(self, values: dict[str, float], step: int) -> None:
-        """Many scalars in one event: one protobuf and one write instead of one per tag (60+ per step)."""
-        summary = Summary(value=[Summary.Value(tag=tag, simple_value=value) for tag, value in values.items()])
-        self.events.add_summary(summary, step)
-
-    def layer_tags(self, metric: str, count: int) -> list[str]:
-        """`metric`'s tag for each of `count` layers, formatted once (a measured step logs 60 or more)."""
-        key = (metric, count)
-        if key not in self.tags:
-            self.tags[key] = [layer_tag(metric, index + 1, self.n_layers) for index in range(count)]
-        return self.tags[key]
+        """Many scalars in one event: one Summary and one write instead of one per tag (60+ per step), its
+        bytes encoded by hand (vgbench.event_files.ScalarSummary)."""
+        summary = SCALAR_SUMMARY.encode(values)
+        if isinstance(self.events, EventFile):
+            self.events.add_summary_bytes(summary, step)
+        else:  # a user's SummaryWriter's file writer takes protobufs
+            self.events.add_summary(Summary.FromString(summary), step)
 
     def measurement(self, measurement: Measurement) -> None:
         step = measurement.step
         scalars = {
             tag: value
             for metric, values in measurement.layers.items()
-            for tag, value in zip(self.layer_tags(metric, len(values)), values, strict=True)
+            for tag, value in zip(layer_tags(metric, len(values), self.n_layers), values, strict=True)
         }
         scalars["grad_ratio/first_to_last"] = measurement.first_to_last_grad_ratio
         scalars["delta_ratio/first_to_last"] = measurement.first_to_last_delta_ratio
