@@ -235,7 +235,7 @@ def test_the_gradient_profile_image_draws_each_layers_orders_of_magnitude():
         first_to_last_grad_ratio=1e-6,
         first_to_last_delta_ratio=1.0,
     )
-    image = gradient_profile_image(measurement, "epoch 1")
+    image = np.asarray(gradient_profile_image(measurement, "epoch 1").convert("RGB"))
     assert image.shape == (PROFILE_SIZE[1], PROFILE_SIZE[0], 3) and image.dtype == np.uint8
     left, _, right, _ = PROFILE_MARGINS
     slot = (PROFILE_SIZE[0] - left - right) / 4
@@ -342,3 +342,25 @@ def test_scalars_go_into_a_users_own_summary_writer(tmp_path):
     assert [(e.step, e.value) for e in accumulator.Scalars("grad_norm/weight/layer_01")] == [(7, 0.125)]
     assert [(e.step, e.value) for e in accumulator.Scalars("lr")] == [(7, 0.5)]
     assert [(e.step, e.value) for e in accumulator.Scalars("mine")] == [(8, 3.0)]
+
+
+def test_the_gradient_profile_reaches_tensorboard_as_the_image_drawn(tmp_path):
+    """The epoch's profile goes to the Images tab as a PNG that decodes to the very pixels drawn."""
+    import io
+
+    import numpy as np
+    from PIL import Image
+
+    from vgbench.monitor import Measurement
+    from vgbench.tb_writer import BAR_COLOUR, TensorBoardWriter, gradient_profile_image
+
+    norms = {"grad_norm/weight": [1e-5, 1e-2, 0.5]}
+    profile = Measurement(9, norms, total_grad_norm=1.0, first_to_last_grad_ratio=2e-5, first_to_last_delta_ratio=1.0)
+    writer = TensorBoardWriter(tmp_path, n_layers=3)
+    writer.epoch_end(9, {"epoch": 2, "train_loss": 0.5}, 0.1, profile)
+    writer.close()
+    [event] = events(tmp_path).Images("gradient_profile")
+    decoded = np.asarray(Image.open(io.BytesIO(event.encoded_image_string)).convert("RGB"))
+    drawn = np.asarray(gradient_profile_image(profile, "epoch 2, step 9").convert("RGB"))
+    assert event.step == 9 and (event.width, event.height) == (drawn.shape[1], drawn.shape[0])
+    assert np.array_equal(decoded, drawn) and (drawn == BAR_COLOUR).all(axis=2).sum() > 1000
