@@ -4,6 +4,7 @@ import math
 
 import pytest
 import torch
+from torch import nn
 
 from tests.conftest import make_cfg
 from vgbench.errors import ConfigError
@@ -158,3 +159,43 @@ def test_depth_one_hundred_builds_and_runs():
     model = build_model([cfg], 784, 10)
     assert len(model.linears()) == 101
     assert torch.isfinite(model(torch.randn(1, 2, 784))).all()
+
+
+def global_draw(init: str, weight: torch.Tensor, cfg) -> None:
+    """What nn.init draws for each init from the global generator, as the runs were drawn before."""
+    fan_in = weight.shape[1]
+    {
+        "xavier_normal": lambda: nn.init.xavier_normal_(weight),
+        "kaiming_uniform": lambda: nn.init.kaiming_uniform_(weight, a=0, nonlinearity="relu"),
+        "orthogonal": lambda: nn.init.orthogonal_(weight, gain=math.sqrt(cfg.model.sigma_w2)),
+        "normal": lambda: nn.init.normal_(weight, 0.0, cfg.model.init_std),
+        "gaussian": lambda: nn.init.normal_(weight, 0.0, math.sqrt(cfg.model.sigma_w2 / fan_in)),
+    }[init]()
+
+
+@pytest.mark.parametrize(
+    "init", ["pytorch_default", "xavier_normal", "kaiming_uniform", "orthogonal", "normal", "gaussian"]
+)
+def test_runs_drawn_on_several_threads_are_the_runs_torch_manual_seed_draws(init):
+    """Each run draws from a generator of its own, so a stack's runs can be drawn on threads at once: the same
+    weights as on one thread, the same as torch.manual_seed(seed) and nn.init on the global generator (nn.Linear
+    itself for pytorch_default), and the global generator left as it was."""
+    overrides = ["model.depth=3", "model.width=16", "activation=relu", f"model.init={init}", "model.sigma_w2=1.7"]
+    bias = "auto" if init == "pytorch_default" else "normal"
+    cfgs = [make_cfg(*overrides, f"model.bias_init={bias}", f"trainer.seed={s}") for s in (3, 1, 4, 1, 5)]
+    before = torch.random.get_rng_state()
+    threaded, serial = build_model(cfgs, 12, 5, threads=4), build_model(cfgs, 12, 5)
+    assert torch.equal(torch.random.get_rng_state(), before)
+    for run, cfg in enumerate(cfgs):
+        torch.manual_seed(cfg.trainer.seed)
+        for linear in threaded.linears():
+            if init == "pytorch_default":
+                expected = nn.Linear(linear.in_features, linear.out_features)
+                weight, bias_values = expected.weight.detach(), expected.bias.detach()
+            else:
+                weight = torch.empty(linear.out_features, linear.in_features)
+                global_draw(init, weight, cfg)
+                bias_values = nn.init.normal_(torch.empty(linear.out_features), 0.0, cfg.model.bias_std)
+            assert torch.equal(linear.weight[run], weight.T) and torch.equal(linear.bias[run], bias_values)
+    for a, b in zip(threaded.parameters(), serial.parameters(), strict=True):
+        assert torch.equal(a, b)

@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import math
 from collections.abc import Callable, Sequence
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -236,11 +237,11 @@ class MLP(nn.Module):
 
 @dataclass(frozen=True)
 class WeightInit:
-    """`draw(weight, activation, model_cfg)` fills one run's [out, in] matrix in place; `variance(fan_in,
-    fan_out, activation, model_cfg)` is the variance of each entry it draws (sigma_w^2 = variance * fan_in).
-    model_cfg: the run's model config (init_std, sigma_w2)."""
+    """`draw(weight, activation, model_cfg, generator)` fills one run's [out, in] matrix in place from the
+    run's own generator; `variance(fan_in, fan_out, activation, model_cfg)` is the variance of each entry it
+    draws (sigma_w^2 = variance * fan_in). model_cfg: the run's model config (init_std, sigma_w2)."""
 
-    draw: Callable[[Tensor, Activation, Any], None]
+    draw: Callable[[Tensor, Activation, Any, torch.Generator], None]
     variance: Callable[[int, int, Activation, Any], float]
 
 
@@ -248,23 +249,25 @@ def _kaiming_gain(activation: Activation) -> float:
     return nn.init.calculate_gain(activation.kaiming_nonlinearity or "relu", activation.kaiming_param)
 
 
-def _kaiming_uniform(weight: Tensor, activation: Activation, cfg: Any) -> None:
-    nn.init.kaiming_uniform_(weight, a=activation.kaiming_param, nonlinearity=activation.kaiming_nonlinearity or "relu")
+def _kaiming_uniform(weight: Tensor, activation: Activation, cfg: Any, generator: torch.Generator) -> None:
+    nonlinearity = activation.kaiming_nonlinearity or "relu"
+    nn.init.kaiming_uniform_(weight, a=activation.kaiming_param, nonlinearity=nonlinearity, generator=generator)
 
 
-def _kaiming_normal(weight: Tensor, activation: Activation, cfg: Any) -> None:
-    nn.init.kaiming_normal_(weight, a=activation.kaiming_param, nonlinearity=activation.kaiming_nonlinearity or "relu")
+def _kaiming_normal(weight: Tensor, activation: Activation, cfg: Any, generator: torch.Generator) -> None:
+    nonlinearity = activation.kaiming_nonlinearity or "relu"
+    nn.init.kaiming_normal_(weight, a=activation.kaiming_param, nonlinearity=nonlinearity, generator=generator)
 
 
-def _uniform_standard(weight: Tensor, activation: Activation, cfg: Any) -> None:
+def _uniform_standard(weight: Tensor, activation: Activation, cfg: Any, generator: torch.Generator) -> None:
     """The "standard" init of Glorot & Bengio (2010), eq. 1: U[-1/sqrt(fan_in), 1/sqrt(fan_in)]."""
     bound = 1 / math.sqrt(weight.shape[1])
-    nn.init.uniform_(weight, -bound, bound)
+    nn.init.uniform_(weight, -bound, bound, generator=generator)
 
 
-def _gaussian(weight: Tensor, activation: Activation, cfg: Any) -> None:
+def _gaussian(weight: Tensor, activation: Activation, cfg: Any, generator: torch.Generator) -> None:
     """The mean-field theory's weights: N(0, sigma_w^2 / fan_in) (model.sigma_w2)."""
-    nn.init.normal_(weight, 0.0, math.sqrt(cfg.sigma_w2 / weight.shape[1]))
+    nn.init.normal_(weight, 0.0, math.sqrt(cfg.sigma_w2 / weight.shape[1]), generator=generator)
 
 
 def _orthogonal_variance(fan_in: int, fan_out: int, activation: Activation, cfg: Any) -> float:
@@ -279,41 +282,51 @@ def auto_weight_init(activation: Activation) -> str:
 
 WEIGHT_INITS: dict[str, WeightInit] = {
     "auto": WeightInit(
-        lambda w, f, c: WEIGHT_INITS[auto_weight_init(f)].draw(w, f, c),
+        lambda w, f, c, g: WEIGHT_INITS[auto_weight_init(f)].draw(w, f, c, g),
         lambda i, o, f, c: WEIGHT_INITS[auto_weight_init(f)].variance(i, o, f, c),
     ),
     # nn.Linear's own, kaiming_uniform_(a=sqrt(5)): the same distribution as uniform_standard
     "pytorch_default": WeightInit(
-        lambda w, f, c: nn.init.kaiming_uniform_(w, a=math.sqrt(5)), lambda i, o, f, c: 1 / (3 * i)
+        lambda w, f, c, g: nn.init.kaiming_uniform_(w, a=math.sqrt(5), generator=g), lambda i, o, f, c: 1 / (3 * i)
     ),
-    "xavier_uniform": WeightInit(lambda w, f, c: nn.init.xavier_uniform_(w), lambda i, o, f, c: 2 / (i + o)),
-    "xavier_normal": WeightInit(lambda w, f, c: nn.init.xavier_normal_(w), lambda i, o, f, c: 2 / (i + o)),
+    "xavier_uniform": WeightInit(
+        lambda w, f, c, g: nn.init.xavier_uniform_(w, generator=g), lambda i, o, f, c: 2 / (i + o)
+    ),
+    "xavier_normal": WeightInit(
+        lambda w, f, c, g: nn.init.xavier_normal_(w, generator=g), lambda i, o, f, c: 2 / (i + o)
+    ),
     "kaiming_uniform": WeightInit(_kaiming_uniform, lambda i, o, f, c: _kaiming_gain(f) ** 2 / i),
     "kaiming_normal": WeightInit(_kaiming_normal, lambda i, o, f, c: _kaiming_gain(f) ** 2 / i),
-    "normal": WeightInit(lambda w, f, c: nn.init.normal_(w, 0.0, c.init_std), lambda i, o, f, c: c.init_std**2),
+    "normal": WeightInit(
+        lambda w, f, c, g: nn.init.normal_(w, 0.0, c.init_std, generator=g), lambda i, o, f, c: c.init_std**2
+    ),
     "uniform_standard": WeightInit(_uniform_standard, lambda i, o, f, c: 1 / (3 * i)),
     "gaussian": WeightInit(_gaussian, lambda i, o, f, c: c.sigma_w2 / i),
     # gain sqrt(model.sigma_w2): 1 by default
-    "orthogonal": WeightInit(lambda w, f, c: nn.init.orthogonal_(w, gain=math.sqrt(c.sigma_w2)), _orthogonal_variance),
+    "orthogonal": WeightInit(
+        lambda w, f, c, g: nn.init.orthogonal_(w, gain=math.sqrt(c.sigma_w2), generator=g), _orthogonal_variance
+    ),
 }
 
 
 @dataclass(frozen=True)
 class BiasInit:
-    """`draw(bias, fan_in, std)` fills one run's bias in place; `variance(fan_in, std)` is sigma_b^2."""
+    """`draw(bias, fan_in, std, generator)` fills one run's bias in place from the run's own generator;
+    `variance(fan_in, std)` is sigma_b^2."""
 
-    draw: Callable[[Tensor, int, float], None]
+    draw: Callable[[Tensor, int, float, torch.Generator], None]
     variance: Callable[[int, float], float]
 
 
-def _pytorch_bias(bias: Tensor, fan_in: int, std: float) -> None:
-    nn.init.uniform_(bias, -1 / math.sqrt(fan_in), 1 / math.sqrt(fan_in))
+def _pytorch_bias(bias: Tensor, fan_in: int, std: float, generator: torch.Generator) -> None:
+    nn.init.uniform_(bias, -1 / math.sqrt(fan_in), 1 / math.sqrt(fan_in), generator=generator)
 
 
 BIAS_INITS: dict[str, BiasInit] = {
-    "zeros": BiasInit(lambda b, fan_in, s: nn.init.zeros_(b), lambda fan_in, s: 0.0),
+    "zeros": BiasInit(lambda b, fan_in, s, g: nn.init.zeros_(b), lambda fan_in, s: 0.0),
     "pytorch_default": BiasInit(_pytorch_bias, lambda fan_in, s: 1 / (3 * fan_in)),
-    "normal": BiasInit(lambda b, fan_in, s: nn.init.normal_(b, 0.0, s), lambda fan_in, s: s**2),  # model.bias_std
+    # model.bias_std
+    "normal": BiasInit(lambda b, fan_in, s, g: nn.init.normal_(b, 0.0, s, generator=g), lambda fan_in, s: s**2),
 }
 
 
@@ -327,24 +340,25 @@ def bias_scheme(bias_init: str, weight_init: str) -> str:
 
 @torch.no_grad()
 def init_run_(model: MLP, run: int, model_cfg: DictConfig, seed: int) -> None:
-    """Draw run `run`'s weights and biases from its own seed (CPU generator; the global RNG is left as
-    it was). Layer by layer from the input: the weight, then the bias."""
+    """Draw run `run`'s weights and biases from a CPU generator of its own, seeded with `seed` (the same
+    numbers as torch.manual_seed(seed) then the draws; the global generator is left alone, so runs can be
+    drawn on several threads at once). Layer by layer from the input: the weight, then the bias."""
     weight_init = WEIGHT_INITS[model_cfg.init]
     bias_init = BIAS_INITS[bias_scheme(model_cfg.bias_init, model_cfg.init)]
-    with torch.random.fork_rng(devices=[]):
-        torch.manual_seed(seed)
-        for linear in model.linears():
-            weight = torch.empty(linear.out_features, linear.in_features)
-            weight_init.draw(weight, model.activation, model_cfg)
-            bias = torch.empty(linear.out_features)
-            bias_init.draw(bias, linear.in_features, model_cfg.bias_std)
-            linear.weight[run].copy_(weight.T)
-            linear.bias[run].copy_(bias)
+    generator = torch.Generator().manual_seed(seed)
+    for linear in model.linears():
+        weight = torch.empty(linear.out_features, linear.in_features)
+        weight_init.draw(weight, model.activation, model_cfg, generator)
+        bias = torch.empty(linear.out_features)
+        bias_init.draw(bias, linear.in_features, model_cfg.bias_std, generator)
+        linear.weight[run].copy_(weight.T)
+        linear.bias[run].copy_(bias)
 
 
-def build_model(cfgs: Sequence[DictConfig], in_features: int, num_classes: int) -> MLP:
+def build_model(cfgs: Sequence[DictConfig], in_features: int, num_classes: int, threads: int = 1) -> MLP:
     """The MLP for a stack of runs (one config each; they share the shape), each run initialised from
-    its own seed and init settings, on the CPU."""
+    its own seed and init settings, on the CPU, on `threads` threads (a generator draws one number after
+    another: a thousand runs' draws take seconds on one)."""
     shape = cfgs[0]
     activation = activation_from_config(shape.activation)
     model = MLP(
@@ -357,6 +371,11 @@ def build_model(cfgs: Sequence[DictConfig], in_features: int, num_classes: int) 
         residual=shape.model.residual,
         dropout=shape.model.dropout,
     )
-    for run, cfg in enumerate(cfgs):
-        init_run_(model, run, cfg.model, cfg.trainer.seed)
+    drawn = [(run, cfg.model, cfg.trainer.seed) for run, cfg in enumerate(cfgs)]
+    if threads > 1 and len(cfgs) > 1:
+        with ThreadPoolExecutor(min(threads, len(cfgs))) as pool:
+            list(pool.map(lambda item: init_run_(model, *item), drawn))  # list: a failed draw raises here
+    else:
+        for item in drawn:
+            init_run_(model, *item)
     return model

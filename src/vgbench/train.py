@@ -206,7 +206,7 @@ def setup(
             "underflowed in the backward pass is gone. Measure with amp=none or bf16"
         )
 
-    model = build_model(cfgs, data.num_features, data.num_classes)
+    model = build_model(cfgs, data.num_features, data.num_classes, threads)
     if model.activation.name == "custom" and shape.model.init == "auto":
         log.info(
             "activation=custom: init=auto draws %s (Kaiming is for ReLU-like units; set model.init to choose)",
