@@ -28,6 +28,25 @@ def test_gpu_check_fails_in_one_line_without_cuda(tmp_path):
     assert not list((tmp_path / "out").glob("*.json"))
 
 
+def test_gpu_check_runs_only_the_steps_asked_for(tmp_path):
+    """GPU_CHECK_ONLY (a short lease's part of the check) and GPU_CHECK_SKIP choose the steps; a stand-in
+    for Python that says CUDA is there records what each step would run."""
+    stand_in = tmp_path / "python"
+    calls = tmp_path / "calls"
+    stand_in.write_text(f'#!/bin/sh\necho "$*" >> {calls}\ncase "$*" in *cache_from_source*) echo /x;; esac\n')
+    stand_in.chmod(0o755)
+    env = {"PATH": "/usr/bin:/bin", "PYTHON": str(stand_in), "GPU_CHECK_OUT": str(tmp_path / "out")}
+    env |= {"GPU_CHECK_ONLY": "cuda_tests,scale", "GPU_CHECK_SKIP": "scale"}
+    result = subprocess.run([REPO / "scripts" / "gpu_check.sh"], capture_output=True, text=True, timeout=60, env=env)
+    assert result.returncode == 0, result.stderr
+    finished = [line for line in result.stdout.splitlines() if " exit 0 in " in line]
+    assert [line.split(":")[0].removeprefix("=== ") for line in finished] == ["cuda_tests"]
+    assert "=== scale: skipped (GPU_CHECK_SKIP)" in result.stdout
+    assert "=== monitor: skipped (not in GPU_CHECK_ONLY)" in result.stdout
+    ran = calls.read_text()
+    assert "-m pytest -q -m cuda" in ran and "bench_monitor" not in ran and "bench_stacked" not in ran
+
+
 @pytest.mark.slow
 def test_profile_epoch_times_every_phase_of_the_trainers_epoch(tmp_path):
     """scripts/profile_epoch.py wraps the trainer's own functions: each phase is found and timed, and
