@@ -282,13 +282,15 @@ class GradientMonitor:
 
     @torch.no_grad()
     def send(self, step: int, table: Tensor, extra_names: list[str], histogram_values: list[Tensor]) -> Sent:
-        """Start `measurements`' one transfer. From a GPU it is asynchronous: into pinned memory, after the
-        step on the device's stream (so after the table is written, and before the next step's replay writes
-        it again), and the host goes on at once; `received` waits for it."""
+        """Start `measurements`' one transfer. From a GPU, a table alone goes asynchronously: into pinned
+        memory, after the step on the device's stream (so after the table is written, and before the next
+        step's replay writes it again), and the host goes on at once; `received` waits for it. With histogram
+        values (every run's gradients and activations, up to gigabytes: more than pinned memory should hold)
+        the copy is synchronous, into pageable memory."""
         parts = [part.to(table.dtype) for part in histogram_values]
         values = torch.cat([table.flatten(), *parts])  # a copy: a CUDA graph writes each step's table in place
         done = None
-        if values.is_cuda:
+        if values.is_cuda and not parts:
             host = torch.empty(values.shape, dtype=values.dtype, pin_memory=True)
             host.copy_(values, non_blocking=True)
             done = torch.cuda.Event()

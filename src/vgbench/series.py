@@ -96,8 +96,9 @@ class CsvTable:
         self.columns: list[str] = next(csv.reader([text.split("\n", 1)[0]])) if text else []
         self.chunks = [text] if text else []  # joined when read: a long run adds thousands of rows
         self.buffer = io.StringIO()
-        self.writer = csv.writer(self.buffer, lineterminator="\n")  # rows as lists: DictWriter's own check of
-        self.add([], columns)  # each row's keys is a Python call per row, and `add` knows the columns already
+        # rows go in as lists: DictWriter checks each row's keys with a Python call, and `add` knows the columns
+        self.writer = csv.writer(self.buffer, lineterminator="\n")
+        self.add([], columns)
 
     @property
     def text(self) -> str:
